@@ -1,0 +1,23 @@
+"""jitgrad: define a graph, differentiate it graph-to-graph, compile it, run it.
+
+>>> import numpy as np, jitgrad as jg
+>>> w = jg.input("w", (3,))
+>>> y = jg.sum(w ** 2)
+>>> (g,) = jg.grad(y, [w])
+>>> f = jg.compile([w], [y, g], target="numpy")
+>>> f(np.arange(3.0))
+(array(5.), array([0., 2., 4.]))
+"""
+from . import nn
+from .autodiff import grad, hessian, hvp, jacobian, jvp, stop_gradient, vjp
+from .compile import Executable, compile
+from .functions import (
+    abs, add, astype, broadcast_to, clip, concatenate, cos, divide, dot, elu, equal, erf, exp,
+    expand_dims, expm1, gelu, greater, greater_equal, leaky_relu, less, less_equal, log, log1p,
+    logsumexp, matmul, max, maximum, mean, min, minimum, multiply, negative, not_equal, outer,
+    power, prod, relu, reshape, sigmoid, sign, silu, sin, softplus, sqrt, square, squeeze, stack,
+    subtract, sum, take, tan, tanh, transpose, where,
+)
+from .graph import Tensor, constant, input, param
+
+__version__ = "0.1.0"

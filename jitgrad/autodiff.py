@@ -1,0 +1,162 @@
+"""Differentiation as graph transforms: vjp, jvp and what is built from them.
+
+Both modes walk the nodes between the ``wrt`` Tensors and the outputs and call
+each primitive's rule, which emits ordinary nodes.  So a derivative is a graph
+like any other: it can be compiled, fused, and differentiated again.
+Structurally zero derivatives are ``None`` and never become nodes; integer and
+boolean nodes carry no derivatives.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import functions as b
+from .graph import Tensor, topological_order
+from .primitive import Dim
+
+
+def _differentiable(t: Tensor) -> bool:
+    return np.issubdtype(t.dtype, np.floating)
+
+
+def _as_list(xs, what: str) -> list[Tensor]:
+    if isinstance(xs, Tensor):
+        raise TypeError(f"{what} must be a list of Tensors, got a single Tensor (wrap it in a list)")
+    xs = list(xs)
+    for x in xs:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{what} must hold Tensors, got {type(x).__name__}")
+    return xs
+
+
+def _nodes_between(outputs, wrt) -> list[Tensor]:
+    """Nodes (in topological order) that depend on some ``wrt`` and feed some output."""
+    wrt_ids = {id(w) for w in wrt}
+    depends: set[int] = set()
+    order = topological_order(outputs)
+    for node in order:
+        if id(node) in wrt_ids or any(id(i) in depends for i in node.inputs):
+            if _differentiable(node):
+                depends.add(id(node))
+    return [n for n in order if id(n) in depends]
+
+
+def _check_like(value: Tensor, like: Tensor, what: str) -> Tensor:
+    if value.shape != like.shape:
+        raise ValueError(f"{what} has shape {value.shape}, expected {like.shape}")
+    return b.astype(value, like.dtype) if value.dtype != like.dtype else value
+
+
+def vjp(outputs, wrt, cotangents) -> list[Tensor]:
+    """Reverse mode: ``sum_k cotangents[k] . d outputs[k] / d wrt`` for each ``wrt``.
+
+    Cotangents of a node used several times accumulate; a ``wrt`` entry the
+    outputs do not depend on gets zeros.
+    """
+    outputs, wrt = _as_list(outputs, "outputs"), _as_list(wrt, "wrt")
+    cotangents = [b.as_tensor(c) for c in cotangents]
+    if len(cotangents) != len(outputs):
+        raise ValueError(f"vjp: {len(outputs)} outputs but {len(cotangents)} cotangents")
+    contributions: dict[int, list[Tensor]] = {}
+    for out, ct in zip(outputs, cotangents):
+        contributions.setdefault(id(out), []).append(_check_like(ct, out, "vjp: cotangent"))
+    totals: dict[int, Tensor] = {}
+    for node in reversed(_nodes_between(outputs, wrt)):
+        parts = contributions.pop(id(node), None)
+        if not parts:
+            continue
+        total = parts[0]
+        for p in parts[1:]:
+            total = b.add(total, p)
+        totals[id(node)] = total
+        if not node.inputs:
+            continue
+        input_cts = node.op.vjp(b, total, node, *node.inputs, **node.attrs)
+        for x, ct in zip(node.inputs, input_cts):
+            if ct is not None and _differentiable(x):
+                contributions.setdefault(id(x), []).append(ct)
+    return [totals.get(id(w)) if id(w) in totals else b.zeros_like(w) for w in wrt]
+
+
+def jvp(outputs, wrt, tangents) -> list[Tensor]:
+    """Forward mode: the directional derivative of each output along ``tangents``."""
+    outputs, wrt = _as_list(outputs, "outputs"), _as_list(wrt, "wrt")
+    tangents = [b.as_tensor(t) for t in tangents]
+    if len(tangents) != len(wrt):
+        raise ValueError(f"jvp: {len(wrt)} wrt entries but {len(tangents)} tangents")
+    dots: dict[int, Tensor] = {}
+    for w, t in zip(wrt, tangents):
+        dots[id(w)] = _check_like(t, w, "jvp: tangent")
+    for node in _nodes_between(outputs, wrt):
+        if id(node) in dots or not node.inputs:
+            continue
+        in_dots = tuple(dots.get(id(x)) for x in node.inputs)
+        if all(d is None for d in in_dots):
+            continue
+        dot = node.op.jvp(b, in_dots, node, *node.inputs, **node.attrs)
+        if dot is not None:
+            dots[id(node)] = dot
+    return [dots[id(o)] if id(o) in dots else b.zeros_like(o) for o in outputs]
+
+
+def grad(y: Tensor, wrt) -> list[Tensor]:
+    """Gradients of the scalar ``y`` with respect to each Tensor in ``wrt``.
+
+    >>> import jitgrad as jg
+    >>> w = jg.input("w", (3,))
+    >>> (g,) = jg.grad(jg.sum(w ** 2), [w])      # g = 2 w
+    """
+    if not isinstance(y, Tensor) or y.ndim != 0:
+        shape = y.shape if isinstance(y, Tensor) else type(y).__name__
+        raise ValueError(f"grad: y must be a scalar Tensor (shape ()), got shape {shape}; "
+                         f"use jg.vjp for non-scalar outputs")
+    return vjp([y], wrt, [b.ones_like(y)])
+
+
+def _static_size(t: Tensor, what: str) -> int:
+    if any(isinstance(d, Dim) for d in t.dims):
+        raise ValueError(f"{what} needs fixed sizes, got shape {t.shape}")
+    return int(np.prod(t.dims, dtype=np.int64))
+
+
+def _basis(t: Tensor, k: int) -> Tensor:
+    e = np.zeros(_static_size(t, "jacobian"), t.dtype)
+    e[k] = 1
+    return b.constant(e.reshape(t.dims))
+
+
+def jacobian(y: Tensor, x: Tensor, mode: str = "auto") -> Tensor:
+    """The Jacobian of ``y`` wrt ``x``, of shape ``y.shape + x.shape``.
+
+    ``mode="fwd"`` builds one JVP per element of ``x``, ``"rev"`` one VJP per
+    element of ``y``; ``"auto"`` picks forward when ``x`` has fewer elements.
+    """
+    n_out, n_in = _static_size(y, "jacobian: y"), _static_size(x, "jacobian: x")
+    if mode == "auto":
+        mode = "fwd" if n_in < n_out else "rev"
+    if mode == "fwd":
+        columns = [jvp([y], [x], [_basis(x, k)])[0] for k in range(n_in)]
+        flat = b.stack([b.reshape(c, (n_out,)) for c in columns], axis=1) if columns else None
+    elif mode == "rev":
+        rows = [vjp([y], [x], [_basis(y, k)])[0] for k in range(n_out)]
+        flat = b.stack([b.reshape(r, (n_in,)) for r in rows], axis=0) if rows else None
+    else:
+        raise ValueError(f"jacobian: mode must be 'fwd', 'rev' or 'auto', got {mode!r}")
+    if flat is None:
+        return b.full(y.dims + x.dims, 0, y.dtype)
+    return b.reshape(flat, y.dims + x.dims)
+
+
+def hessian(y: Tensor, x: Tensor) -> Tensor:
+    """The Hessian of the scalar ``y`` wrt ``x`` (forward over reverse)."""
+    (g,) = grad(y, [x])
+    return jacobian(g, x, mode="fwd")
+
+
+def hvp(y: Tensor, x: Tensor, v) -> Tensor:
+    """Hessian-vector product ``H v`` without forming ``H``: forward mode over the gradient."""
+    (g,) = grad(y, [x])
+    return jvp([g], [x], [v])[0]
+
+
+stop_gradient = b.stop_gradient

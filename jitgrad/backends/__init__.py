@@ -1,0 +1,1 @@
+"""Backends: each turns a Schedule into something that runs."""

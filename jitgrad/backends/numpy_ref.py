@@ -1,0 +1,63 @@
+"""The reference target: run a schedule equation by equation with NumPy.
+
+Unfused and unoptimised on purpose: it is the oracle every other backend is
+tested against.  Each result is checked against the shape the graph inferred,
+so a wrong shape rule fails loudly here instead of producing wrong numbers.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..primitive import Dim, resolve_dim
+from ..schedule import Schedule
+
+
+def _resolve(value, sizes):
+    if isinstance(value, tuple):
+        return tuple(_resolve(v, sizes) for v in value)
+    return resolve_dim(value, sizes) if isinstance(value, Dim) else value
+
+
+def _last_uses(schedule: Schedule) -> dict:
+    last = {}
+    for i, eqn in enumerate(schedule.eqns):
+        for v in eqn.ins:
+            last[v] = i
+    for v in list(schedule.outputs) + [v for _, v in schedule.updates]:
+        last[v] = len(schedule.eqns)
+    return last
+
+
+class NumpyProgram:
+    """A schedule ready to run with NumPy."""
+
+    def __init__(self, schedule: Schedule):
+        self.schedule = schedule
+        self._last = _last_uses(schedule)
+        self._frees = [[v for v in eqn.ins if self._last.get(v) == i]
+                       for i, eqn in enumerate(schedule.eqns)]
+
+    def __call__(self, args: list, params: list, sizes: dict):
+        """Run on checked arguments; returns (outputs, new param values)."""
+        s = self.schedule
+        env = dict(zip(s.inputs, args))
+        env.update(zip((v for v, _ in s.params), params))
+        env.update(s.consts)
+        with np.errstate(all="ignore"):
+            for eqn, frees in zip(s.eqns, self._frees):
+                ins = [env[v] for v in eqn.ins]
+                attrs = {k: _resolve(v, sizes) for k, v in eqn.attrs.items()}
+                out = np.asarray(eqn.op.ref(*ins, **attrs))
+                if out.dtype != eqn.out.dtype:
+                    out = out.astype(eqn.out.dtype)
+                expected = tuple(resolve_dim(d, sizes) for d in eqn.out.dims)
+                if out.shape != expected:
+                    raise RuntimeError(f"jitgrad internal error: {eqn.op.name} produced shape "
+                                       f"{out.shape}, its shape rule said {expected}\n  {eqn}")
+                env[eqn.out] = out
+                for v in frees:
+                    if v not in s.outputs:
+                        env.pop(v, None)
+        outputs = [np.array(env[v], copy=True) for v in s.outputs]
+        updates = [env[v] for _, v in s.updates]
+        return outputs, updates

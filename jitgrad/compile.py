@@ -1,0 +1,200 @@
+"""``jg.compile`` and the Executable: argument checks, params, updates, targets.
+
+Compilation runs the pipeline (rewrite -> schedule -> backend) once; a call
+checks its arguments against the graph, runs the backend program, returns fresh
+arrays and then applies the param updates, all computed from the old values.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .functions import as_tensor, astype
+from .graph import Tensor, check_array, topological_order
+from .ops import leaf
+from .primitive import Dim, resolve_dim
+from .rewrite import rewrite
+from .schedule import linearize
+from .backends.numpy_ref import NumpyProgram
+
+TARGETS = {"numpy": NumpyProgram}
+OPTIONS = {"parallel": False, "fastmath": False}
+
+
+class _Sizes:
+    """Union-find over call-time sizes: which Dims the graph says are equal."""
+
+    def __init__(self):
+        self.parent: dict = {}
+
+    def find(self, d):
+        while isinstance(d, Dim) and self.parent.get(d, d) is not d:
+            d = self.parent[d]
+        return d
+
+    def union(self, a, b, where: str):
+        ra, rb = self.find(a), self.find(b)
+        if ra is rb or ra == rb:
+            return
+        if not isinstance(ra, Dim) and not isinstance(rb, Dim):
+            raise ValueError(f"{where}: the graph needs sizes {ra} and {rb} to be equal")
+        if isinstance(ra, Dim):
+            self.parent[ra] = rb
+        else:
+            self.parent[rb] = ra
+
+
+def _as_outputs(outputs):
+    if isinstance(outputs, Tensor):
+        return [outputs], True
+    if isinstance(outputs, (list, tuple)):
+        for o in outputs:
+            if not isinstance(o, Tensor):
+                raise TypeError(f"compile: outputs must be Tensors, got {type(o).__name__}")
+        return list(outputs), False
+    raise TypeError(f"compile: outputs must be a Tensor or a list of Tensors, got {type(outputs).__name__}")
+
+
+def _check_inputs(inputs) -> list[Tensor]:
+    if isinstance(inputs, Tensor):
+        inputs = [inputs]
+    inputs = list(inputs)
+    names = set()
+    for x in inputs:
+        if not isinstance(x, Tensor) or x.op is not leaf.input_p:
+            raise TypeError(f"compile: inputs must be Tensors made by jg.input, got {x!r}")
+        if x.name in names:
+            raise ValueError(f"compile: two inputs are named {x.name!r}")
+        names.add(x.name)
+    return inputs
+
+
+def _check_updates(updates) -> list[tuple[Tensor, Tensor]]:
+    pairs = []
+    for p, value in (updates or {}).items():
+        if not isinstance(p, Tensor) or not p.is_param:
+            raise TypeError(f"compile: update keys must be params, got {p!r}")
+        value = as_tensor(value)
+        if value.shape != p.shape:
+            raise ValueError(f"compile: the update of param {p.name!r} has shape {value.shape}, "
+                             f"the param has shape {p.shape}")
+        if value.dtype != p.dtype:
+            if not np.can_cast(value.dtype, p.dtype, casting="same_kind"):
+                raise TypeError(f"compile: the update of param {p.name!r} has dtype {value.dtype}, "
+                                f"not convertible to the param's {p.dtype}")
+            value = astype(value, p.dtype)
+        pairs.append((p, value))
+    return pairs
+
+
+class Executable:
+    """A compiled function: call it with arrays; it returns fresh arrays.
+
+    ``schedule`` is the linear op schedule that runs; ``inputs`` and ``params``
+    list what it reads.
+    """
+
+    def __init__(self, inputs, outputs, *, target="numpy", updates=None, **options):
+        unknown = set(options) - set(OPTIONS)
+        if unknown:
+            raise TypeError(f"compile: unknown option(s) {sorted(unknown)}; known: {sorted(OPTIONS)}")
+        if target not in TARGETS:
+            raise ValueError(f"compile: unknown target {target!r}; available: {sorted(TARGETS)}")
+        self.inputs = _check_inputs(inputs)
+        outs, self._single = _as_outputs(outputs)
+        pairs = _check_updates(updates)
+        roots = rewrite(outs + [v for _, v in pairs])
+        outs, pairs = roots[:len(outs)], [(p, v) for (p, _), v in zip(pairs, roots[len(outs):])]
+        self._check_leaves(roots, [p for p, _ in pairs])
+        self.schedule = linearize(self.inputs, outs, pairs)
+        self.params = [node for _, node in self.schedule.params]
+        self.target, self.options = target, {**OPTIONS, **options}
+        self._program = TARGETS[target](self.schedule)
+        self._sizes = self._size_classes(roots)
+        self._names = [x.name for x in self.inputs]
+
+    def _check_leaves(self, roots, updated):
+        given = {id(x) for x in self.inputs}
+        names = {x.name: x for x in self.inputs}
+        for node in topological_order(roots) + updated:
+            if node.op is leaf.input_p and id(node) not in given:
+                raise ValueError(f"compile: the outputs depend on input {node.name!r}, "
+                                 f"which is not in inputs {[x.name for x in self.inputs]}")
+            if node.op is leaf.param_p:
+                other = names.setdefault(node.name, node)
+                if other is not node:
+                    raise ValueError(f"compile: two different inputs/params are named {node.name!r}")
+
+    def _size_classes(self, roots) -> tuple:
+        """Union the sizes the graph's shape rules said must be equal."""
+        sizes = _Sizes()
+        pairs = []
+        for node in topological_order(roots):
+            for a, b in node.constraints:
+                sizes.union(a, b, f"compile: {node.op.name}")
+                pairs.append((a, b, node.op.name))
+        self._rep_dims = [tuple(sizes.find(d) for d in x.dims) for x in self.inputs]
+        self._find = sizes.find
+        return tuple(pairs)
+
+    # -- calling -------------------------------------------------------------
+
+    def _arguments(self, args, kwargs) -> list:
+        if len(args) > len(self._names):
+            raise TypeError(f"compiled function takes {len(self._names)} positional arguments "
+                            f"({', '.join(self._names)}) but {len(args)} were given")
+        values = dict(zip(self._names, args))
+        for name, value in kwargs.items():
+            if name not in self._names:
+                raise TypeError(f"compiled function got an unexpected argument {name!r}; "
+                                f"its inputs are {self._names}")
+            if name in values:
+                raise TypeError(f"compiled function got multiple values for argument {name!r}")
+            values[name] = value
+        missing = [n for n in self._names if n not in values]
+        if missing:
+            raise TypeError(f"compiled function is missing argument(s) {missing}")
+        return [values[n] for n in self._names]
+
+    def _check(self, arrays) -> tuple[list, dict]:
+        """Converted arguments and the call-time sizes, or the error naming the input."""
+        bound: dict = {}
+        checked = []
+        for x, rep_dims, value in zip(self.inputs, self._rep_dims, arrays):
+            checked.append(check_array(value, x.name, rep_dims, x.dtype, bound, f"input {x.name!r}"))
+        sizes = {d: n for d, (n, _) in bound.items()}
+        for x in self.inputs:
+            for d in x.dims:
+                if isinstance(d, Dim):
+                    sizes[d] = resolve_dim(self._find(d), sizes)
+        for a, b, op in self._sizes:
+            na, nb = resolve_dim(a, sizes), resolve_dim(b, sizes)
+            if na != nb:
+                raise ValueError(f"the arguments' shapes {[np.shape(v) for v in checked]} contradict the "
+                                 f"graph: {op} needs sizes {na} and {nb} to be equal")
+        return checked, sizes
+
+    def __call__(self, *args, **kwargs):
+        arrays = self._arguments(args, kwargs)
+        checked, sizes = self._check(arrays)
+        params = [node._payload.array for node in self.params]
+        outputs, new_values = self._program(checked, params, sizes)
+        for (p, _), value in zip(self.schedule.updates, new_values):
+            p._payload.array = np.array(value, dtype=p.dtype, copy=True)
+        return outputs[0] if self._single else tuple(outputs)
+
+    def __repr__(self) -> str:
+        return (f"<jitgrad Executable target={self.target!r} inputs={self._names} "
+                f"{len(self.schedule)} equations>")
+
+
+def compile(inputs, outputs, *, target: str = "numpy", updates=None, **options) -> Executable:  # noqa: A001
+    """Compile the graph from ``inputs`` to ``outputs`` into a callable.
+
+    >>> import jitgrad as jg, numpy as np
+    >>> x = jg.input("x", (None,))
+    >>> f = jg.compile([x], jg.sum(x ** 2))
+    >>> float(f(np.arange(3.0)))
+    5.0
+    """
+    return Executable(inputs, outputs, target=target, updates=updates, **options)
+

@@ -1,0 +1,386 @@
+"""The builder API: NumPy-like functions that add nodes to the graph.
+
+These functions make broadcasting and dtype promotion explicit (``broadcast_to``
+and ``convert`` nodes), so every primitive sees operands of one shape and one
+dtype.  Derivative rules receive this module as their builder ``b``.
+"""
+from __future__ import annotations
+
+import builtins
+import math
+
+import numpy as np
+
+from .graph import Tensor, as_dtype, bind, constant
+from .ops import elementwise as ew, linalg as la, reduce as rd, shape as sh
+from .ops._shapes import fmt_shape, normalize_axes
+from .primitive import Dim, Primitive
+
+# -- operands, promotion, broadcasting ---------------------------------------
+
+_PY_SCALARS = (bool, int, float)
+
+
+def _is_weak(x) -> bool:
+    """Python numbers adopt the dtype of the Tensors they meet (NumPy 2 promotion)."""
+    return isinstance(x, _PY_SCALARS) and not isinstance(x, np.generic)
+
+
+def as_tensor(x, dtype=None) -> Tensor:
+    if isinstance(x, Tensor):
+        return x if dtype is None or x.dtype == dtype else astype(x, dtype)
+    return constant(x, dtype)
+
+
+def _promote(name: str, operands, policy: str) -> np.dtype:
+    parts = [x.dtype if isinstance(x, Tensor) else (x if _is_weak(x) else np.asarray(x).dtype)
+             for x in operands]
+    try:
+        dt = np.result_type(*parts)
+    except (TypeError, OverflowError) as e:
+        raise TypeError(f"{name}: cannot combine operands of types {parts}: {e}") from e
+    if policy == "float" and not np.issubdtype(dt, np.floating):
+        dt = np.dtype(np.float64)
+    if dt == np.float16:
+        dt = np.dtype(np.float32)
+    return as_dtype(dt, name)
+
+
+def broadcast_dims(name: str, shapes) -> tuple:
+    """NumPy broadcasting of shapes that may hold call-time sizes (Dims).
+
+    A call-time size is never treated as 1: it must equal what it meets.
+    """
+    ndim = builtins.max(len(s) for s in shapes)
+    result = []
+    for axis in range(ndim):
+        sizes = [s[len(s) - ndim + axis] for s in shapes if len(s) - ndim + axis >= 0]
+        static = {d for d in sizes if not isinstance(d, Dim) and d != 1}
+        if len(static) > 1:
+            listed = " ".join(fmt_shape(s) for s in shapes)
+            raise ValueError(f"{name}: operands could not be broadcast together with shapes {listed}")
+        dims = [d for d in sizes if isinstance(d, Dim)]
+        result.append(static.pop() if static else (dims[0] if dims else 1))
+    return tuple(result)
+
+
+def _needs_broadcast(dims, target) -> bool:
+    if len(dims) != len(target):
+        return True
+    return any(isinstance(d, int) and d == 1 and not (isinstance(t, int) and t == 1)
+               for d, t in zip(dims, target))
+
+
+def _apply(op: Primitive, *operands) -> Tensor:
+    """Bind an elementwise primitive after promoting and broadcasting its operands."""
+    dtype = _promote(op.name, operands, op.promote or "same")
+    tensors = [as_tensor(x, dtype) for x in operands]
+    target = broadcast_dims(op.name, [t.dims for t in tensors])
+    tensors = [broadcast_to(t, target) if _needs_broadcast(t.dims, target) else t for t in tensors]
+    return bind(op, *tensors)
+
+
+# -- elementwise -------------------------------------------------------------
+
+def add(x, y): return _apply(ew.add_p, x, y)
+def subtract(x, y): return _apply(ew.sub_p, x, y)
+def multiply(x, y): return _apply(ew.mul_p, x, y)
+def divide(x, y): return _apply(ew.div_p, x, y)
+def power(x, y): return _apply(ew.pow_p, x, y)
+def maximum(x, y): return _apply(ew.maximum_p, x, y)
+def minimum(x, y): return _apply(ew.minimum_p, x, y)
+def safe_mul(a, x): return _apply(ew.safe_mul_p, a, x)
+def safe_div(a, x): return _apply(ew.safe_div_p, a, x)
+def less(x, y): return _apply(ew.lt_p, x, y)
+def less_equal(x, y): return _apply(ew.le_p, x, y)
+def greater(x, y): return _apply(ew.gt_p, x, y)
+def greater_equal(x, y): return _apply(ew.ge_p, x, y)
+def equal(x, y): return _apply(ew.eq_p, x, y)
+def not_equal(x, y): return _apply(ew.ne_p, x, y)
+def negative(x): return _apply(ew.neg_p, x)
+def exp(x): return _apply(ew.exp_p, x)
+def log(x): return _apply(ew.log_p, x)
+def log1p(x): return _apply(ew.log1p_p, x)
+def expm1(x): return _apply(ew.expm1_p, x)
+def sqrt(x): return _apply(ew.sqrt_p, x)
+def sin(x): return _apply(ew.sin_p, x)
+def cos(x): return _apply(ew.cos_p, x)
+def tan(x): return _apply(ew.tan_p, x)
+def tanh(x): return _apply(ew.tanh_p, x)
+def abs(x): return _apply(ew.abs_p, x)  # noqa: A001  (mirrors numpy.abs)
+def sign(x): return _apply(ew.sign_p, x)
+def sigmoid(x): return _apply(ew.sigmoid_p, x)
+def erf(x): return _apply(ew.erf_p, x)
+def square(x): return multiply(x, x)
+
+
+def where(condition, x, y) -> Tensor:
+    """``x`` where ``condition`` holds, else ``y``; the untaken side's derivative is exactly 0."""
+    dtype = _promote("where", (x, y), "same")
+    cond = as_tensor(condition)
+    if cond.dtype != np.bool_:
+        cond = not_equal(cond, 0)
+    operands = [cond, as_tensor(x, dtype), as_tensor(y, dtype)]
+    target = broadcast_dims("where", [t.dims for t in operands])
+    operands = [broadcast_to(t, target) if _needs_broadcast(t.dims, target) else t for t in operands]
+    return bind(ew.select_p, *operands)
+
+
+def clip(x, a_min, a_max) -> Tensor:
+    """Limit values to [a_min, a_max]; the derivative is 1 inside, boundaries included."""
+    x = as_tensor(x)
+    if a_min is not None:
+        x = where(less(x, a_min), a_min, x)
+    if a_max is not None:
+        x = where(greater(x, a_max), a_max, x)
+    return x
+
+
+def astype(x, dtype) -> Tensor:
+    x, dt = as_tensor(x), as_dtype(dtype, "astype")
+    return x if x.dtype == dt else bind(ew.convert_p, x, dtype=dt)
+
+
+def stop_gradient(x) -> Tensor:
+    """Identity whose derivative is zero."""
+    return bind(ew.stop_gradient_p, as_tensor(x))
+
+
+# -- activations -------------------------------------------------------------
+
+def relu(x): return where(greater(x, 0), x, 0)          # relu'(0) = 0
+def leaky_relu(x, alpha=0.01): return where(greater(x, 0), x, multiply(alpha, x))
+def elu(x, alpha=1.0): return where(greater(x, 0), x, multiply(alpha, expm1(x)))
+def silu(x): return multiply(x, sigmoid(x))
+
+
+def softplus(x) -> Tensor:
+    """log(1 + e^x), computed without overflow as max(x, 0) + log1p(e^-|x|)."""
+    return add(where(greater(x, 0), x, 0), log1p(exp(negative(abs(x)))))
+
+
+def gelu(x, approximate: bool = False) -> Tensor:
+    """x Φ(x) with the exact erf form, or the tanh approximation if asked."""
+    if approximate:
+        inner = multiply(math.sqrt(2 / math.pi), add(x, multiply(0.044715, power(x, 3))))
+        return multiply(multiply(0.5, x), add(1.0, tanh(inner)))
+    return multiply(multiply(0.5, x), add(1.0, erf(multiply(x, 1 / math.sqrt(2)))))
+
+
+# -- reductions --------------------------------------------------------------
+
+def _reduce(op: Primitive, name: str, x, axis, keepdims) -> Tensor:
+    x = as_tensor(x)
+    return bind(op, x, axes=normalize_axes(axis, x.ndim, name), keepdims=bool(keepdims))
+
+
+def sum(x, axis=None, keepdims=False): return _reduce(rd.reduce_sum_p, "sum", x, axis, keepdims)  # noqa: A001
+def max(x, axis=None, keepdims=False): return _reduce(rd.reduce_max_p, "max", x, axis, keepdims)  # noqa: A001
+def min(x, axis=None, keepdims=False): return _reduce(rd.reduce_min_p, "min", x, axis, keepdims)  # noqa: A001
+def prod(x, axis=None, keepdims=False): return _reduce(rd.reduce_prod_p, "prod", x, axis, keepdims)
+
+
+def _count(x: Tensor, axes, dtype) -> Tensor | float:
+    """How many elements a reduction over ``axes`` combines (a node if sizes are call-time)."""
+    dims = [x.dims[a] for a in axes]
+    if not any(isinstance(d, Dim) for d in dims):
+        return float(np.prod(dims, dtype=np.int64))
+    count = Dim(derive=(lambda *n: int(np.prod(n, dtype=np.int64)), tuple(dims)))
+    return bind(sh.full_p, shape=(), value=count, dtype=dtype)
+
+
+def mean(x, axis=None, keepdims=False) -> Tensor:
+    x = as_tensor(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        x = astype(x, np.float64)
+    axes = normalize_axes(axis, x.ndim, "mean")
+    return divide(sum(x, axes, keepdims), _count(x, axes, x.dtype))
+
+
+def logsumexp(x, axis=None, keepdims=False) -> Tensor:
+    """log(sum(exp(x))) without overflow: the max is factored out (and is stop-gradient,
+    since the result does not depend on it)."""
+    x = as_tensor(x)
+    axes = normalize_axes(axis, x.ndim, "logsumexp")
+    peak = stop_gradient(max(x, axes, keepdims=True))
+    peak = where(equal(abs(peak), np.inf), 0.0, peak)
+    out = add(log(sum(exp(subtract(x, peak)), axes, keepdims=True)), peak)
+    return out if keepdims else reshape(out, tuple(d for i, d in enumerate(out.dims) if i not in axes))
+
+
+# -- shapes ------------------------------------------------------------------
+
+def _shape_arg(shape) -> tuple:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    out = []
+    for d in shape:
+        if isinstance(d, Dim):
+            out.append(d)
+        elif isinstance(d, (int, np.integer)) and d >= -1:
+            out.append(int(d))
+        else:
+            raise ValueError(f"invalid size {d!r} in shape {shape}")
+    return tuple(out)
+
+
+def reshape(x, *shape) -> Tensor:
+    x, shape = as_tensor(x), _shape_arg(shape)
+    return x if shape == x.dims else bind(sh.reshape_p, x, shape=shape)
+
+
+def transpose(x, *axes) -> Tensor:
+    x = as_tensor(x)
+    axes = _shape_arg(axes) if axes and axes != (None,) else tuple(reversed(range(x.ndim)))
+    if len(axes) != x.ndim:
+        raise ValueError(f"transpose: axes {axes} don't match an array of shape {fmt_shape(x.dims)}")
+    perm = tuple(a % x.ndim if x.ndim else a for a in axes)
+    return x if perm == tuple(range(x.ndim)) else bind(sh.transpose_p, x, perm=perm)
+
+
+def broadcast_to(x, shape) -> Tensor:
+    x, shape = as_tensor(x), _shape_arg((shape,) if not isinstance(shape, tuple) else shape)
+    return x if shape == x.dims else bind(sh.broadcast_to_p, x, shape=shape)
+
+
+def expand_dims(x, axis) -> Tensor:
+    x = as_tensor(x)
+    axes = normalize_axes(axis, x.ndim + (1 if isinstance(axis, int) else len(axis)), "expand_dims")
+    dims = list(x.dims)
+    for a in axes:
+        dims.insert(a, 1)
+    return reshape(x, tuple(dims))
+
+
+def squeeze(x, axis=None) -> Tensor:
+    x = as_tensor(x)
+    if axis is None:
+        axes = tuple(i for i, d in enumerate(x.dims) if isinstance(d, int) and d == 1)
+    else:
+        axes = normalize_axes(axis, x.ndim, "squeeze")
+        for a in axes:
+            if x.dims[a] != 1:
+                raise ValueError(f"squeeze: cannot select axis {a} of shape {fmt_shape(x.dims)}: "
+                                 f"its size is not 1")
+    return reshape(x, tuple(d for i, d in enumerate(x.dims) if i not in axes))
+
+
+def concatenate(tensors, axis=0) -> Tensor:
+    if not tensors:
+        raise ValueError("concatenate: need at least one array")
+    dtype = _promote("concatenate", tensors, "same")
+    tensors = [as_tensor(t, dtype) for t in tensors]
+    if builtins.any(t.ndim == 0 for t in tensors):
+        raise ValueError("concatenate: zero-dimensional arrays cannot be concatenated")
+    axis = normalize_axes(axis, tensors[0].ndim, "concatenate")[0]
+    return tensors[0] if len(tensors) == 1 else bind(sh.concatenate_p, *tensors, axis=axis)
+
+
+def stack(tensors, axis=0) -> Tensor:
+    if not tensors:
+        raise ValueError("stack: need at least one array")
+    tensors = [as_tensor(t) for t in tensors]
+    axis = normalize_axes(axis, tensors[0].ndim + 1, "stack")[0]
+    return concatenate([expand_dims(t, axis) for t in tensors], axis)
+
+
+def take(x, indices, axis=None) -> Tensor:
+    """Gather along ``axis`` like numpy.take (``axis=None`` indexes the flattened array)."""
+    x = as_tensor(x)
+    idx = as_tensor(indices)
+    if not np.issubdtype(idx.dtype, np.integer):
+        raise TypeError(f"take: indices must be integers, got dtype {idx.dtype}")
+    if axis is None:
+        x, axis = reshape(x, (-1,)), 0
+    axis = normalize_axes(axis, x.ndim, "take")[0]
+    return bind(sh.gather_p, x, astype(idx, np.int64), axis=axis)
+
+
+def full(shape, value, dtype="float64") -> Tensor:
+    return bind(sh.full_p, shape=_shape_arg(tuple(shape)), value=value, dtype=as_dtype(dtype, "full"))
+
+
+def zeros_like(x) -> Tensor:
+    x = as_tensor(x)
+    return bind(sh.full_p, shape=x.dims, value=0, dtype=x.dtype)
+
+
+def ones_like(x) -> Tensor:
+    x = as_tensor(x)
+    return bind(sh.full_p, shape=x.dims, value=1, dtype=x.dtype)
+
+
+# -- linear algebra ----------------------------------------------------------
+
+def matmul(a, b) -> Tensor:
+    """Matrix product with NumPy's rules: 1-D operands are promoted, batch dims broadcast."""
+    dtype = _promote("matmul", (a, b), "same")
+    a, b = as_tensor(a, dtype), as_tensor(b, dtype)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: operands must not be scalars, got shapes "
+                         f"{fmt_shape(a.dims)} and {fmt_shape(b.dims)}")
+    a2 = reshape(a, (1,) + a.dims) if a.ndim == 1 else a
+    b2 = reshape(b, b.dims + (1,)) if b.ndim == 1 else b
+    if isinstance(a2.dims[-1], int) and isinstance(b2.dims[-2], int) and a2.dims[-1] != b2.dims[-2]:
+        raise ValueError(f"matmul: shapes {fmt_shape(a.dims)} and {fmt_shape(b.dims)} are not aligned "
+                         f"({a2.dims[-1]} != {b2.dims[-2]})")
+    batch = broadcast_dims("matmul", [a2.dims[:-2], b2.dims[:-2]])
+    a2 = broadcast_to(a2, batch + a2.dims[-2:]) if a2.dims[:-2] != batch else a2
+    b2 = broadcast_to(b2, batch + b2.dims[-2:]) if b2.dims[:-2] != batch else b2
+    out = bind(la.matmul_p, a2, b2)
+    keep = batch + ((out.dims[-2],) if a.ndim > 1 else ()) + ((out.dims[-1],) if b.ndim > 1 else ())
+    return reshape(out, keep)
+
+
+def dot(a, b) -> Tensor:
+    """numpy.dot: products for scalars, matmul for 1-D/2-D, last-by-second-to-last otherwise."""
+    a, b = as_tensor(a), as_tensor(b)
+    if a.ndim == 0 or b.ndim == 0:
+        return multiply(a, b)
+    if b.ndim <= 2:
+        return matmul(a, b)
+    # move b's contracted axis (second to last) to the front, then one matmul
+    perm = (b.ndim - 2,) + tuple(range(b.ndim - 2)) + (b.ndim - 1,)
+    b2 = reshape(transpose(b, perm), (b.dims[-2], -1))
+    out = matmul(reshape(a, (-1, a.dims[-1])), b2)
+    return reshape(out, a.dims[:-1] + b.dims[:-2] + b.dims[-1:])
+
+
+def outer(a, b) -> Tensor:
+    a, b = reshape(as_tensor(a), (-1, 1)), reshape(as_tensor(b), (1, -1))
+    return multiply(a, b)
+
+
+# -- indexing ----------------------------------------------------------------
+
+def getitem(x: Tensor, key) -> Tensor:
+    """Basic indexing (ints, slices, ``...``, ``None``) and one integer array (gather)."""
+    from .indexing import index
+    return index(x, key)
+
+
+# -- operators on Tensor -----------------------------------------------------
+
+def _swap(fn):
+    return lambda self, other: fn(other, self)
+
+
+def install_operators(cls) -> None:
+    """Give Tensor its NumPy-like operators and methods."""
+    ops = {
+        "__add__": add, "__radd__": _swap(add), "__sub__": subtract, "__rsub__": _swap(subtract),
+        "__mul__": multiply, "__rmul__": _swap(multiply), "__truediv__": divide,
+        "__rtruediv__": _swap(divide), "__pow__": power, "__rpow__": _swap(power),
+        "__matmul__": matmul, "__rmatmul__": _swap(matmul), "__neg__": negative,
+        "__pos__": lambda self: self, "__abs__": abs,
+        "__lt__": less, "__le__": less_equal, "__gt__": greater, "__ge__": greater_equal,
+        "__eq__": equal, "__ne__": not_equal, "__getitem__": getitem,
+        "sum": sum, "mean": mean, "max": max, "min": min, "prod": prod,
+        "reshape": reshape, "transpose": transpose, "astype": astype,
+        "T": property(lambda self: transpose(self)),
+    }
+    for name, fn in ops.items():
+        setattr(cls, name, fn)
+
+
+install_operators(Tensor)

@@ -1,0 +1,49 @@
+"""Neural-network helpers built from the primitives (``jg.nn``)."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import functions as F
+from .graph import Tensor
+
+
+def softmax(x, axis=-1) -> Tensor:
+    """exp(x) / sum(exp(x)) along ``axis``, with the max subtracted first."""
+    x = F.as_tensor(x)
+    e = F.exp(F.subtract(x, F.stop_gradient(F.max(x, axis, keepdims=True))))
+    return F.divide(e, F.sum(e, axis, keepdims=True))
+
+
+def log_softmax(x, axis=-1) -> Tensor:
+    x = F.as_tensor(x)
+    return F.subtract(x, F.logsumexp(x, axis, keepdims=True))
+
+
+def one_hot(labels, n: int, dtype="float64") -> Tensor:
+    """``(..., n)`` array with 1 at each label's index."""
+    labels = F.as_tensor(labels)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"one_hot: labels must be integers, got dtype {labels.dtype}")
+    classes = F.as_tensor(np.arange(n, dtype=labels.dtype))
+    return F.astype(F.equal(F.expand_dims(labels, -1), classes), dtype)
+
+
+def cross_entropy(logits, labels) -> Tensor:
+    """Mean over the batch of -log softmax(logits)[label]; ``labels`` are class indices."""
+    logits, labels = F.as_tensor(logits), F.as_tensor(labels)
+    if logits.ndim != labels.ndim + 1:
+        raise ValueError(f"cross_entropy: logits of shape {logits.shape} need labels of rank "
+                         f"{logits.ndim - 1}, got shape {labels.shape}")
+    picked = F.equal(F.expand_dims(labels, -1), F.as_tensor(np.arange(logits.shape[-1])))
+    log_p = log_softmax(logits, axis=-1)
+    return F.negative(F.mean(F.sum(F.where(picked, log_p, 0.0), axis=-1)))
+
+
+def mse(pred, target) -> Tensor:
+    """Mean over all elements of (pred - target)^2."""
+    return F.mean(F.square(F.subtract(pred, target)))
+
+
+def dense(x, W, b) -> Tensor:
+    """x @ W + b, with ``W`` of shape (in, out)."""
+    return F.add(F.matmul(x, W), b)

@@ -1,0 +1,6 @@
+"""The registry of primitives: an explicit tuple built from the family modules."""
+from . import elementwise, leaf, linalg, reduce, shape
+
+PRIMITIVES = leaf.PRIMITIVES + elementwise.PRIMITIVES + reduce.PRIMITIVES + shape.PRIMITIVES + linalg.PRIMITIVES
+BY_NAME = {p.name: p for p in PRIMITIVES}
+assert len(BY_NAME) == len(PRIMITIVES), "two primitives share a name"

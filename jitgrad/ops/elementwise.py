@@ -1,0 +1,241 @@
+"""Elementwise primitives: unary and binary math, comparisons, select, casts.
+
+The builder broadcasts and casts operands before binding, so every elementwise
+primitive sees inputs of one shape and (except ``select``'s condition) one
+dtype.  Reverse and forward rules multiply by local derivatives with
+``safe_mul``/``safe_div``: a zero cotangent (or tangent) times an infinite or
+NaN local derivative is zero, so an untaken ``where`` branch never leaks NaN.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..primitive import Primitive, on, sum_tangents
+from ._shapes import same_shape
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _elementwise(name, nin, ref, vjp, jvp, promote="same", out_dtype=None, doc=""):
+    return Primitive(
+        name,
+        shape=lambda *avals: same_shape(name, avals, out_dtype),
+        ref=ref, vjp=vjp, jvp=jvp, nin=nin, promote=promote, doc=doc,
+    )
+
+
+def _or_zero(dot):
+    return 0.0 if dot is None else dot
+
+
+# -- unary -------------------------------------------------------------------
+
+def _unary(name, ref, local, promote="float", doc=""):
+    """A unary primitive whose derivative is ``y_bar * local(b, y, x)``."""
+    return _elementwise(
+        name, 1, ref,
+        vjp=lambda b, g, y, x: (b.safe_mul(g, local(b, y, x)),),
+        jvp=lambda b, dots, y, x: b.safe_mul(dots[0], local(b, y, x)),
+        promote=promote, doc=doc,
+    )
+
+
+def _unary_div(name, ref, denom, doc=""):
+    """A unary primitive whose derivative is ``y_bar / denom(b, y, x)``."""
+    return _elementwise(
+        name, 1, ref,
+        vjp=lambda b, g, y, x: (b.safe_div(g, denom(b, y, x)),),
+        jvp=lambda b, dots, y, x: b.safe_div(dots[0], denom(b, y, x)),
+        promote="float", doc=doc,
+    )
+
+
+def _sigmoid_ref(x):
+    # exp of a non-positive number only: no overflow warnings for large |x|.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+neg_p = _elementwise(
+    "neg", 1, np.negative,
+    vjp=lambda b, g, y, x: (b.negative(g),),
+    jvp=lambda b, dots, y, x: b.negative(dots[0]),
+)
+exp_p = _unary("exp", np.exp, lambda b, y, x: y)
+log_p = _unary_div("log", np.log, lambda b, y, x: x)
+log1p_p = _unary_div("log1p", np.log1p, lambda b, y, x: b.add(x, 1.0))
+expm1_p = _unary("expm1", np.expm1, lambda b, y, x: b.add(y, 1.0))
+sqrt_p = _unary_div("sqrt", np.sqrt, lambda b, y, x: b.multiply(y, 2.0))
+sin_p = _unary("sin", np.sin, lambda b, y, x: b.cos(x))
+cos_p = _unary("cos", np.cos, lambda b, y, x: b.negative(b.sin(x)))
+tan_p = _unary("tan", np.tan, lambda b, y, x: b.add(b.multiply(y, y), 1.0))
+tanh_p = _unary("tanh", np.tanh, lambda b, y, x: b.subtract(1.0, b.multiply(y, y)))
+sigmoid_p = _unary("sigmoid", _sigmoid_ref, lambda b, y, x: b.multiply(y, b.subtract(1.0, y)))
+erf_p = _unary(
+    "erf", lambda x: _erf(x).astype(x.dtype, copy=False),
+    lambda b, y, x: b.multiply(2.0 / math.sqrt(math.pi), b.exp(b.negative(b.multiply(x, x)))),
+)
+abs_p = _unary("abs", np.abs, lambda b, y, x: b.sign(x), promote="same",
+               doc="abs'(0) = 0: the derivative is sign(x).")
+sign_p = _elementwise(
+    "sign", 1, np.sign, vjp=lambda b, g, y, x: (None,), jvp=lambda b, dots, y, x: None,
+    doc="Piecewise constant: its derivative is zero everywhere.",
+)
+
+# -- binary ------------------------------------------------------------------
+
+
+def _tie_split(b, g, wins, ties):
+    """``g`` where this argument wins, half of it where the two are tied, else 0."""
+    return b.where(wins, g, b.where(ties, b.multiply(g, 0.5), 0.0))
+
+
+def _extremum_jvp(b, dots, y, x1, x2, first_wins):
+    d1, d2 = _or_zero(dots[0]), _or_zero(dots[1])
+    tied = b.equal(x1, x2)
+    average = b.multiply(b.add(d1, d2), 0.5)
+    return b.where(first_wins, d1, b.where(tied, average, d2))
+
+
+def _pow_locals(b, y, x, p):
+    """y = x^p.  dy/dx = p x^(p-1) (0 where p = 0);  dy/dp = y log x (0 where x = 0)."""
+    dx = b.where(b.equal(p, 0.0), 0.0, b.multiply(p, b.power(x, b.subtract(p, 1.0))))
+    dp = b.where(b.equal(x, 0.0), 0.0, b.multiply(y, b.log(x)))
+    return dx, dp
+
+
+def _pow_vjp(b, g, y, x, p):
+    dx, dp = _pow_locals(b, y, x, p)
+    return b.safe_mul(g, dx), b.safe_mul(g, dp)
+
+
+def _pow_jvp(b, dots, y, x, p):
+    dx, dp = _pow_locals(b, y, x, p)
+    return sum_tangents(b, on(dots[0], lambda t: b.safe_mul(t, dx)),
+                        on(dots[1], lambda t: b.safe_mul(t, dp)))
+
+
+add_p = _elementwise(
+    "add", 2, np.add,
+    vjp=lambda b, g, y, x1, x2: (g, g),
+    jvp=lambda b, dots, y, x1, x2: sum_tangents(b, *dots),
+)
+sub_p = _elementwise(
+    "sub", 2, np.subtract,
+    vjp=lambda b, g, y, x1, x2: (g, b.negative(g)),
+    jvp=lambda b, dots, y, x1, x2: sum_tangents(b, dots[0], on(dots[1], b.negative)),
+)
+mul_p = _elementwise(
+    "mul", 2, np.multiply,
+    vjp=lambda b, g, y, x1, x2: (b.safe_mul(g, x2), b.safe_mul(g, x1)),
+    jvp=lambda b, dots, y, x1, x2: sum_tangents(
+        b, on(dots[0], lambda t: b.safe_mul(t, x2)), on(dots[1], lambda t: b.safe_mul(t, x1))),
+)
+div_p = _elementwise(
+    "div", 2, np.true_divide, promote="float",
+    vjp=lambda b, g, y, x1, x2: (b.safe_div(g, x2), b.negative(b.safe_mul(g, b.divide(y, x2)))),
+    jvp=lambda b, dots, y, x1, x2: sum_tangents(
+        b, on(dots[0], lambda t: b.safe_div(t, x2)),
+        on(dots[1], lambda t: b.negative(b.safe_mul(t, b.divide(y, x2))))),
+)
+pow_p = _elementwise("pow", 2, np.power, vjp=_pow_vjp, jvp=_pow_jvp)
+maximum_p = _elementwise(
+    "maximum", 2, np.maximum,
+    vjp=lambda b, g, y, x1, x2: (_tie_split(b, g, b.greater(x1, x2), b.equal(x1, x2)),
+                                 _tie_split(b, g, b.greater(x2, x1), b.equal(x1, x2))),
+    jvp=lambda b, dots, y, x1, x2: _extremum_jvp(b, dots, y, x1, x2, b.greater(x1, x2)),
+    doc="Tied arguments share the derivative equally.",
+)
+minimum_p = _elementwise(
+    "minimum", 2, np.minimum,
+    vjp=lambda b, g, y, x1, x2: (_tie_split(b, g, b.less(x1, x2), b.equal(x1, x2)),
+                                 _tie_split(b, g, b.less(x2, x1), b.equal(x1, x2))),
+    jvp=lambda b, dots, y, x1, x2: _extremum_jvp(b, dots, y, x1, x2, b.less(x1, x2)),
+    doc="Tied arguments share the derivative equally.",
+)
+
+
+def _safe_mul_ref(a, x):
+    return np.where(a == 0, np.zeros((), a.dtype), a * x)
+
+
+def _safe_div_ref(a, x):
+    return np.where(a == 0, np.zeros((), a.dtype), a / x)
+
+
+safe_mul_p = _elementwise(
+    "safe_mul", 2, _safe_mul_ref,
+    vjp=lambda b, g, y, a, x: (b.safe_mul(g, x), b.safe_mul(g, a)),
+    jvp=lambda b, dots, y, a, x: sum_tangents(
+        b, on(dots[0], lambda t: b.safe_mul(t, x)), on(dots[1], lambda t: b.safe_mul(a, t))),
+    doc="a * x, but exactly 0 where a == 0 (even if x is inf or NaN): "
+        "how derivative rules scale a cotangent by a local derivative.",
+)
+safe_div_p = _elementwise(
+    "safe_div", 2, _safe_div_ref, promote="float",
+    vjp=lambda b, g, y, a, x: (b.safe_div(g, x), b.negative(b.safe_mul(g, b.safe_div(y, x)))),
+    jvp=lambda b, dots, y, a, x: sum_tangents(
+        b, on(dots[0], lambda t: b.safe_div(t, x)),
+        on(dots[1], lambda t: b.negative(b.safe_mul(t, b.safe_div(y, x))))),
+    doc="a / x, but exactly 0 where a == 0 (even if x is 0).",
+)
+
+
+def _comparison(name, ref):
+    return _elementwise(
+        name, 2, ref, promote="compare", out_dtype=np.bool_,
+        vjp=lambda b, g, y, x1, x2: (None, None), jvp=lambda b, dots, y, x1, x2: None,
+        doc="Boolean result: derivatives through it are zero.",
+    )
+
+
+lt_p = _comparison("lt", np.less)
+le_p = _comparison("le", np.less_equal)
+gt_p = _comparison("gt", np.greater)
+ge_p = _comparison("ge", np.greater_equal)
+eq_p = _comparison("eq", np.equal)
+ne_p = _comparison("ne", np.not_equal)
+
+
+def _select_shape(cond, x1, x2):
+    aval = same_shape("where", (x1, x2))
+    both = same_shape("where", (aval, cond))
+    return type(aval)(aval.dims, aval.dtype, aval.constraints + both.constraints)
+
+
+select_p = Primitive(
+    "select", shape=_select_shape, ref=np.where, nin=3,
+    vjp=lambda b, g, y, c, x1, x2: (None, b.where(c, g, 0.0), b.where(c, 0.0, g)),
+    jvp=lambda b, dots, y, c, x1, x2: b.where(c, _or_zero(dots[1]), _or_zero(dots[2])),
+    doc="where(c, x1, x2).  Forward mode selects tangents; it never multiplies by masks.",
+)
+
+
+def _is_float(dtype) -> bool:
+    return np.issubdtype(dtype, np.floating)
+
+
+def _convert_shape(x, *, dtype):
+    return type(x)(x.dims, np.dtype(dtype))
+
+
+convert_p = Primitive(
+    "convert", shape=_convert_shape, ref=lambda x, dtype: x.astype(dtype), attrs=("dtype",),
+    vjp=lambda b, g, y, x, dtype: (b.astype(g, x.dtype) if _is_float(x.dtype) else None,),
+    jvp=lambda b, dots, y, x, dtype: b.astype(dots[0], dtype) if _is_float(dtype) else None,
+    doc="astype.  Derivatives pass between float dtypes; integer results have none.",
+)
+stop_gradient_p = Primitive(
+    "stop_gradient", shape=lambda x: x, ref=lambda x: x,
+    vjp=lambda b, g, y, x: (None,), jvp=lambda b, dots, y, x: None,
+    doc="Identity whose derivative is zero.",
+)
+
+PRIMITIVES = (
+    neg_p, exp_p, log_p, log1p_p, expm1_p, sqrt_p, sin_p, cos_p, tan_p, tanh_p, sigmoid_p,
+    erf_p, abs_p, sign_p, add_p, sub_p, mul_p, div_p, pow_p, maximum_p, minimum_p,
+    safe_mul_p, safe_div_p, lt_p, le_p, gt_p, ge_p, eq_p, ne_p, select_p, convert_p,
+    stop_gradient_p,
+)

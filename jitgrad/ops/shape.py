@@ -1,0 +1,265 @@
+"""Shape primitives: reshape, transpose, broadcast_to, slicing, gather, concatenation.
+
+Shapes in attributes may hold call-time sizes (``Dim``); the runtime resolves
+them from its bindings before calling the reference.  ``broadcast_to``'s VJP is
+the one place that undoes broadcasting.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..primitive import Aval, Dim, Primitive, on
+from ._shapes import fmt_shape, is_static, unify_dim
+
+
+# -- reshape -----------------------------------------------------------------
+
+def _reshape_shape(x, *, shape):
+    if sum(1 for d in shape if isinstance(d, int) and d == -1) > 1:
+        raise ValueError(f"reshape: can only specify one unknown dimension in {shape}")
+    static_in = int(np.prod([d for d in x.dims if not isinstance(d, Dim)], dtype=np.int64))
+    static_out = int(np.prod([d for d in shape if not isinstance(d, Dim) and d != -1], dtype=np.int64))
+    in_dims = [d for d in x.dims if isinstance(d, Dim)]
+    out_dims = [d for d in shape if isinstance(d, Dim)]
+    bad = f"reshape: cannot reshape an array of shape {fmt_shape(x.dims)} into shape {fmt_shape(shape)}"
+    if -1 not in shape:
+        if not in_dims and not out_dims and static_in != static_out:
+            raise ValueError(bad)
+        return Aval(tuple(shape), x.dtype)
+    if not in_dims and not out_dims:
+        if static_out == 0 or static_in % static_out:
+            raise ValueError(bad)
+        unknown = static_in // static_out
+    elif len(in_dims) == 1 and not out_dims and static_in == static_out:
+        unknown = in_dims[0]          # e.g. (None, 3) -> (-1, 3) keeps the call-time size
+    else:
+        known = [d for d in shape if not (isinstance(d, int) and d == -1)]
+        unknown = Dim(derive=(_infer_unknown(len(x.dims), x.dims, shape), tuple(x.dims) + tuple(known)))
+    return Aval(tuple(unknown if (isinstance(d, int) and d == -1) else d for d in shape), x.dtype)
+
+
+def _infer_unknown(n_in, in_dims, shape):
+    def infer(*sizes):
+        total, rest = int(np.prod(sizes[:n_in], dtype=np.int64)), int(np.prod(sizes[n_in:], dtype=np.int64))
+        if rest == 0 or total % rest:
+            raise ValueError(f"reshape: cannot reshape an array of shape {tuple(sizes[:n_in])} "
+                             f"into shape {fmt_shape(shape)}")
+        return total // rest
+    return infer
+
+
+reshape_p = Primitive(
+    "reshape", shape=_reshape_shape, attrs=("shape",),
+    ref=lambda x, shape: np.reshape(x, shape),
+    vjp=lambda b, g, y, x, *, shape: (b.reshape(g, x.dims),),
+    jvp=lambda b, dots, y, x, *, shape: b.reshape(dots[0], y.dims),
+)
+
+
+# -- transpose ---------------------------------------------------------------
+
+def _transpose_shape(x, *, perm):
+    if sorted(perm) != list(range(len(x.dims))):
+        raise ValueError(f"transpose: axes {perm} are not a permutation for shape {fmt_shape(x.dims)}")
+    return Aval(tuple(x.dims[p] for p in perm), x.dtype)
+
+
+transpose_p = Primitive(
+    "transpose", shape=_transpose_shape, attrs=("perm",),
+    ref=lambda x, perm: np.transpose(x, perm),
+    vjp=lambda b, g, y, x, *, perm: (b.transpose(g, tuple(np.argsort(perm).tolist())),),
+    jvp=lambda b, dots, y, x, *, perm: b.transpose(dots[0], perm),
+)
+
+
+# -- broadcast_to ------------------------------------------------------------
+
+def _broadcast_shape(x, *, shape):
+    lead = len(shape) - len(x.dims)
+    msg = f"broadcast_to: cannot broadcast shape {fmt_shape(x.dims)} to {fmt_shape(shape)}"
+    if lead < 0:
+        raise ValueError(msg)
+    constraints: list = []
+    for d_in, d_out in zip(x.dims, shape[lead:]):
+        if not (isinstance(d_in, int) and d_in == 1):
+            unify_dim(d_in, d_out, constraints, msg)
+    return Aval(tuple(shape), x.dtype, tuple(constraints))
+
+
+def _unbroadcast(b, g, x):
+    """Sum a cotangent over the axes broadcasting added, back to ``x``'s shape."""
+    lead = len(g.dims) - len(x.dims)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, (d_in, d_out) in enumerate(zip(x.dims, g.dims[lead:]))
+        if isinstance(d_in, int) and d_in == 1 and not (isinstance(d_out, int) and d_out == 1))
+    if axes:
+        g = b.sum(g, axes, keepdims=False)
+    return b.reshape(g, x.dims) if g.dims != x.dims else g
+
+
+broadcast_to_p = Primitive(
+    "broadcast_to", shape=_broadcast_shape, attrs=("shape",),
+    ref=lambda x, shape: np.broadcast_to(x, shape),
+    vjp=lambda b, g, y, x, *, shape: (_unbroadcast(b, g, x),),
+    jvp=lambda b, dots, y, x, *, shape: b.broadcast_to(dots[0], y.dims),
+)
+
+
+# -- basic slicing -----------------------------------------------------------
+
+def _slices(index):
+    return tuple(slice(*t) for t in index)
+
+
+def _slice_shape(x, *, index):
+    if len(index) != len(x.dims):
+        raise ValueError(f"slice: {len(index)} slices for shape {fmt_shape(x.dims)}")
+    dims = []
+    for d, (start, stop, step) in zip(x.dims, index):
+        if step == 0:
+            raise ValueError("slice: slice step cannot be zero")
+        if not any(isinstance(v, Dim) for v in (d, start, stop)):
+            dims.append(len(range(d)[slice(start, stop, step)]))
+        elif (start, stop, step) in ((None, None, None), (None, None, 1)):
+            dims.append(d)
+        else:
+            dims.append(Dim(derive=(_slice_length(step), (d, start, stop))))
+    return Aval(tuple(dims), x.dtype)
+
+
+def _slice_length(step):
+    return lambda n, start, stop: len(range(n)[slice(start, stop, step)])
+
+
+def _unslice_ref(g, shape, index):
+    out = np.zeros(shape, g.dtype)
+    out[_slices(index)] = g
+    return out
+
+
+def _unslice_shape(g, *, shape, index):
+    return Aval(tuple(shape), g.dtype)
+
+
+slice_p = Primitive(
+    "slice", shape=_slice_shape, attrs=("index",),
+    ref=lambda x, index: x[_slices(index)],
+    vjp=lambda b, g, y, x, *, index: (b.bind(unslice_p, g, shape=x.dims, index=index),),
+    jvp=lambda b, dots, y, x, *, index: b.bind(slice_p, dots[0], index=index),
+    doc="Basic slicing; ``index`` holds one (start, stop, step) per axis.",
+)
+unslice_p = Primitive(
+    "unslice", shape=_unslice_shape, attrs=("shape", "index"), ref=_unslice_ref,
+    vjp=lambda b, g, y, x, *, shape, index: (b.bind(slice_p, g, index=index),),
+    jvp=lambda b, dots, y, x, *, shape, index: b.bind(unslice_p, dots[0], shape=shape, index=index),
+    doc="Zeros of ``shape`` with ``x`` written into the slice: the transpose of slice.",
+)
+
+
+# -- gather / scatter_add ----------------------------------------------------
+
+def _gather_shape(x, idx, *, axis):
+    if not np.issubdtype(idx.dtype, np.integer):
+        raise TypeError(f"take: indices must be integers, got {idx.dtype}")
+    if not 0 <= axis < len(x.dims):
+        raise ValueError(f"take: axis {axis} is out of range for shape {fmt_shape(x.dims)}")
+    return Aval(x.dims[:axis] + idx.dims + x.dims[axis + 1:], x.dtype)
+
+
+def _scatter_add_ref(g, idx, shape, axis):
+    out = np.zeros(shape, g.dtype)
+    moved = np.moveaxis(out, axis, 0)
+    g_moved = np.moveaxis(g, tuple(range(axis, axis + idx.ndim)), tuple(range(idx.ndim)))
+    np.add.at(moved, idx, g_moved)
+    return out
+
+
+def _scatter_add_shape(g, idx, *, shape, axis):
+    return Aval(tuple(shape), g.dtype)
+
+
+gather_p = Primitive(
+    "gather", shape=_gather_shape, attrs=("axis",), nin=2,
+    ref=lambda x, idx, axis: np.take(x, idx, axis=axis),
+    vjp=lambda b, g, y, x, idx, *, axis: (
+        b.bind(scatter_add_p, g, idx, shape=x.dims, axis=axis), None),
+    jvp=lambda b, dots, y, x, idx, *, axis: on(dots[0], lambda t: b.bind(gather_p, t, idx, axis=axis)),
+    doc="np.take(x, idx, axis): integer-array indexing along one axis.",
+)
+scatter_add_p = Primitive(
+    "scatter_add", shape=_scatter_add_shape, attrs=("shape", "axis"), nin=2,
+    ref=_scatter_add_ref,
+    vjp=lambda b, g, y, x, idx, *, shape, axis: (b.bind(gather_p, g, idx, axis=axis), None),
+    jvp=lambda b, dots, y, x, idx, *, shape, axis: on(
+        dots[0], lambda t: b.bind(scatter_add_p, t, idx, shape=shape, axis=axis)),
+    doc="Zeros of ``shape`` with ``x`` added at ``idx`` along ``axis`` (repeats accumulate).",
+)
+
+
+# -- concatenate -------------------------------------------------------------
+
+def _concat_shape(*xs, axis):
+    first = xs[0]
+    if not 0 <= axis < len(first.dims):
+        raise ValueError(f"concatenate: axis {axis} is out of range for shape {fmt_shape(first.dims)}")
+    constraints: list = []
+    dims = list(first.dims)
+    for x in xs[1:]:
+        msg = (f"concatenate: shapes {fmt_shape(first.dims)} and {fmt_shape(x.dims)} "
+               f"differ off axis {axis}")
+        if len(x.dims) != len(dims):
+            raise ValueError(msg)
+        if x.dtype != first.dtype:
+            raise TypeError(f"concatenate: dtypes {first.dtype} and {x.dtype} differ")
+        for i, d in enumerate(x.dims):
+            if i != axis:
+                dims[i] = unify_dim(dims[i], d, constraints, msg)
+    sizes = [x.dims[axis] for x in xs]
+    dims[axis] = sum(sizes) if is_static(sizes) else Dim(derive=(lambda *n: sum(n), tuple(sizes)))
+    return Aval(tuple(dims), first.dtype, tuple(constraints))
+
+
+def _offset(sizes):
+    """Where a part starts along the concatenation axis (a Dim if call-time sizes precede it)."""
+    return sum(sizes) if is_static(sizes) else Dim(derive=(lambda *n: sum(n), tuple(sizes)))
+
+
+def _concat_vjp(b, g, y, *xs, axis):
+    sizes = [x.dims[axis] for x in xs]
+    parts = []
+    for i in range(len(xs)):
+        index = [(None, None, None)] * len(g.dims)
+        index[axis] = (_offset(sizes[:i]), _offset(sizes[:i + 1]), 1)
+        parts.append(b.bind(slice_p, g, index=tuple(index)))
+    return tuple(parts)
+
+
+def _concat_jvp(b, dots, y, *xs, axis):
+    filled = [b.zeros_like(x) if d is None else d for d, x in zip(dots, xs)]
+    return b.bind(concatenate_p, *filled, axis=axis)
+
+
+concatenate_p = Primitive(
+    "concatenate", shape=_concat_shape, attrs=("axis",), nin=None,
+    ref=lambda *xs, axis: np.concatenate(xs, axis=axis), vjp=_concat_vjp, jvp=_concat_jvp,
+)
+
+
+# -- constant fills ----------------------------------------------------------
+
+full_p = Primitive(
+    "full", shape=lambda *, shape, value, dtype: Aval(tuple(shape), np.dtype(dtype)),
+    attrs=("shape", "value", "dtype"), nin=0,
+    ref=lambda shape, value, dtype: np.full(shape, value, dtype),
+    vjp=None, jvp=None, differentiable=False,
+    doc="An array filled with one value (zeros for unused gradients).",
+)
+full_like_p = Primitive(
+    "full_like", shape=lambda x, *, value: x, attrs=("value",),
+    ref=lambda x, value: np.full(x.shape, value, x.dtype),
+    vjp=lambda b, g, y, x, *, value: (None,), jvp=lambda b, dots, y, x, *, value: None,
+    doc="Like full, for an array whose shape is known only at call time.",
+)
+
+PRIMITIVES = (reshape_p, transpose_p, broadcast_to_p, slice_p, unslice_p, gather_p,
+              scatter_add_p, concatenate_p, full_p, full_like_p)

@@ -1,0 +1,120 @@
+"""The primitive: one object that says everything jitgrad knows about an op.
+
+A primitive carries its name, its shape/dtype rule, its NumPy reference
+implementation and its two derivative rules.  Elementwise primitives also carry
+a scalar expression that a fusing backend inlines into its loops.  Nothing here
+imports the graph: derivative rules receive the builder namespace ``b`` as their
+first argument and call it, so the primitive modules sit below the graph module.
+
+Rule conventions (``y`` is the primitive's output, ``xs`` its inputs)::
+
+    shape(*avals, **attrs)          -> Aval of the output; raises on invalid input
+    ref(*arrays, **attrs)           -> ndarray, the NumPy reference
+    vjp(b, y_bar, y, *xs, **attrs)  -> one cotangent (or None) per input
+    jvp(b, dots, y, *xs, **attrs)   -> the output tangent (or None); ``dots`` has
+                                       one tangent per input, None where zero
+
+Rules return None for zero derivatives; the autodiff pass handles zeros.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+
+class Dim:
+    """A dimension whose size is known only at call time (``None`` in a shape).
+
+    Dims are symbols compared by identity.  A root Dim belongs to an input and
+    is bound from the argument's shape; a derived Dim (the ``-1`` of a reshape,
+    a slice of a call-time axis) carries ``derive = (fn, deps)`` and its size is
+    ``fn(*sizes of deps)``.  So every size in a graph is known as soon as the
+    arguments are checked, before anything runs.
+    """
+
+    __slots__ = ("label", "derive")
+    _count = 0
+
+    def __init__(self, label: str | None = None, derive=None):
+        Dim._count += 1
+        self.label = label or f"n{Dim._count}"
+        self.derive = derive
+
+    def __repr__(self) -> str:
+        return self.label
+
+
+def resolve_dim(d, sizes: dict) -> int:
+    """The size of ``d`` (an int or a Dim) under the call-time ``sizes``."""
+    if not isinstance(d, Dim):
+        return d
+    if d not in sizes:
+        if d.derive is None:
+            raise ValueError(f"the call-time size {d} is not bound by any argument")
+        fn, deps = d.derive
+        sizes[d] = int(fn(*(resolve_dim(x, sizes) for x in deps)))
+    return sizes[d]
+
+
+DimLike = "int | Dim"
+
+
+@dataclass(frozen=True)
+class Aval:
+    """Abstract value: what a node's shape rule infers before anything runs.
+
+    ``constraints`` are pairs of sizes the rule found must be equal at call time
+    (two call-time Dims, or a Dim and an int); the compiler checks them against
+    the arguments before running anything.
+    """
+
+    dims: tuple
+    dtype: np.dtype
+    constraints: tuple = ()
+
+
+@dataclass(frozen=True, eq=False)
+class Primitive:
+    """A named operation with its shape rule, reference and derivative rules.
+
+    ``attrs`` names the static parameters the primitive accepts (saved graphs are
+    checked against it).  ``scalar`` is a format string over the inputs for
+    elementwise primitives, e.g. ``"math.exp({0})"``.  ``vjp``/``jvp`` set to
+    ``None`` together with ``differentiable=False`` declare "no derivative".
+    ``promote`` is the dtype policy the builder applies to an elementwise
+    primitive's operands: ``"same"`` (NumPy promotion), ``"float"`` (then at
+    least float64 for integers) or ``"compare"`` (promote, output bool).
+    """
+
+    name: str
+    shape: Callable[..., Aval]
+    ref: Callable[..., Any]
+    vjp: Callable[..., tuple] | None
+    jvp: Callable[..., Any] | None
+    nin: int | None = 1
+    attrs: tuple[str, ...] = ()
+    scalar: str | None = None
+    differentiable: bool = True
+    promote: str | None = None
+    doc: str = field(default="", compare=False)
+
+    def __repr__(self) -> str:
+        return f"{self.name}_p"
+
+
+def sum_tangents(b, *terms):
+    """Add the tangent contributions that are not structurally zero."""
+    present = [t for t in terms if t is not None]
+    if not present:
+        return None
+    total = present[0]
+    for t in present[1:]:
+        total = b.add(total, t)
+    return total
+
+
+def on(dot, fn):
+    """Apply a linear map to a tangent, keeping structural zeros (None) as they are."""
+    return None if dot is None else fn(dot)
