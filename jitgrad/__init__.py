@@ -18,6 +18,7 @@ from .functions import (
     power, prod, relu, reshape, sigmoid, sign, silu, sin, softplus, sqrt, square, squeeze, stack,
     subtract, sum, take, tan, tanh, transpose, where,
 )
+from .check import check_grads
 from .graph import Tensor, constant, input, param
 
 __version__ = "0.1.0"

@@ -42,8 +42,13 @@ def _nodes_between(outputs, wrt) -> list[Tensor]:
 
 
 def _check_like(value: Tensor, like: Tensor, what: str) -> Tensor:
-    if value.shape != like.shape:
+    """``value`` as a derivative seed for ``like``: same shape (call-time sizes unified), same dtype."""
+    static_clash = any(isinstance(p, int) and isinstance(q, int) and p != q
+                       for p, q in zip(value.dims, like.dims))
+    if value.ndim != like.ndim or static_clash:
         raise ValueError(f"{what} has shape {value.shape}, expected {like.shape}")
+    if value.dims != like.dims:
+        value = b.broadcast_to(value, like.dims)
     return b.astype(value, like.dtype) if value.dtype != like.dtype else value
 
 

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from ..primitive import Primitive, on, sum_tangents
+from ..primitive import Aval, Primitive, on, sum_tangents
 from ._shapes import same_shape
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
@@ -158,7 +158,7 @@ minimum_p = _elementwise(
 
 
 def _safe_mul_ref(a, x):
-    return np.where(a == 0, np.zeros((), a.dtype), a * x)
+    return np.where((a == 0) | (x == 0), np.zeros((), a.dtype), a * x)
 
 
 def _safe_div_ref(a, x):
@@ -170,12 +170,12 @@ safe_mul_p = _elementwise(
     vjp=lambda b, g, y, a, x: (b.safe_mul(g, x), b.safe_mul(g, a)),
     jvp=lambda b, dots, y, a, x: sum_tangents(
         b, on(dots[0], lambda t: b.safe_mul(t, x)), on(dots[1], lambda t: b.safe_mul(a, t))),
-    doc="a * x, but exactly 0 where a == 0 (even if x is inf or NaN): "
-        "how derivative rules scale a cotangent by a local derivative.",
+    doc="a * x, but exactly 0 where either factor is 0 (even if the other is inf or NaN): "
+        "how derivative rules scale a cotangent or tangent by a local derivative.",
 )
 safe_div_p = _elementwise(
     "safe_div", 2, _safe_div_ref, promote="float",
-    vjp=lambda b, g, y, a, x: (b.safe_div(g, x), b.negative(b.safe_mul(g, b.safe_div(y, x)))),
+    vjp=lambda b, g, y, a, x: (b.safe_div(g, x), b.negative(b.safe_mul(b.safe_div(y, x), g))),
     jvp=lambda b, dots, y, a, x: sum_tangents(
         b, on(dots[0], lambda t: b.safe_div(t, x)),
         on(dots[1], lambda t: b.negative(b.safe_mul(t, b.safe_div(y, x))))),
@@ -202,7 +202,7 @@ ne_p = _comparison("ne", np.not_equal)
 def _select_shape(cond, x1, x2):
     aval = same_shape("where", (x1, x2))
     both = same_shape("where", (aval, cond))
-    return type(aval)(aval.dims, aval.dtype, aval.constraints + both.constraints)
+    return Aval(aval.dims, aval.dtype, aval.constraints + both.constraints)
 
 
 select_p = Primitive(
@@ -218,7 +218,7 @@ def _is_float(dtype) -> bool:
 
 
 def _convert_shape(x, *, dtype):
-    return type(x)(x.dims, np.dtype(dtype))
+    return Aval(x.dims, np.dtype(dtype))
 
 
 convert_p = Primitive(
@@ -228,7 +228,7 @@ convert_p = Primitive(
     doc="astype.  Derivatives pass between float dtypes; integer results have none.",
 )
 stop_gradient_p = Primitive(
-    "stop_gradient", shape=lambda x: x, ref=lambda x: x,
+    "stop_gradient", shape=lambda x: Aval(x.dims, x.dtype), ref=lambda x: x,
     vjp=lambda b, g, y, x: (None,), jvp=lambda b, dots, y, x: None,
     doc="Identity whose derivative is zero.",
 )

@@ -255,7 +255,7 @@ full_p = Primitive(
     doc="An array filled with one value (zeros for unused gradients).",
 )
 full_like_p = Primitive(
-    "full_like", shape=lambda x, *, value: x, attrs=("value",),
+    "full_like", shape=lambda x, *, value: Aval(x.dims, x.dtype), attrs=("value",),
     ref=lambda x, value: np.full(x.shape, value, x.dtype),
     vjp=lambda b, g, y, x, *, value: (None,), jvp=lambda b, dots, y, x, *, value: None,
     doc="Like full, for an array whose shape is known only at call time.",
