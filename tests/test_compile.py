@@ -1,0 +1,166 @@
+"""The compile-and-run contract of api.md on the numpy target."""
+import numpy as np
+import pytest
+
+import jitgrad as jg
+
+
+def simple():
+    x, w = jg.input("x", (None, 3)), jg.input("w", (3,))
+    return x, w, jg.sum(jg.tanh(x * w)) + 0.5 * jg.sum(w ** 2)
+
+
+def test_positional_keyword_and_mixed_calls_agree():
+    x, w, y = simple()
+    f = jg.compile([x, w], y, target="numpy")
+    xv, wv = np.ones((4, 3)), np.arange(3.0)
+    assert f(xv, wv) == f(x=xv, w=wv) == f(xv, w=wv)
+
+
+def test_single_output_vs_tuple_outputs():
+    x, w, y = simple()
+    assert isinstance(jg.compile([x, w], y, target="numpy")(np.ones((1, 3)), np.ones(3)), np.ndarray)
+    out = jg.compile([x, w], [y], target="numpy")(np.ones((1, 3)), np.ones(3))
+    assert isinstance(out, tuple) and len(out) == 1 and out[0].shape == ()
+
+
+def test_outputs_are_fresh_arrays():
+    x = jg.input("x", (3,))
+    f = jg.compile([x], [x, x, x.reshape(3, 1)[:, 0]], target="numpy")
+    xv = np.arange(3.0)
+    a, b, c = f(xv)
+    a[0] = b[1] = c[2] = 100.0
+    np.testing.assert_array_equal(xv, np.arange(3.0))
+    a2, _, _ = f(np.ones(3))
+    assert a[0] == 100.0 and a2[0] == 1.0
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda f: f(np.ones((2, 3))), TypeError, r"missing.*'w'"),
+    (lambda f: f(np.ones((2, 3)), np.ones(3), np.ones(3)), TypeError, "positional"),
+    (lambda f: f(np.ones((2, 3)), v=np.ones(3)), TypeError, "unexpected argument 'v'"),
+    (lambda f: f(np.ones((2, 3)), np.ones(3), w=np.ones(3)), TypeError, "multiple values"),
+    (lambda f: f(np.ones((2, 3)), np.ones(4)), ValueError, r"input 'w'.*\(3,\).*\(4,\)"),
+    (lambda f: f(np.ones(3), np.ones(3)), ValueError, r"input 'x'.*\(None, 3\).*rank"),
+    (lambda f: f(np.ones((2, 3)), np.ones(3, dtype=complex)), TypeError, r"input 'w'.*complex128"),
+    (lambda f: f(np.ones((2, 3)), np.array(["a", "b", "c"])), TypeError, r"input 'w'"),
+])
+def test_argument_errors_name_the_input(call, error, message):
+    x, w, y = simple()
+    with pytest.raises(error, match=message):
+        call(jg.compile([x, w], y, target="numpy"))
+
+
+def test_call_time_sizes_are_checked_across_inputs():
+    x, y = jg.input("x", (None, 3)), jg.input("y", (None,))
+    f = jg.compile([x, y], jg.sum(x[:, 0] * y), target="numpy")
+    assert f(np.ones((4, 3)), np.ones(4)) == 4.0
+    with pytest.raises(ValueError, match=r"input 'y'.*\(5,\).*'x'"):
+        f(np.ones((4, 3)), np.ones(5))
+
+
+def test_same_kind_conversion():
+    x = jg.input("x", (2,), "float32")
+    f = jg.compile([x], x * 2, target="numpy")
+    out = f(np.array([1, 2]))                 # int64 -> float32 is same_kind
+    assert out.dtype == np.float32 and list(out) == [2.0, 4.0]
+    i = jg.input("i", (2,), "int32")
+    with pytest.raises(TypeError, match=r"input 'i'.*int32.*float64"):
+        jg.compile([i], i + 1, target="numpy")(np.array([1.5, 2.0]))
+
+
+def test_unknown_options_and_targets():
+    x, w, y = simple()
+    with pytest.raises(TypeError, match="unroll"):
+        jg.compile([x, w], y, target="numpy", unroll=True)
+    with pytest.raises(ValueError, match="tpu"):
+        jg.compile([x, w], y, target="tpu")
+
+
+def test_missing_input_is_a_compile_error():
+    x, w, y = simple()
+    with pytest.raises(ValueError, match="input 'w'"):
+        jg.compile([x], y, target="numpy")
+
+
+def test_params_are_implicit_inputs_and_updates_read_old_values():
+    p = jg.param("p", np.array([1.0, 2.0]))
+    q = jg.param("q", np.array(10.0))
+    x = jg.input("x", (2,))
+    loss = jg.sum(p * x) + q
+    f = jg.compile([x], loss, updates={p: p + q, q: q + jg.sum(p)}, target="numpy")
+    assert f(np.ones(2)) == 13.0
+    np.testing.assert_array_equal(p.value, [11.0, 12.0])
+    assert q.value == 13.0
+    assert f(np.ones(2)) == 36.0
+
+
+def test_param_value_get_and_set():
+    p = jg.param("p", np.zeros((2, 2), np.float32))
+    v = p.value
+    v[0, 0] = 5
+    assert p.value[0, 0] == 0            # a copy
+    p.value = np.ones((2, 2))            # float64 -> float32: same_kind
+    assert p.value.dtype == np.float32
+    with pytest.raises(ValueError, match=r"param 'p'.*\(2, 2\).*\(3,\)"):
+        p.value = np.ones(3)
+    with pytest.raises(TypeError, match="param 'p'"):
+        p.value = np.ones((2, 2), complex)
+    np.testing.assert_array_equal(p.value, np.ones((2, 2)))
+
+
+def test_a_failing_call_leaves_params_untouched():
+    p = jg.param("p", np.array([1.0, 2.0]))
+    idx = jg.input("idx", (1,), "int64")
+    f = jg.compile([idx], jg.sum(p[idx]), updates={p: p * 0}, target="numpy")
+    with pytest.raises(IndexError):
+        f(np.array([7]))
+    np.testing.assert_array_equal(p.value, [1.0, 2.0])
+
+
+def test_nodes_are_immutable():
+    x = jg.input("x", (2,))
+    with pytest.raises(AttributeError):
+        x.dims = (3,)
+    with pytest.raises(TypeError, match="truth value"):
+        bool(x > 0)
+
+
+def test_numpy_arrays_on_either_side_of_an_operator():
+    x = jg.input("x", (3,))
+    y = np.arange(3.0) * x + np.ones(3)
+    assert isinstance(y, jg.Tensor)
+    np.testing.assert_array_equal(jg.compile([x], y, target="numpy")(np.ones(3)), [1.0, 2.0, 3.0])
+
+
+def test_dtype_promotion_follows_numpy():
+    f32, i64 = jg.input("a", (2,), "float32"), jg.input("b", (2,), "int64")
+    assert (f32 * 2.0).dtype == np.float32
+    assert (f32 + i64).dtype == np.result_type(np.float32, np.int64)
+    assert (i64 / i64).dtype == np.float64
+    assert (i64 * 2).dtype == np.int64
+    assert jg.exp(i64).dtype == np.float64
+
+
+def test_schedule_prints_one_line_per_equation():
+    x, w, y = simple()
+    f = jg.compile([x, w], [y, *jg.grad(y, [w])], target="numpy")
+    text = str(f.schedule)
+    assert text.startswith("{ lambda x:f64[x0,3] w:f64[3]")
+    assert "tanh x" not in text and "= tanh" in text
+    assert len(text.splitlines()) > len(f.schedule.eqns)
+
+
+def test_rewrites_share_common_subexpressions_and_fold_constants():
+    x = jg.input("x", (3,))
+    y = jg.sin(x) * jg.sin(x) + jg.constant(2.0) * 3.0
+    eqns = jg.compile([x], y, target="numpy").schedule.eqns
+    assert [e.op.name for e in eqns].count("sin") == 1
+    assert all(e.op.name != "mul" or "const" not in str(e) for e in eqns)
+
+
+def test_rewrites_never_drop_inf_times_zero():
+    x = jg.input("x", (2,))
+    f = jg.compile([x], x * 0.0 + x * 1.0, target="numpy")
+    out = f(np.array([np.inf, 2.0]))
+    assert np.isnan(out[0]) and out[1] == 2.0
