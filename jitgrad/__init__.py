@@ -20,5 +20,6 @@ from .functions import (
 )
 from .check import check_grads
 from .graph import Tensor, constant, input, param
+from .viz import render, to_dot
 
 __version__ = "0.1.0"

@@ -108,16 +108,16 @@ def _replacement(node: Tensor, by: Tensor):
 def _simplify(node: Tensor):
     """An equivalent, simpler node, or None.  Every rule is exact for all inputs."""
     op, ins = node.op, node.inputs
-    if op is ew.mul_p:
+    if op in (ew.mul_p, ew.safe_mul_p):
         if _is_fill(ins[1], 1):
             return _replacement(node, ins[0])
         if _is_fill(ins[0], 1):
             return _replacement(node, ins[1])
-    if op in (ew.div_p, ew.pow_p) and _is_fill(ins[1], 1):
+    if op in (ew.div_p, ew.safe_div_p, ew.pow_p) and _is_fill(ins[1], 1):
         return _replacement(node, ins[0])
     if op is ew.sub_p and _is_fill(ins[1], 0):
         return _replacement(node, ins[0])
-    if op is ew.safe_mul_p and _is_fill(ins[0], 0):
+    if op is ew.safe_mul_p and (_is_fill(ins[0], 0) or _is_fill(ins[1], 0)):
         return bind(sh.full_p, shape=node.dims, value=0, dtype=node.dtype)
     if op is ew.neg_p and ins[0].op is ew.neg_p:
         return _replacement(node, ins[0].inputs[0])

@@ -164,3 +164,10 @@ def test_rewrites_never_drop_inf_times_zero():
     f = jg.compile([x], x * 0.0 + x * 1.0, target="numpy")
     out = f(np.array([np.inf, 2.0]))
     assert np.isnan(out[0]) and out[1] == 2.0
+
+
+def test_common_subexpressions_differ_by_attributes():
+    x = jg.input("x", (2, 3))
+    f = jg.compile([x], [jg.sum(x, axis=0), jg.sum(x, axis=1)], target="numpy")
+    a, b = f(np.arange(6.0).reshape(2, 3))
+    assert list(a) == [3, 5, 7] and list(b) == [3, 12]

@@ -158,11 +158,18 @@ minimum_p = _elementwise(
 
 
 def _safe_mul_ref(a, x):
-    return np.where((a == 0) | (x == 0), np.zeros((), a.dtype), a * x)
+    out = np.multiply(a, x)
+    if np.isfinite(out).all():     # only 0 * inf and 0 * NaN need mending
+        return out
+    zero_times_nonfinite = ((a == 0) & ~np.isfinite(x)) | ((x == 0) & ~np.isfinite(a))
+    return np.where(zero_times_nonfinite, np.zeros((), out.dtype), out)
 
 
 def _safe_div_ref(a, x):
-    return np.where(a == 0, np.zeros((), a.dtype), a / x)
+    out = np.true_divide(a, x)
+    if np.isfinite(out).all():
+        return out
+    return np.where((a == 0) & ((x == 0) | np.isnan(x)), np.zeros((), out.dtype), out)
 
 
 safe_mul_p = _elementwise(
@@ -170,8 +177,9 @@ safe_mul_p = _elementwise(
     vjp=lambda b, g, y, a, x: (b.safe_mul(g, x), b.safe_mul(g, a)),
     jvp=lambda b, dots, y, a, x: sum_tangents(
         b, on(dots[0], lambda t: b.safe_mul(t, x)), on(dots[1], lambda t: b.safe_mul(a, t))),
-    doc="a * x, but exactly 0 where either factor is 0 (even if the other is inf or NaN): "
-        "how derivative rules scale a cotangent or tangent by a local derivative.",
+    doc="a * x, except that 0 times inf or NaN (either way round) is 0: how derivative "
+        "rules scale a cotangent or tangent by a local derivative.  Otherwise exactly a * x, "
+        "signed zeros included, so safe_mul(1, x) is x.",
 )
 safe_div_p = _elementwise(
     "safe_div", 2, _safe_div_ref, promote="float",
@@ -179,7 +187,7 @@ safe_div_p = _elementwise(
     jvp=lambda b, dots, y, a, x: sum_tangents(
         b, on(dots[0], lambda t: b.safe_div(t, x)),
         on(dots[1], lambda t: b.negative(b.safe_mul(t, b.safe_div(y, x))))),
-    doc="a / x, but exactly 0 where a == 0 (even if x is 0).",
+    doc="a / x, except that 0 / 0 and 0 / NaN are 0.  Otherwise exactly a / x.",
 )
 
 
