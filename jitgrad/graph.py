@@ -137,7 +137,7 @@ def input(name: str, shape, dtype="float64") -> Tensor:
     dims = []
     for i, d in enumerate(shape):
         if d is None:
-            dims.append(Dim(f"{name}{i}" if len(shape) > 1 else name + "0"))
+            dims.append(Dim(f"{name}{i}"))
         elif isinstance(d, (int, np.integer)) and d >= 0:
             dims.append(int(d))
         else:

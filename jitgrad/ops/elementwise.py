@@ -141,20 +141,21 @@ div_p = _elementwise(
         on(dots[1], lambda t: b.negative(b.safe_mul(t, b.divide(y, x2))))),
 )
 pow_p = _elementwise("pow", 2, np.power, vjp=_pow_vjp, jvp=_pow_jvp)
-maximum_p = _elementwise(
-    "maximum", 2, np.maximum,
-    vjp=lambda b, g, y, x1, x2: (_tie_split(b, g, b.greater(x1, x2), b.equal(x1, x2)),
-                                 _tie_split(b, g, b.greater(x2, x1), b.equal(x1, x2))),
-    jvp=lambda b, dots, y, x1, x2: _extremum_jvp(b, dots, y, x1, x2, b.greater(x1, x2)),
-    doc="Tied arguments share the derivative equally.",
-)
-minimum_p = _elementwise(
-    "minimum", 2, np.minimum,
-    vjp=lambda b, g, y, x1, x2: (_tie_split(b, g, b.less(x1, x2), b.equal(x1, x2)),
-                                 _tie_split(b, g, b.less(x2, x1), b.equal(x1, x2))),
-    jvp=lambda b, dots, y, x1, x2: _extremum_jvp(b, dots, y, x1, x2, b.less(x1, x2)),
-    doc="Tied arguments share the derivative equally.",
-)
+
+
+def _extremum(name, ref, beats):
+    """maximum/minimum; ``beats(b, u, v)`` is where u is chosen over v."""
+    return _elementwise(
+        name, 2, ref,
+        vjp=lambda b, g, y, x1, x2: (_tie_split(b, g, beats(b, x1, x2), b.equal(x1, x2)),
+                                     _tie_split(b, g, beats(b, x2, x1), b.equal(x1, x2))),
+        jvp=lambda b, dots, y, x1, x2: _extremum_jvp(b, dots, y, x1, x2, beats(b, x1, x2)),
+        doc="Tied arguments share the derivative equally.",
+    )
+
+
+maximum_p = _extremum("maximum", np.maximum, lambda b, u, v: b.greater(u, v))
+minimum_p = _extremum("minimum", np.minimum, lambda b, u, v: b.less(u, v))
 
 
 def _safe_mul_ref(a, x):
