@@ -19,7 +19,8 @@ from .functions import (
     subtract, sum, take, tan, tanh, transpose, where,
 )
 from .check import check_grads
-from .graph import Tensor, constant, input, param
+from .graph import Tensor, constant, input, inputs_of, param
+from .io import load, save
 from .viz import render, to_dot
 
 __version__ = "0.1.0"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .functions import as_tensor, astype
-from .graph import Tensor, check_array, topological_order
+from .graph import Tensor, check_array, inputs_of, topological_order
 from .ops import leaf
 from .primitive import Dim, resolve_dim
 from .rewrite import rewrite
@@ -115,10 +115,11 @@ class Executable:
     def _check_leaves(self, roots, updated):
         given = {id(x) for x in self.inputs}
         names = {x.name: x for x in self.inputs}
-        for node in topological_order(roots) + updated:
-            if node.op is leaf.input_p and id(node) not in given:
+        for node in inputs_of(roots):
+            if id(node) not in given:
                 raise ValueError(f"compile: the outputs depend on input {node.name!r}, "
                                  f"which is not in inputs {[x.name for x in self.inputs]}")
+        for node in topological_order(roots) + updated:
             if node.op is leaf.param_p:
                 other = names.setdefault(node.name, node)
                 if other is not node:

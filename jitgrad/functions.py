@@ -185,7 +185,7 @@ def _count(x: Tensor, axes, dtype) -> Tensor | float:
     dims = [x.dims[a] for a in axes]
     if not any(isinstance(d, Dim) for d in dims):
         return float(np.prod(dims, dtype=np.int64))
-    count = Dim(derive=(lambda *n: int(np.prod(n, dtype=np.int64)), tuple(dims)))
+    count = Dim(derive=("prod", dims, None))
     return bind(sh.full_p, shape=(), value=count, dtype=dtype)
 
 

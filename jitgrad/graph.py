@@ -12,7 +12,7 @@ from types import MappingProxyType
 import numpy as np
 
 from .ops import leaf
-from .primitive import Dim, Primitive
+from .primitive import Dim, Primitive, dims_under
 from .ops._shapes import fmt_shape
 
 SUPPORTED_DTYPES = tuple(np.dtype(t) for t in (
@@ -142,7 +142,11 @@ def input(name: str, shape, dtype="float64") -> Tensor:
             dims.append(int(d))
         else:
             raise ValueError(f"input {name!r}: shape entries must be non-negative ints or None, got {shape}")
-    return Tensor(leaf.input_p, (), {}, tuple(dims), as_dtype(dtype, f"input {name!r}"), name=name)
+    node = Tensor(leaf.input_p, (), {}, tuple(dims), as_dtype(dtype, f"input {name!r}"), name=name)
+    for d in dims:
+        if isinstance(d, Dim):
+            d.owner = node
+    return node
 
 
 def constant(value, dtype=None) -> Tensor:
@@ -215,6 +219,24 @@ def topological_order(outputs) -> list[Tensor]:
             stack.append((node, True))
             stack.extend((i, False) for i in reversed(node.inputs) if id(i) not in seen)
     return order
+
+
+def inputs_of(outputs) -> list[Tensor]:
+    """The inputs a graph reads, as nodes or through their call-time sizes.
+
+    A derivative can use an input's size without its value (the gradient of a
+    mean), so inputs are found through the owners of the graph's Dims too.
+    What ``compile`` needs after ``load``.
+    """
+    roots = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    found: dict[int, Tensor] = {}
+    for node in topological_order(roots):
+        if node.op is leaf.input_p:
+            found.setdefault(id(node), node)
+        for d in dims_under(tuple(node.attrs.values()) + node.dims):
+            if d.owner is not None:
+                found.setdefault(id(d.owner), d.owner)
+    return list(found.values())
 
 
 from . import functions as _functions  # noqa: E402,F401  (installs Tensor's operators)

@@ -1,16 +1,17 @@
 """``jg.save`` and ``jg.load``: graphs stored as data, never as code.
 
-A saved graph is one ``.npz`` archive.  Its ``graph`` entry is UTF-8 JSON (as a
-uint8 array) listing the nodes in dependency order; every constant and param
-value is an array of its own (``c<i>``, ``p<i>`` for node ``i``).  Loading
-rebuilds each node with ``bind``, so the shape rules check the file; nothing in
-it is ever executed, and anything unexpected raises ``ValueError``.
+A saved graph is one ``.npz`` archive.  Its ``graph`` entry is JSON (UTF-8, as
+a uint8 array) listing the nodes so that each follows what it needs; constant
+and param values are arrays of their own, ``c<i>`` and ``p<i>`` for node ``i``.
+Loading rebuilds every node with ``bind``, so the shape rules check the file;
+nothing in it is executed, and anything unexpected raises ``ValueError``.
 
 Attribute values are JSON with tags: tuples are arrays, ``{"float": "inf"}``,
-``{"dtype": "float32"}`` and ``{"dim": k}``, a call-time size.  Sizes get ids:
-a node's shape defines the ids it shows first (inputs, a reshape's ``-1``, ...);
-``dims`` lists the sizes that only attributes use (the element count of a
-``mean``) as a named formula over other sizes.
+``{"dtype": "float32"}``, and ``{"dim": k}`` for a call-time size.  A size id is
+defined by the first node whose shape shows it, or, for sizes only attributes
+use (the element count of a ``mean``), by its formula in ``dims``: one of the
+data-only ``DERIVATIONS`` of jitgrad.primitive.  An input whose size a gradient
+uses without its value is saved too, so the loaded graph can be compiled.
 """
 from __future__ import annotations
 
@@ -21,21 +22,19 @@ import tempfile
 
 import numpy as np
 
-from .graph import SUPPORTED_DTYPES, Tensor, bind, constant, input, param, topological_order
+from .graph import SUPPORTED_DTYPES, Tensor, bind, constant, input, inputs_of, param, topological_order
 from .ops import BY_NAME, leaf
-from .primitive import Dim
+from .primitive import DERIVATIONS, Dim
 
 FORMAT, VERSION = "jitgrad-graph", 1
 _DTYPES = {str(d): d for d in SUPPORTED_DTYPES}
-_FORMULAS = {"sum": lambda *n: sum(n), "prod": lambda *n: math.prod(n)}
-_NODE_FIELDS = {"op", "inputs", "attrs", "shape", "dtype"}
-_TOP_FIELDS = {"format", "version", "dims", "nodes", "outputs"}
+_NAMED = (leaf.input_p, leaf.param_p)
 
 
 def save(path, outputs) -> None:
     """Store the graph computing ``outputs`` (a Tensor or a list of them), atomically.
 
-    >>> w = param("w", np.ones(3)); save("/tmp/g.npz", w * 2); load("/tmp/g.npz").shape
+    >>> w = param("w", np.ones(3)); save("/tmp/w2.npz", w * 2); load("/tmp/w2.npz").shape
     (3,)
     """
     roots = [outputs] if isinstance(outputs, Tensor) else list(outputs)
@@ -43,8 +42,8 @@ def save(path, outputs) -> None:
         raise TypeError("save: outputs must be a Tensor or a list of Tensors")
     nodes = _save_order(roots)
     index = {id(n): i for i, n in enumerate(nodes)}
-    encoder = _Encoder(_creators(nodes))
-    records = [encoder.node(n, index) for n in nodes]
+    encoder = _Encoder()
+    records = [encoder.node(i, n, index) for i, n in enumerate(nodes)]
     outs = [index[id(r)] for r in roots]
     graph = {"format": FORMAT, "version": VERSION, "dims": encoder.derived, "nodes": records,
              "outputs": outs[0] if isinstance(outputs, Tensor) else outs}
@@ -59,41 +58,29 @@ def save(path, outputs) -> None:
 
 
 def load(path):
-    """The outputs saved at ``path``: one Tensor, or a list if a list was saved."""
+    """The outputs saved at ``path``: one Tensor, or a list if a list or tuple was saved."""
     graph, arrays = _read(os.fspath(path))
     return _Loader(graph, arrays).run()
 
 
-def inputs_of(outputs) -> list[Tensor]:
-    """The input nodes a graph reads, in dependency order: what ``compile`` needs after ``load``."""
-    roots = [outputs] if isinstance(outputs, Tensor) else list(outputs)
-    return [n for n in topological_order(roots) if n.op is leaf.input_p]
-
-
 # -- saving --------------------------------------------------------------------
 
-def _attr_dims(value):
+def _attr_dims(value) -> list[Dim]:
     if isinstance(value, tuple):
         return [d for v in value for d in _attr_dims(v)]
     return [value] if isinstance(value, Dim) else []
 
 
-def _creators(nodes) -> dict:
-    """Dim -> the node whose shape rule made it (it is in neither its inputs nor its attrs)."""
-    made = {}
-    for node in nodes:
+def _save_order(roots) -> list[Tensor]:
+    """A topological order in which a node also follows the nodes whose shape rules made
+    the sizes its attributes use, so that loading meets every size before its uses."""
+    creators = {}
+    for node in topological_order(roots):
         inherited = {id(d) for x in node.inputs for d in x.dims}
         inherited |= {id(d) for v in node.attrs.values() for d in _attr_dims(v)}
         for d in node.dims:
             if isinstance(d, Dim) and id(d) not in inherited:
-                made.setdefault(d, node)
-    return made
-
-
-def _save_order(roots) -> list[Tensor]:
-    """Topological order where, also, a node comes after the nodes making the sizes its
-    attributes use, so that on loading every size is known before it is referred to."""
-    creators = _creators(topological_order(roots))
+                creators.setdefault(d, node)
 
     def needs(node):
         found, dims = list(node.inputs), [d for v in node.attrs.values() for d in _attr_dims(v)]
@@ -101,57 +88,28 @@ def _save_order(roots) -> list[Tensor]:
             d = dims.pop()
             if d in creators:
                 found.append(creators[d])
+            elif d.owner is not None:
+                found.append(d.owner)
             elif d.derive is not None:
                 dims.extend(x for x in d.derive[1] if isinstance(x, Dim))
         return found
 
-    order, seen = [], set()
-    for root in roots:
-        stack = [(root, False)]
-        while stack:
-            node, expanded = stack.pop()
-            if expanded:
-                order.append(node)
-            elif id(node) not in seen:
-                seen.add(id(node))
-                stack.append((node, True))
-                stack.extend((x, False) for x in reversed(needs(node)) if id(x) not in seen)
+    order, seen, stack = [], set(), [(r, False) for r in reversed(roots)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+        elif id(node) not in seen:
+            seen.add(id(node))
+            stack.append((node, True))
+            stack.extend((x, False) for x in reversed(needs(node)) if id(x) not in seen)
     return order
 
 
-def _formula(d: Dim) -> str:
-    """The name in ``_FORMULAS`` of what a derived size computes.  A Dim holds its formula
-    as a Python function, which a data file cannot; evaluating it on two probes tells
-    the sums (offsets of concatenate's parts) from the products (counts of ``mean``)."""
-    fn, deps = d.derive
-    probes = [[7 + 4 * j for j in range(len(deps))], [3 + 2 * j for j in range(len(deps))]]
-    for name, known in _FORMULAS.items():
-        try:
-            if all(fn(*p) == known(*p) for p in probes):
-                return name
-        except Exception:
-            break
-    raise ValueError(f"save: the call-time size {d} is computed by a formula that cannot be saved")
-
-
 class _Encoder:
-    def __init__(self, creators: dict):
-        self.creators = creators
-        self.ids: dict = {}        # Dim -> id in the file
-        self.derived: list = []    # the "dims" table: sizes defined by a formula
-
-    def size(self, d, defining: bool = False):
-        if not isinstance(d, Dim):
-            return int(d)
-        if d not in self.ids:
-            if not defining and (d in self.creators or d.derive is None):
-                raise ValueError(f"save: the call-time size {d} is used by an attribute, "
-                                 f"but no node of the saved graph defines it")
-            if not defining:
-                name, of = _formula(d), [self.size(x) for x in d.derive[1]]
-                self.derived.append({"id": len(self.ids), "formula": name, "of": of})
-            self.ids[d] = len(self.ids)
-        return {"dim": self.ids[d]}
+    def __init__(self):
+        self.ids: dict[Dim, int] = {}   # Dim -> id in the file
+        self.derived: list = []         # the "dims" table
 
     def attr(self, v):
         if isinstance(v, np.generic):
@@ -164,24 +122,35 @@ class _Encoder:
             return [self.attr(x) for x in v]
         if isinstance(v, np.dtype) and v in SUPPORTED_DTYPES:
             return {"dtype": str(v)}
-        if isinstance(v, Dim):
-            return self.size(v)
-        raise ValueError(f"save: cannot store the attribute value {v!r}")
+        if not isinstance(v, Dim):
+            raise ValueError(f"it has the attribute value {v!r}, which cannot be stored")
+        if v not in self.ids:
+            if v.derive is None:
+                raise ValueError(f"its attributes use the call-time size {v}, which no node of the "
+                                 f"saved graph defines (save the input it belongs to as an output too)")
+            kind, deps, param = v.derive
+            of = [self.attr(x) for x in deps]      # may define ids: before this one's
+            self.derived.append({"id": len(self.ids), "formula": kind, "of": of, "param": param})
+            self.ids[v] = len(self.ids)
+        return {"dim": self.ids[v]}
 
-    def node(self, n: Tensor, index: dict) -> dict:
-        rec = {"op": n.op.name, "inputs": [index[id(x)] for x in n.inputs],
-               "attrs": {k: self.attr(v) for k, v in n.attrs.items()}}
-        rec.update(shape=[self.size(d, defining=True) for d in n.dims], dtype=str(n.dtype))
-        if n.op in (leaf.input_p, leaf.param_p):
-            rec["name"] = n.name
-        return rec
+    def node(self, i: int, n: Tensor, index: dict) -> dict:
+        try:
+            attrs = {k: self.attr(v) for k, v in n.attrs.items()}
+        except ValueError as e:
+            raise ValueError(f"save: node {i} ({n.op.name}): {e}") from None
+        shape = [{"dim": self.ids.setdefault(d, len(self.ids))} if isinstance(d, Dim) else int(d)
+                 for d in n.dims]
+        rec = {"op": n.op.name, "inputs": [index[id(x)] for x in n.inputs], "attrs": attrs,
+               "shape": shape, "dtype": str(n.dtype)}
+        return rec | {"name": n.name} if n.op in _NAMED else rec
 
 
 def _write_atomically(path: str, arrays: dict) -> None:
-    """Write to a temporary file next to ``path``, then rename: readers never see half a file."""
+    """Write a temporary file next to ``path``, then rename it: no reader sees half a file."""
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:     # a file object: numpy appends no ".npz"
+        with os.fdopen(fd, "wb") as f:     # a file object, so numpy appends no ".npz"
             np.savez(f, allow_pickle=False, **arrays)
         os.replace(tmp, path)
     except BaseException:
@@ -196,7 +165,7 @@ def _read(path: str):
     try:
         npz = np.load(path, allow_pickle=False)    # refuses pickles and object arrays
         if not isinstance(npz, np.lib.npyio.NpzFile):
-            raise ValueError("it holds a single array, not an .npz archive")
+            raise ValueError("it holds one array, not an .npz archive")
         with npz:
             arrays = {k: npz[k] for k in npz.files}
     except OSError:
@@ -208,33 +177,21 @@ def _read(path: str):
         raise ValueError(f"load: {path} has no 'graph' entry of JSON bytes")
     for k, a in arrays.items():
         if not isinstance(a, np.ndarray) or a.dtype not in SUPPORTED_DTYPES:
-            raise ValueError(f"load: array {k!r} is not a plain array of a supported dtype")
+            raise ValueError(f"load: entry {k!r} is not an array of a supported dtype")
     try:
-        graph = json.loads(text.tobytes().decode("utf-8"), parse_constant=_no_constant,
-                           object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"load: the graph of {path} is not valid JSON: {e}") from e
-    return graph, arrays
+        return json.loads(text.tobytes().decode("utf-8")), arrays
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ValueError(f"load: the graph in {path} is not valid JSON: {e}") from e
 
 
-def _no_constant(name):
-    raise ValueError(f"load: bare {name} in the graph JSON (non-finite floats are tagged)")
-
-
-def _no_duplicates(pairs):
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) != len(keys):
-        raise ValueError(f"load: repeated field in {keys}")
-    return dict(pairs)
-
-
-def _fields(rec, want: set, where: str) -> None:
+def _fields(rec, want: set, where: str) -> dict:
     if not isinstance(rec, dict):
         raise ValueError(f"load: {where} must be a JSON object, got {rec!r}")
-    if set(rec) - want:
-        raise ValueError(f"load: {where} has unknown fields {sorted(set(rec) - want)}")
-    if want - set(rec):
-        raise ValueError(f"load: {where} lacks the fields {sorted(want - set(rec))}")
+    if set(rec) != want:
+        unknown, missing = sorted(set(rec) - want), sorted(want - set(rec))
+        raise ValueError(f"load: {where} has " + (f"unknown fields {unknown}" if unknown
+                                                  else f"no field {missing}"))
+    return rec
 
 
 def _index(v, below: int, what: str) -> int:
@@ -249,57 +206,68 @@ def _list(v, what: str) -> list:
     return v
 
 
+def _formula_param(rec: dict, n_deps: int):
+    """The static parameter of a size formula, checked against what the formula takes."""
+    kind, param = rec["formula"], rec["param"]
+    ok = {"sum": param is None, "prod": param is None,
+          "quotient": type(param) is int and 0 <= param <= n_deps,
+          "slice": (param is None or (type(param) is int and param != 0)) and n_deps == 3}[kind]
+    if not ok:
+        raise ValueError(f"load: dims entry {rec['id']} has a bad parameter {param!r} for {kind}")
+    return param
+
+
 class _Loader:
     def __init__(self, graph, arrays: dict):
         if not isinstance(graph, dict) or graph.get("format") != FORMAT:
-            raise ValueError(f"load: the graph's format is not {FORMAT!r}")
+            raise ValueError(f"load: the file's format is not {FORMAT!r}")
         if type(graph.get("version")) is not int or graph["version"] != VERSION:
-            raise ValueError(f"load: version {graph.get('version')!r} of {FORMAT!r} is not "
-                             f"supported (only {VERSION})")
-        _fields(graph, _TOP_FIELDS, "the graph")
-        self.graph, self.arrays, self.nodes = graph, arrays, []
-        self.unused = set(arrays)             # arrays no constant or param has claimed
+            raise ValueError(f"load: {FORMAT} version {graph.get('version')!r} is not supported "
+                             f"(only {VERSION})")
+        self.graph = _fields(graph, {"format", "version", "dims", "nodes", "outputs"}, "the graph")
+        self.arrays, self.unused, self.nodes = arrays, set(arrays), []
         self.dims: dict[int, Dim] = {}      # id in the file -> Dim of the loaded graph
-        self.owner: dict[int, int] = {}     # id(Dim) -> id in the file
-        self.formulas = {}
+        self.owner: dict[int, int] = {}     # id(loaded Dim) -> id in the file
+        self.formulas: dict[int, tuple] = {}
         for rec in _list(graph["dims"], "dims"):
-            _fields(rec, {"id", "formula", "of"}, "a dims entry")
-            k = _index(rec["id"], 2**31, "a dims id")
-            if rec["formula"] not in _FORMULAS or k in self.formulas:
+            k = _index(_fields(rec, {"id", "formula", "of", "param"}, "a dims entry")["id"], 2**31,
+                       "a dims id")
+            if rec["formula"] not in DERIVATIONS or k in self.formulas:
                 raise ValueError(f"load: dims entry {rec} has an unknown formula or a repeated id")
-            of = [self.size(x, "dims", bound=k) for x in _list(rec["of"], "a formula's sizes")]
-            self.formulas[k] = (rec["formula"], of)
+            of = [self.size(x, f"dims entry {k}", below=k) if x is not None else None
+                  for x in _list(rec["of"], "of")]
+            self.formulas[k] = (rec["formula"], of, _formula_param(rec, len(of)))
 
     def run(self):
         for i, rec in enumerate(_list(self.graph["nodes"], "nodes")):
             self.nodes.append(self.node(i, rec))
         if self.unused:
-            raise ValueError(f"load: unknown arrays {sorted(self.unused)}")
-        outs = self.graph["outputs"]
+            raise ValueError(f"load: no node uses the arrays {sorted(self.unused)}")
+        outs, n = self.graph["outputs"], len(self.nodes)
         if type(outs) is int:
-            return self.nodes[_index(outs, len(self.nodes), "outputs")]
-        return [self.nodes[_index(o, len(self.nodes), "an output")] for o in _list(outs, "outputs")]
+            return self.nodes[_index(outs, n, "outputs")]
+        return [self.nodes[_index(o, n, "an output")] for o in _list(outs, "outputs")]
 
-    def size(self, v, where: str, bound: int | None = None):
-        """A saved size: an int, or an id kept as ``("dim", k)`` (below ``bound`` if given)."""
+    def size(self, v, where: str, below: int = 2**31):
+        """A saved size: an int, or a size id kept as the 1-tuple ``(k,)``."""
         if type(v) is int and v >= 0:
             return v
         if isinstance(v, dict) and set(v) == {"dim"}:
-            return ("dim", _index(v["dim"], 2**31 if bound is None else bound, f"{where}: a dim id"))
+            return (_index(v["dim"], below, f"{where}: a size id"),)
         raise ValueError(f"load: {where}: {v!r} is not a size (an int >= 0 or {{\"dim\": id}})")
 
     def dim(self, k: int, where: str) -> Dim:
         if k not in self.dims and k in self.formulas:
-            name, of = self.formulas[k]
-            deps = tuple(self.dim(x[1], where) if isinstance(x, tuple) else x for x in of)
-            self.dims[k] = Dim(derive=(_FORMULAS[name], deps))
+            kind, of, param = self.formulas[k]
+            deps = tuple(self.dim(x[0], where) if isinstance(x, tuple) else x for x in of)
+            self.dims[k] = Dim(derive=(kind, deps, param))
             self.owner[id(self.dims[k])] = k
         if k not in self.dims:
-            raise ValueError(f"load: {where} refers to call-time size {k}, which no earlier node defines")
+            raise ValueError(f"load: {where} uses the call-time size {k}, which no earlier node defines")
         return self.dims[k]
 
     def claim(self, k: int, d: Dim, where: str) -> bool:
-        """Make ``d`` the loaded Dim of id ``k``, or check that it already is."""
+        """Make ``d`` the loaded Dim of size id ``k``, or check that it already is."""
         if k in self.dims or k in self.formulas:
             return self.dim(k, where) is d
         if id(d) in self.owner:
@@ -319,7 +287,7 @@ class _Loader:
             if tag == "dtype" and x in _DTYPES:
                 return _DTYPES[x]
             if tag == "dim":
-                return self.dim(self.size(v, where)[1], where)
+                return self.dim(self.size(v, where)[0], where)
         raise ValueError(f"load: {where}: unknown attribute value {v!r}")
 
     def node(self, i: int, rec) -> Tensor:
@@ -328,18 +296,18 @@ class _Loader:
         if op is None:
             raise ValueError(f"load: node {i} has an unknown op {name!r}")
         where = f"node {i} ({op.name})"
-        _fields(rec, _NODE_FIELDS | ({"name"} if op in (leaf.input_p, leaf.param_p) else set()), where)
+        _fields(rec, {"op", "inputs", "attrs", "shape", "dtype"} | ({"name"} if op in _NAMED else set()), where)
         inputs = [self.nodes[_index(j, i, f"{where}: an input")] for j in _list(rec["inputs"], "inputs")]
         if op.nin is not None and len(inputs) != op.nin:
             raise ValueError(f"load: {where} has {len(inputs)} inputs, {op.name} takes {op.nin}")
-        _fields(rec["attrs"], set(op.attrs), f"{where}: attrs")
-        attrs = {k: self.attr(v, f"{where}: attr {k!r}") for k, v in rec["attrs"].items()}
+        attrs = {k: self.attr(v, f"{where}: attr {k!r}")
+                 for k, v in _fields(rec["attrs"], set(op.attrs), f"{where}: attrs").items()}
         shape = [self.size(v, f"{where}: shape") for v in _list(rec["shape"], f"{where}: shape")]
         if rec["dtype"] not in _DTYPES:
-            raise ValueError(f"load: {where} has an unsupported dtype {rec['dtype']!r}")
+            raise ValueError(f"load: {where} has the unsupported dtype {rec['dtype']!r}")
         try:
             node = self.make(op, i, rec, inputs, attrs, shape)
-        except Exception as e:
+        except Exception as e:      # a shape rule's complaint, or bad attribute types
             raise ValueError(f"load: {where} cannot be rebuilt: {e}") from e
         self.check(node, shape, _DTYPES[rec["dtype"]], where)
         return node
@@ -347,30 +315,23 @@ class _Loader:
     def make(self, op, i, rec, inputs, attrs, shape) -> Tensor:
         if op is leaf.input_p:
             return input(rec["name"], [None if isinstance(d, tuple) else d for d in shape], rec["dtype"])
-        if op is leaf.constant_p:
-            return constant(self.array(f"c{i}"))
-        if op is leaf.param_p:
-            return param(rec["name"], self.array(f"p{i}"))
+        if op in (leaf.constant_p, leaf.param_p):
+            key = f"{'c' if op is leaf.constant_p else 'p'}{i}"
+            if key not in self.unused:
+                raise ValueError(f"the archive has no array {key!r}")
+            self.unused.discard(key)
+            return constant(self.arrays[key]) if op is leaf.constant_p else param(rec["name"], self.arrays[key])
         return bind(op, *inputs, **attrs)
-
-    def array(self, key: str) -> np.ndarray:
-        if key not in self.unused:
-            raise ValueError(f"the archive has no array {key!r}")
-        self.unused.discard(key)
-        return self.arrays[key]
 
     def check(self, node: Tensor, shape: list, dtype: np.dtype, where: str) -> None:
         """The rebuilt node must have the saved dtype and shape; its new Dims get their ids."""
         ok = node.dtype == dtype and len(node.dims) == len(shape)
         for saved, d in zip(shape, node.dims) if ok else ():
             if isinstance(saved, tuple):
-                ok = ok and isinstance(d, Dim) and self.claim(saved[1], d, where)
+                ok = ok and isinstance(d, Dim) and self.claim(saved[0], d, where)
             else:
                 ok = ok and isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d == saved
         if not ok:
-            raise ValueError(f"load: {where} was saved as {dtype}{[_show(s) for s in shape]} "
+            shown = [f"n{s[0]}" if isinstance(s, tuple) else s for s in shape]
+            raise ValueError(f"load: {where} was saved as {dtype}{shown} "
                              f"but rebuilds as {node.dtype}{list(node.shape)}")
-
-
-def _show(size) -> str:
-    return f"n{size[1]}" if isinstance(size, tuple) else str(size)

@@ -27,23 +27,48 @@ import numpy as np
 class Dim:
     """A dimension whose size is known only at call time (``None`` in a shape).
 
-    Dims are symbols compared by identity.  A root Dim belongs to an input and
-    is bound from the argument's shape; a derived Dim (the ``-1`` of a reshape,
-    a slice of a call-time axis) carries ``derive = (fn, deps)`` and its size is
-    ``fn(*sizes of deps)``.  So every size in a graph is known as soon as the
-    arguments are checked, before anything runs.
+    Dims are symbols compared by identity.  A root Dim belongs to an input
+    (its ``owner``) and is bound from the argument's shape.  A derived Dim (the
+    ``-1`` of a reshape, a slice of a call-time axis, an element count) carries
+    ``derive = (kind, deps, param)``: plain data naming a formula of
+    ``DERIVATIONS`` over the sizes ``deps``.  So every size in a graph is known
+    as soon as the arguments are checked, before anything runs, and a saved
+    graph can store its sizes without code.
     """
 
-    __slots__ = ("label", "derive")
+    __slots__ = ("label", "derive", "owner")
     _count = 0
 
-    def __init__(self, label: str | None = None, derive=None):
+    def __init__(self, label: str | None = None, derive: tuple | None = None):
         Dim._count += 1
+        if derive is not None:
+            kind, deps, _ = derive
+            if kind not in DERIVATIONS:
+                raise ValueError(f"unknown size formula {kind!r}")
+            derive = (kind, tuple(deps), derive[2])
         self.label = label or f"n{Dim._count}"
         self.derive = derive
+        self.owner = None          # the input Tensor a root Dim belongs to
 
     def __repr__(self) -> str:
         return self.label
+
+
+def _quotient(sizes, split):
+    total = int(np.prod(sizes[:split], dtype=np.int64))
+    part = int(np.prod(sizes[split:], dtype=np.int64))
+    if part == 0 or total % part:
+        raise ValueError(f"reshape: cannot reshape an array of {total} elements into a shape "
+                         f"whose known sizes multiply to {part}")
+    return total // part
+
+
+DERIVATIONS = {
+    "sum": lambda sizes, _: sum(sizes),
+    "prod": lambda sizes, _: int(np.prod(sizes, dtype=np.int64)),
+    "quotient": _quotient,                        # prod(deps[:param]) / prod(deps[param:])
+    "slice": lambda sizes, step: len(range(sizes[0])[slice(sizes[1], sizes[2], step)]),
+}
 
 
 def resolve_dim(d, sizes: dict) -> int:
@@ -53,9 +78,23 @@ def resolve_dim(d, sizes: dict) -> int:
     if d not in sizes:
         if d.derive is None:
             raise ValueError(f"the call-time size {d} is not bound by any argument")
-        fn, deps = d.derive
-        sizes[d] = int(fn(*(resolve_dim(x, sizes) for x in deps)))
+        kind, deps, param = d.derive
+        sizes[d] = int(DERIVATIONS[kind]([resolve_dim(x, sizes) for x in deps], param))
     return sizes[d]
+
+
+def dims_under(values) -> set:
+    """Every Dim in ``values`` (nested tuples), with the Dims their formulas use."""
+    found, stack = set(), list(values)
+    while stack:
+        v = stack.pop()
+        if isinstance(v, tuple):
+            stack.extend(v)
+        elif isinstance(v, Dim) and v not in found:
+            found.add(v)
+            if v.derive is not None:
+                stack.extend(v.derive[1])
+    return found
 
 
 DimLike = "int | Dim"

@@ -5,8 +5,9 @@ rewritten, is (1) replaced by a simpler equivalent if an identity applies,
 (2) folded to a constant if all its inputs are small constants, and (3) merged
 with a structurally equal node already seen (common-subexpression
 elimination).  Dead code never enters: only what the outputs need is visited.
-No rewrite changes a result: there is no ``x * 0 -> 0`` (x may be inf or NaN)
-and no ``x + 0 -> x`` (it would turn -0.0 into 0.0).
+No rewrite changes a result, signed zeros included: there is no ``x * 0 -> 0``
+(x may be inf or NaN, or negative), and no ``x + 0 -> x`` (it would turn -0.0
+into 0.0).
 """
 from __future__ import annotations
 
@@ -117,8 +118,6 @@ def _simplify(node: Tensor):
         return _replacement(node, ins[0])
     if op is ew.sub_p and _is_fill(ins[1], 0):
         return _replacement(node, ins[0])
-    if op is ew.safe_mul_p and (_is_fill(ins[0], 0) or _is_fill(ins[1], 0)):
-        return bind(sh.full_p, shape=node.dims, value=0, dtype=node.dtype)
     if op is ew.neg_p and ins[0].op is ew.neg_p:
         return _replacement(node, ins[0].inputs[0])
     if op is ew.select_p and ins[1] is ins[2]:

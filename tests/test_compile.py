@@ -171,3 +171,11 @@ def test_common_subexpressions_differ_by_attributes():
     f = jg.compile([x], [jg.sum(x, axis=0), jg.sum(x, axis=1)], target="numpy")
     a, b = f(np.arange(6.0).reshape(2, 3))
     assert list(a) == [3, 5, 7] and list(b) == [3, 12]
+
+
+def test_an_input_used_only_through_its_size_must_be_given():
+    x = jg.input("x", (None, 3))
+    (g,) = jg.grad(jg.mean(x.reshape(-1)), [x])
+    with pytest.raises(ValueError, match="input 'x'"):
+        jg.compile([], g, target="numpy")
+    np.testing.assert_allclose(jg.compile([x], g, target="numpy")(np.ones((2, 3))), np.full((2, 3), 1 / 6))

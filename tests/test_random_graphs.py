@@ -46,7 +46,7 @@ def programs(draw):
     return steps
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(programs(), st.integers(0, 2 ** 31 - 1))
 def test_compiled_graph_equals_eager_evaluation(steps, seed):
     x, y, z = jg.input("x", (3, 4)), jg.input("y", (4,)), jg.input("z", (3, 1))

@@ -34,18 +34,8 @@ def _reshape_shape(x, *, shape):
         unknown = in_dims[0]          # e.g. (None, 3) -> (-1, 3) keeps the call-time size
     else:
         known = [d for d in shape if not (isinstance(d, int) and d == -1)]
-        unknown = Dim(derive=(_infer_unknown(len(x.dims), x.dims, shape), tuple(x.dims) + tuple(known)))
+        unknown = Dim(derive=("quotient", tuple(x.dims) + tuple(known), len(x.dims)))
     return Aval(tuple(unknown if (isinstance(d, int) and d == -1) else d for d in shape), x.dtype)
-
-
-def _infer_unknown(n_in, in_dims, shape):
-    def infer(*sizes):
-        total, rest = int(np.prod(sizes[:n_in], dtype=np.int64)), int(np.prod(sizes[n_in:], dtype=np.int64))
-        if rest == 0 or total % rest:
-            raise ValueError(f"reshape: cannot reshape an array of shape {tuple(sizes[:n_in])} "
-                             f"into shape {fmt_shape(shape)}")
-        return total // rest
-    return infer
 
 
 reshape_p = Primitive(
@@ -123,12 +113,8 @@ def _slice_shape(x, *, index):
         elif (start, stop, step) in ((None, None, None), (None, None, 1)):
             dims.append(d)
         else:
-            dims.append(Dim(derive=(_slice_length(step), (d, start, stop))))
+            dims.append(Dim(derive=("slice", (d, start, stop), step)))
     return Aval(tuple(dims), x.dtype)
-
-
-def _slice_length(step):
-    return lambda n, start, stop: len(range(n)[slice(start, stop, step)])
 
 
 def _unslice_ref(g, shape, index):
@@ -215,13 +201,13 @@ def _concat_shape(*xs, axis):
             if i != axis:
                 dims[i] = unify_dim(dims[i], d, constraints, msg)
     sizes = [x.dims[axis] for x in xs]
-    dims[axis] = sum(sizes) if is_static(sizes) else Dim(derive=(lambda *n: sum(n), tuple(sizes)))
+    dims[axis] = sum(sizes) if is_static(sizes) else Dim(derive=("sum", sizes, None))
     return Aval(tuple(dims), first.dtype, tuple(constraints))
 
 
 def _offset(sizes):
     """Where a part starts along the concatenation axis (a Dim if call-time sizes precede it)."""
-    return sum(sizes) if is_static(sizes) else Dim(derive=(lambda *n: sum(n), tuple(sizes)))
+    return sum(sizes) if is_static(sizes) else Dim(derive=("sum", sizes, None))
 
 
 def _concat_vjp(b, g, y, *xs, axis):
