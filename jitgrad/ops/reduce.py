@@ -5,6 +5,8 @@ reduction stores its axes as a sorted tuple and whether it keeps them.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..primitive import Aval, Primitive, on
 
 
@@ -78,8 +80,14 @@ def _reduction(name, ref, vjp, jvp, doc=""):
                      attrs=("axes", "keepdims"), doc=doc)
 
 
+def _in_order(reduce):
+    """NumPy sums in an order that depends on memory layout; reduce a C-ordered copy so the
+    reference's rounding depends on the values alone, not on which views led to them."""
+    return lambda x, axes, keepdims: reduce(np.ascontiguousarray(x), axis=axes, keepdims=keepdims)
+
+
 reduce_sum_p = _reduction(
-    "reduce_sum", lambda x, axes, keepdims: x.sum(axis=axes, keepdims=keepdims), _sum_vjp,
+    "reduce_sum", _in_order(np.sum), _sum_vjp,
     lambda b, dots, y, x, *, axes, keepdims: on(dots[0], lambda t: b.sum(t, axes, keepdims)),
 )
 reduce_max_p = _reduction(
@@ -91,7 +99,7 @@ reduce_min_p = _reduction(
     _extremum_vjp, _extremum_jvp, doc="Tied minima share the derivative equally.",
 )
 reduce_prod_p = _reduction(
-    "reduce_prod", lambda x, axes, keepdims: x.prod(axis=axes, keepdims=keepdims),
+    "reduce_prod", _in_order(np.prod),
     _prod_vjp, _prod_jvp, doc="Exact derivatives with zeros among the factors.",
 )
 
