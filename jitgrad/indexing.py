@@ -6,14 +6,16 @@ becomes a ``gather`` on the resulting axis.
 """
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from . import functions as F
 from .graph import Tensor
 from .ops import shape as sh
+from .graph import bind
 from .ops._shapes import fmt_shape
 from .primitive import Dim
-from .graph import bind
 
 
 def _classify(entry):
@@ -44,6 +46,13 @@ def _expand(x: Tensor, key: tuple) -> list:
         at = kinds.index("ellipsis")
         return list(key[:at]) + fill + list(key[at + 1:])
     return list(key) + fill
+
+
+def _slice_bound(v):
+    try:
+        return None if v is None else operator.index(v)
+    except TypeError:
+        raise TypeError(f"slice indices must be integers or None, got {v!r}") from None
 
 
 def _int_slice(k: int, size):
@@ -83,7 +92,7 @@ def index(x: Tensor, key) -> Tensor:
         if kind == "int":
             index_attr.append(_int_slice(int(entry), size))
         elif kind == "slice":
-            index_attr.append((entry.start, entry.stop, entry.step))
+            index_attr.append(tuple(_slice_bound(v) for v in (entry.start, entry.stop, entry.step)))
             new_dims.append(axis)
         else:
             index_attr.append((None, None, None))
