@@ -16,7 +16,12 @@ from .rewrite import rewrite
 from .schedule import linearize
 from .backends.numpy_ref import NumpyProgram
 
-TARGETS = {"numpy": NumpyProgram}
+def _cpu_program(schedule, **options):
+    from .backends.numba_cpu import CpuProgram     # imports numba only when asked for
+    return CpuProgram(schedule, **options)
+
+
+TARGETS = {"numpy": lambda schedule, **options: NumpyProgram(schedule), "cpu": _cpu_program}
 OPTIONS = {"parallel": False, "fastmath": False}
 
 
@@ -105,10 +110,11 @@ class Executable:
         roots = rewrite(outs + [v for _, v in pairs])
         outs, pairs = roots[:len(outs)], [(p, v) for (p, _), v in zip(pairs, roots[len(outs):])]
         self._check_leaves(roots, [p for p, _ in pairs])
-        self.schedule = linearize(self.inputs, outs, pairs)
-        self.params = [node for _, node in self.schedule.params]
+        schedule = linearize(self.inputs, outs, pairs)
+        self.params = [node for _, node in schedule.params]
         self.target, self.options = target, {**OPTIONS, **options}
-        self._program = TARGETS[target](self.schedule)
+        self._program = TARGETS[target](schedule, **self.options)
+        self.schedule = getattr(self._program, "schedule", schedule)
         self._sizes = self._size_classes(roots)
         self._names = [x.name for x in self.inputs]
 
@@ -182,6 +188,14 @@ class Executable:
         for (p, _), value in zip(self.schedule.updates, new_values):
             p._payload.array = np.array(value, dtype=p.dtype, copy=True)
         return outputs[0] if self._single else tuple(outputs)
+
+    @property
+    def source(self) -> str:
+        """The generated source that runs (compiled targets only)."""
+        try:
+            return self._program.source
+        except AttributeError:
+            raise AttributeError(f"target {self.target!r} runs no generated source") from None
 
     def __repr__(self) -> str:
         return (f"<jitgrad Executable target={self.target!r} inputs={self._names} "

@@ -182,7 +182,7 @@ def check_array(value, name: str, dims: tuple, dtype: np.dtype, sizes: dict, wha
 
     ``sizes`` collects call-time sizes bound so far (Dim -> (size, who bound it)).
     """
-    array = value if isinstance(value, np.ndarray) else np.asarray(value)
+    array = np.require(value, requirements="C")    # compiled kernels index C-ordered memory
     if array.dtype != dtype:
         if not np.can_cast(array.dtype, dtype, casting="same_kind"):
             raise TypeError(f"{what}: expected dtype {dtype}, got {array.dtype} "

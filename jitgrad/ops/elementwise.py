@@ -18,11 +18,11 @@ from ._shapes import same_shape
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
-def _elementwise(name, nin, ref, vjp, jvp, promote="same", out_dtype=None, doc=""):
+def _elementwise(name, nin, ref, vjp, jvp, scalar, promote="same", out_dtype=None, doc=""):
     return Primitive(
         name,
         shape=lambda *avals: same_shape(name, avals, out_dtype),
-        ref=ref, vjp=vjp, jvp=jvp, nin=nin, promote=promote, doc=doc,
+        ref=ref, vjp=vjp, jvp=jvp, nin=nin, promote=promote, scalar=scalar, doc=doc,
     )
 
 
@@ -32,20 +32,20 @@ def _or_zero(dot):
 
 # -- unary -------------------------------------------------------------------
 
-def _unary(name, ref, local, promote="float", doc=""):
+def _unary(name, ref, scalar, local, promote="float", doc=""):
     """A unary primitive whose derivative is ``y_bar * local(b, y, x)``."""
     return _elementwise(
-        name, 1, ref,
+        name, 1, ref, scalar=scalar,
         vjp=lambda b, g, y, x: (b.safe_mul(g, local(b, y, x)),),
         jvp=lambda b, dots, y, x: b.safe_mul(dots[0], local(b, y, x)),
         promote=promote, doc=doc,
     )
 
 
-def _unary_div(name, ref, denom, doc=""):
+def _unary_div(name, ref, scalar, denom, doc=""):
     """A unary primitive whose derivative is ``y_bar / denom(b, y, x)``."""
     return _elementwise(
-        name, 1, ref,
+        name, 1, ref, scalar=scalar,
         vjp=lambda b, g, y, x: (b.safe_div(g, denom(b, y, x)),),
         jvp=lambda b, dots, y, x: b.safe_div(dots[0], denom(b, y, x)),
         promote="float", doc=doc,
@@ -59,28 +59,28 @@ def _sigmoid_ref(x):
 
 
 neg_p = _elementwise(
-    "neg", 1, np.negative,
+    "neg", 1, np.negative, scalar="(-{0})",
     vjp=lambda b, g, y, x: (b.negative(g),),
     jvp=lambda b, dots, y, x: b.negative(dots[0]),
 )
-exp_p = _unary("exp", np.exp, lambda b, y, x: y)
-log_p = _unary_div("log", np.log, lambda b, y, x: x)
-log1p_p = _unary_div("log1p", np.log1p, lambda b, y, x: b.add(x, 1.0))
-expm1_p = _unary("expm1", np.expm1, lambda b, y, x: b.add(y, 1.0))
-sqrt_p = _unary_div("sqrt", np.sqrt, lambda b, y, x: b.multiply(y, 2.0))
-sin_p = _unary("sin", np.sin, lambda b, y, x: b.cos(x))
-cos_p = _unary("cos", np.cos, lambda b, y, x: b.negative(b.sin(x)))
-tan_p = _unary("tan", np.tan, lambda b, y, x: b.add(b.multiply(y, y), 1.0))
-tanh_p = _unary("tanh", np.tanh, lambda b, y, x: b.subtract(1.0, b.multiply(y, y)))
-sigmoid_p = _unary("sigmoid", _sigmoid_ref, lambda b, y, x: b.multiply(y, b.subtract(1.0, y)))
+exp_p = _unary("exp", np.exp, "math.exp({0})", lambda b, y, x: y)
+log_p = _unary_div("log", np.log, "math.log({0})", lambda b, y, x: x)
+log1p_p = _unary_div("log1p", np.log1p, "math.log1p({0})", lambda b, y, x: b.add(x, 1.0))
+expm1_p = _unary("expm1", np.expm1, "math.expm1({0})", lambda b, y, x: b.add(y, 1.0))
+sqrt_p = _unary_div("sqrt", np.sqrt, "math.sqrt({0})", lambda b, y, x: b.multiply(y, 2.0))
+sin_p = _unary("sin", np.sin, "math.sin({0})", lambda b, y, x: b.cos(x))
+cos_p = _unary("cos", np.cos, "math.cos({0})", lambda b, y, x: b.negative(b.sin(x)))
+tan_p = _unary("tan", np.tan, "math.tan({0})", lambda b, y, x: b.add(b.multiply(y, y), 1.0))
+tanh_p = _unary("tanh", np.tanh, "math.tanh({0})", lambda b, y, x: b.subtract(1.0, b.multiply(y, y)))
+sigmoid_p = _unary("sigmoid", _sigmoid_ref, "sigmoid({0})", lambda b, y, x: b.multiply(y, b.subtract(1.0, y)))
 erf_p = _unary(
-    "erf", lambda x: _erf(x).astype(x.dtype, copy=False),
+    "erf", lambda x: _erf(x).astype(x.dtype, copy=False), "math.erf({0})",
     lambda b, y, x: b.multiply(2.0 / math.sqrt(math.pi), b.exp(b.negative(b.multiply(x, x)))),
 )
-abs_p = _unary("abs", np.abs, lambda b, y, x: b.sign(x), promote="same",
+abs_p = _unary("abs", np.abs, "abs({0})", lambda b, y, x: b.sign(x), promote="same",
                doc="abs'(0) = 0: the derivative is sign(x).")
 sign_p = _elementwise(
-    "sign", 1, np.sign, vjp=lambda b, g, y, x: (None,), jvp=lambda b, dots, y, x: None,
+    "sign", 1, np.sign, scalar="sign({0})", vjp=lambda b, g, y, x: (None,), jvp=lambda b, dots, y, x: None,
     doc="Piecewise constant: its derivative is zero everywhere.",
 )
 
@@ -118,35 +118,35 @@ def _pow_jvp(b, dots, y, x, p):
 
 
 add_p = _elementwise(
-    "add", 2, np.add,
+    "add", 2, np.add, scalar="({0} + {1})",
     vjp=lambda b, g, y, x1, x2: (g, g),
     jvp=lambda b, dots, y, x1, x2: sum_tangents(b, *dots),
 )
 sub_p = _elementwise(
-    "sub", 2, np.subtract,
+    "sub", 2, np.subtract, scalar="({0} - {1})",
     vjp=lambda b, g, y, x1, x2: (g, b.negative(g)),
     jvp=lambda b, dots, y, x1, x2: sum_tangents(b, dots[0], on(dots[1], b.negative)),
 )
 mul_p = _elementwise(
-    "mul", 2, np.multiply,
+    "mul", 2, np.multiply, scalar="({0} * {1})",
     vjp=lambda b, g, y, x1, x2: (b.safe_mul(g, x2), b.safe_mul(g, x1)),
     jvp=lambda b, dots, y, x1, x2: sum_tangents(
         b, on(dots[0], lambda t: b.safe_mul(t, x2)), on(dots[1], lambda t: b.safe_mul(t, x1))),
 )
 div_p = _elementwise(
-    "div", 2, np.true_divide, promote="float",
+    "div", 2, np.true_divide, scalar="({0} / {1})", promote="float",
     vjp=lambda b, g, y, x1, x2: (b.safe_div(g, x2), b.negative(b.safe_mul(g, b.divide(y, x2)))),
     jvp=lambda b, dots, y, x1, x2: sum_tangents(
         b, on(dots[0], lambda t: b.safe_div(t, x2)),
         on(dots[1], lambda t: b.negative(b.safe_mul(t, b.divide(y, x2))))),
 )
-pow_p = _elementwise("pow", 2, np.power, vjp=_pow_vjp, jvp=_pow_jvp)
+pow_p = _elementwise("pow", 2, np.power, vjp=_pow_vjp, jvp=_pow_jvp, scalar="({0} ** {1})")
 
 
 def _extremum(name, ref, beats):
     """maximum/minimum; ``beats(b, u, v)`` is where u is chosen over v."""
     return _elementwise(
-        name, 2, ref,
+        name, 2, ref, scalar=name + "({0}, {1})",
         vjp=lambda b, g, y, x1, x2: (_tie_split(b, g, beats(b, x1, x2), b.equal(x1, x2)),
                                      _tie_split(b, g, beats(b, x2, x1), b.equal(x1, x2))),
         jvp=lambda b, dots, y, x1, x2: _extremum_jvp(b, dots, y, x1, x2, beats(b, x1, x2)),
@@ -174,7 +174,7 @@ def _safe_div_ref(a, x):
 
 
 safe_mul_p = _elementwise(
-    "safe_mul", 2, _safe_mul_ref,
+    "safe_mul", 2, _safe_mul_ref, scalar="safe_mul({0}, {1})",
     vjp=lambda b, g, y, a, x: (b.safe_mul(g, x), b.safe_mul(g, a)),
     jvp=lambda b, dots, y, a, x: sum_tangents(
         b, on(dots[0], lambda t: b.safe_mul(t, x)), on(dots[1], lambda t: b.safe_mul(a, t))),
@@ -183,7 +183,7 @@ safe_mul_p = _elementwise(
         "signed zeros included, so safe_mul(1, x) is x.",
 )
 safe_div_p = _elementwise(
-    "safe_div", 2, _safe_div_ref, promote="float",
+    "safe_div", 2, _safe_div_ref, scalar="safe_div({0}, {1})", promote="float",
     vjp=lambda b, g, y, a, x: (b.safe_div(g, x), b.negative(b.safe_mul(b.safe_div(y, x), g))),
     jvp=lambda b, dots, y, a, x: sum_tangents(
         b, on(dots[0], lambda t: b.safe_div(t, x)),
@@ -192,20 +192,20 @@ safe_div_p = _elementwise(
 )
 
 
-def _comparison(name, ref):
+def _comparison(name, ref, symbol):
     return _elementwise(
-        name, 2, ref, promote="compare", out_dtype=np.bool_,
+        name, 2, ref, scalar="({0} %s {1})" % symbol, promote="compare", out_dtype=np.bool_,
         vjp=lambda b, g, y, x1, x2: (None, None), jvp=lambda b, dots, y, x1, x2: None,
         doc="Boolean result: derivatives through it are zero.",
     )
 
 
-lt_p = _comparison("lt", np.less)
-le_p = _comparison("le", np.less_equal)
-gt_p = _comparison("gt", np.greater)
-ge_p = _comparison("ge", np.greater_equal)
-eq_p = _comparison("eq", np.equal)
-ne_p = _comparison("ne", np.not_equal)
+lt_p = _comparison("lt", np.less, "<")
+le_p = _comparison("le", np.less_equal, "<=")
+gt_p = _comparison("gt", np.greater, ">")
+ge_p = _comparison("ge", np.greater_equal, ">=")
+eq_p = _comparison("eq", np.equal, "==")
+ne_p = _comparison("ne", np.not_equal, "!=")
 
 
 def _select_shape(cond, x1, x2):
@@ -215,7 +215,7 @@ def _select_shape(cond, x1, x2):
 
 
 select_p = Primitive(
-    "select", shape=_select_shape, ref=np.where, nin=3,
+    "select", shape=_select_shape, ref=np.where, nin=3, scalar="({1} if {0} else {2})",
     vjp=lambda b, g, y, c, x1, x2: (None, b.where(c, g, 0.0), b.where(c, 0.0, g)),
     jvp=lambda b, dots, y, c, x1, x2: b.where(c, _or_zero(dots[1]), _or_zero(dots[2])),
     doc="where(c, x1, x2).  Forward mode selects tangents; it never multiplies by masks.",
@@ -232,12 +232,13 @@ def _convert_shape(x, *, dtype):
 
 convert_p = Primitive(
     "convert", shape=_convert_shape, ref=lambda x, dtype: x.astype(dtype), attrs=("dtype",),
+    scalar="{dtype}({0})",
     vjp=lambda b, g, y, x, dtype: (b.astype(g, x.dtype) if _is_float(x.dtype) else None,),
     jvp=lambda b, dots, y, x, dtype: b.astype(dots[0], dtype) if _is_float(dtype) else None,
     doc="astype.  Derivatives pass between float dtypes; integer results have none.",
 )
 stop_gradient_p = Primitive(
-    "stop_gradient", shape=lambda x: Aval(x.dims, x.dtype), ref=lambda x: x,
+    "stop_gradient", shape=lambda x: Aval(x.dims, x.dtype), ref=lambda x: x, scalar="{0}",
     vjp=lambda b, g, y, x: (None,), jvp=lambda b, dots, y, x: None,
     doc="Identity whose derivative is zero.",
 )

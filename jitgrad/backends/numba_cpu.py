@@ -1,0 +1,341 @@
+"""The CPU target: fused kernels as generated Python source, compiled by Numba.
+
+Every kernel becomes a small function of explicit loops, and the whole
+schedule one ``program`` that allocates buffers, calls the kernels and the
+library operations in order, and returns the outputs.  A call is therefore
+one Numba dispatch.  Kernels are modules of their own, named by a hash of
+their source, so identical kernels of different graphs are compiled once and
+shared through the on-disk cache.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..fusion import INDEX_MAPS, Call, FusedSchedule, Kernel, fuse
+from ..ops import linalg, reduce as rd, shape as sh
+from ..primitive import Dim, resolve_dim
+from ..schedule import Schedule, Var
+from .cache import call, load_module, module_name
+
+_PRELUDE = """\
+import math
+import numpy as np
+from jitgrad.backends.cache import jit
+from jitgrad.backends.scalars import (
+    matmul_floats, matmul_ints, maximum, minimum, safe_div, safe_mul, sigmoid, sign,
+    slice_first, wrap_index)
+"""
+
+
+def _np_type(dtype: np.dtype) -> str:
+    return "np.bool_" if dtype == np.bool_ else f"np.{dtype.name}"
+
+
+def _literal(value, dtype: np.dtype) -> str:
+    """A Python literal of ``value`` as the given dtype (inf and NaN included)."""
+    value = np.asarray(value, dtype).item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return "np.nan" if np.isnan(value) else ("np.inf" if value > 0 else "-np.inf")
+    return repr(value)
+
+
+_IDENTITY = {rd.reduce_sum_p: 0, rd.reduce_prod_p: 1}
+_COMBINE = {rd.reduce_sum_p: "{0} + {1}", rd.reduce_prod_p: "{0} * {1}",
+            rd.reduce_max_p: "maximum({0}, {1})", rd.reduce_min_p: "minimum({0}, {1})"}
+
+
+def _identity(op, dtype: np.dtype) -> str:
+    if op in _IDENTITY:
+        return _literal(_IDENTITY[op], dtype)
+    lowest = op is rd.reduce_max_p
+    if dtype.kind == "f":
+        return "-np.inf" if lowest else "np.inf"
+    if dtype.kind == "b":
+        return repr(not lowest)
+    info = np.iinfo(dtype)
+    return repr(int(info.min if lowest else info.max))
+
+
+# -- kernels -----------------------------------------------------------------
+
+class _KernelWriter:
+    """Writes one kernel function with canonical names, so equal kernels have equal source."""
+
+    def __init__(self, kernel: Kernel, parallel: bool, fastmath: bool):
+        self.k, self.parallel, self.fastmath = kernel, parallel, fastmath
+        self.reads = kernel.reads()
+        self.writes = list(kernel.stores) + [e.out for e in kernel.reductions]
+        self.arg = {v: f"r{j}" for j, v in enumerate(self.reads)}
+        self.arg.update({v: f"w{j}" for j, v in enumerate(self.writes)})
+        self.rank = len(kernel.dims)
+        self.index = [f"i{a}" for a in range(self.rank)]
+        self.local: dict[Var, str] = {}
+        self.loaded: dict[str, str] = {}
+        self.lines: list[str] = []
+
+    def at(self, idx) -> str:
+        return "[" + (", ".join(idx) if idx else "()") + "]"
+
+    def load(self, v: Var, idx) -> str:
+        """A value of a buffer at an index, loaded once per loop iteration."""
+        expr = f"{self.arg[v]}{self.at(idx)}" if idx else f"{self.arg[v]}.item()"   # a[()] is 0-d
+        if expr not in self.loaded:
+            self.loaded[expr] = f"x{len(self.loaded)}"
+            self.lines.append(f"{self.loaded[expr]} = {expr}")
+        return self.loaded[expr]
+
+    def operand(self, v: Var) -> str:
+        return self.local[v] if v in self.local else self.load(v, self.index)
+
+    def body_line(self, e) -> None:
+        name = f"t{len(self.local)}"
+        if e.op in INDEX_MAPS:
+            value = self.index_map(e)
+        else:
+            dtype = _np_type(e.attrs["dtype"]) if "dtype" in e.attrs else ""
+            value = e.op.scalar.format(*(self.operand(v) for v in e.ins), dtype=dtype)
+        self.lines.append(f"{name} = {_np_type(e.out.dtype)}({value})")
+        self.local[e.out] = name
+
+    def index_map(self, e) -> str:
+        src = e.ins[0]
+        if e.op is sh.broadcast_to_p:
+            lead = self.rank - len(src.dims)
+            idx = ["0" if d == 1 and e.out.dims[lead + a] != 1 else self.index[lead + a]
+                   for a, d in enumerate(src.dims)]
+        elif e.op is sh.transpose_p:
+            perm = e.attrs["perm"]
+            idx = [self.index[perm.index(a)] for a in range(len(perm))]
+        elif e.op is sh.slice_p:
+            idx = [self.sliced(a, bounds, src) for a, bounds in enumerate(e.attrs["index"])]
+        else:   # gather
+            axis, positions = e.attrs["axis"], e.ins[1]
+            inner = self.load(positions, self.index[axis:axis + len(positions.dims)])
+            where = f"wrap_index({inner}, {self.arg[src]}.shape[{axis}])"
+            idx = self.index[:axis] + [where] + self.index[axis + len(positions.dims):]
+        return self.load(src, idx)
+
+    def sliced(self, axis: int, bounds, src: Var) -> str:
+        start, stop, step = bounds
+        step = 1 if step is None else step
+        if isinstance(start, Dim) or isinstance(stop, Dim) or isinstance(src.dims[axis], Dim):
+            if isinstance(start, Dim):
+                raise NotImplementedError("slice starts given by call-time sizes")
+            has = start is not None
+            first = f"slice_first({self.arg[src]}.shape[{axis}], {start if has else 0}, {has}, {step})"
+        else:
+            first = str(range(src.dims[axis])[slice(start, stop, step)].start
+                        if len(range(src.dims[axis])[slice(start, stop, step)]) else 0)
+        i = self.index[axis]
+        return i if (first == "0" and step == 1) else f"{first} + {i} * {step}"
+
+    def source(self, name: str) -> str:
+        for e in self.k.body:
+            self.body_line(e)
+        for v in self.k.stores:
+            self.lines.append(f"{self.arg[v]}{self.at(self.index)} = {self.local[v]}")
+        before, after = [], []
+        for j, e in enumerate(self.k.reductions):
+            self.reduce_lines(j, e, before, after)
+        extents = [f"n{a}" for a in range(self.rank)]
+        params = [self.arg[v] for v in self.reads + self.writes] + extents
+        out = [f"@jit(error_model='numpy', fastmath={self.fastmath})",
+               f"def {name}({', '.join(params)}):",
+               f'    """{self.k.describe()}"""']
+        out += [f"    {line}" for line in before]
+        indent = "    "
+        for a in range(self.rank):
+            out.append(f"{indent}for i{a} in range(n{a}):")
+            indent += "    "
+        out += [indent + line for line in self.lines] or [indent + "pass"]
+        out += [f"    {line}" for line in after]
+        return "\n".join(out) + "\n"
+
+    def reduce_lines(self, j, e, before, after) -> None:
+        axes, keep = e.attrs["axes"], e.attrs["keepdims"]
+        value = self.operand(e.ins[0])
+        target = self.arg[e.out]
+        combine = _COMBINE[e.op]
+        if len(axes) == self.rank:          # a full reduction: a scalar accumulator
+            acc = f"acc{j}"
+            before.append(f"{acc} = {_identity(e.op, e.out.dtype)}")
+            self.lines.append(f"{acc} = {combine.format(acc, value)}")
+            idx = ["0"] * len(e.out.dims)
+            after.append(f"{target}{self.at(idx)} = {acc}")
+            return
+        before.append(f"{target}.fill({_identity(e.op, e.out.dtype)})")
+        idx = [("0" if a in axes else i) for a, i in enumerate(self.index) if keep or a not in axes]
+        slot = f"{target}{self.at(idx)}"
+        self.lines.append(f"{slot} = {combine.format(slot, value)}")
+
+
+# -- the program -------------------------------------------------------------
+
+class _ProgramWriter:
+    def __init__(self, schedule: Schedule, steps, dims: list[Dim], parallel: bool, fastmath: bool):
+        self.s, self.steps, self.parallel, self.fastmath = schedule, steps, parallel, fastmath
+        self.dim_names = {d: f"d{k}" for k, d in enumerate(dims)}
+        self.lines: list[str] = []
+        self.kernel_sources: list[str] = []
+        self.imports: list[str] = []
+        self.fresh: set[Var] = set()
+
+    def name(self, v: Var) -> str:
+        return f"v_{v.name}"
+
+    def size(self, d) -> str:
+        return self.dim_names[d] if isinstance(d, Dim) else str(d)
+
+    def shape(self, dims) -> str:
+        return "(" + "".join(f"{self.size(d)}, " for d in dims) + ")"
+
+    def alloc(self, v: Var) -> None:
+        self.lines.append(f"{self.name(v)} = np.empty({self.shape(v.dims)}, {_np_type(v.dtype)})")
+        self.fresh.add(v)
+
+    def kernel(self, k: Kernel) -> None:
+        writer = _KernelWriter(k, self.parallel, self.fastmath)
+        source = _PRELUDE + "\n\n" + writer.source("kernel")
+        self.kernel_sources.append(source)
+        mod = module_name(source)
+        alias = f"kernel_{len(self.kernel_sources) - 1}"
+        self.imports.append(f"from {mod} import kernel as {alias}")
+        self.lines.append(f"# {k.describe()}")
+        for v in writer.writes:
+            self.alloc(v)
+        args = [self.name(v) for v in writer.reads + writer.writes] + [self.size(d) for d in k.dims]
+        self.lines.append(f"{alias}({', '.join(args)})")
+
+    def library(self, step: Call) -> None:
+        e = step.eqn
+        emit = _LIBRARY.get(e.op)
+        if emit is None:
+            raise NotImplementedError(f"target 'cpu' cannot emit the primitive {e.op.name!r}")
+        self.lines.append(f"# {e}")
+        self.lines.extend(emit(self, e))
+        if e.op is not sh.reshape_p:
+            self.fresh.add(e.out)
+
+    def source(self) -> str:
+        for step in self.steps:
+            self.kernel(step) if isinstance(step, Kernel) else self.library(step)
+        params = ([self.name(v) for v in self.s.inputs] + [self.name(v) for v, _ in self.s.params]
+                  + [self.name(v) for v, _ in self.s.consts] + ["dims"])
+        results, returned = [], set()
+        for v in list(self.s.outputs) + [v for _, v in self.s.updates]:
+            copy = v not in self.fresh or v in returned
+            results.append(self.name(v) + (".copy()" if copy else ""))
+            returned.add(v)
+        head = [f"@jit(error_model='numpy', fastmath={self.fastmath})",
+                f"def program({', '.join(params)}):"]
+        unpack = [f"{n} = dims[{k}]" for k, n in enumerate(self.dim_names.values())]
+        body = unpack + self.lines + [f"return ({''.join(r + ', ' for r in results)})"]
+        return (_PRELUDE + "\n".join(self.imports) + "\n\n\n" + "\n".join(head)
+                + "\n" + "\n".join("    " + line for line in body) + "\n")
+
+
+def _slice_text(pw: _ProgramWriter, index) -> str:
+    parts = []
+    for start, stop, step in index:
+        bounds = ["" if b is None else pw.size(b) for b in (start, stop)]
+        parts.append(":".join(bounds) + ("" if step is None else f":{step}"))
+    return ", ".join(parts) if parts else "()"
+
+
+def _emit_reshape(pw, e):
+    shape = "(" + "".join(f"{-1 if d == -1 else pw.size(d)}, " for d in e.attrs["shape"]) + ")"
+    return [f"{pw.name(e.out)} = np.reshape({pw.name(e.ins[0])}, {shape})"]
+
+
+def _emit_matmul(pw, e):
+    a, b, out = (pw.name(v) for v in (*e.ins, e.out))
+    if len(e.out.dims) == 2 and e.out.dtype.kind == "f":
+        return [f"{out} = np.dot({a}, {b})"]
+    m, k, n = (pw.size(d) for d in (e.ins[0].dims[-2], e.ins[0].dims[-1], e.ins[1].dims[-1]))
+    helper = "matmul_floats" if e.out.dtype.kind == "f" else "matmul_ints"
+    return [f"{out} = np.empty({pw.shape(e.out.dims)}, {_np_type(e.out.dtype)})",
+            f"{helper}(np.reshape({a}, (-1, {m}, {k})), np.reshape({b}, (-1, {k}, {n})), "
+            f"np.reshape({out}, (-1, {m}, {n})))"]
+
+
+def _emit_unslice(pw, e):
+    out = pw.name(e.out)
+    return [f"{out} = np.zeros({pw.shape(e.attrs['shape'])}, {_np_type(e.out.dtype)})",
+            f"{out}[{_slice_text(pw, e.attrs['index'])}] = {pw.name(e.ins[0])}"]
+
+
+def _emit_scatter_add(pw, e):
+    g, idx = e.ins
+    axis, out = e.attrs["axis"], pw.name(e.out)
+    loops = [f"j{a}" for a in range(len(g.dims))]
+    inner = loops[axis:axis + len(idx.dims)]
+    target = loops[:axis] + [f"wrap_index({pw.name(idx)}[{', '.join(inner) or '()'}], {out}.shape[{axis}])"] \
+        + loops[axis + len(idx.dims):]
+    lines = [f"{out} = np.zeros({pw.shape(e.attrs['shape'])}, {_np_type(e.out.dtype)})"]
+    indent = ""
+    for a, j in enumerate(loops):
+        lines.append(f"{indent}for {j} in range({pw.size(g.dims[a])}):")
+        indent += "    "
+    lines.append(f"{indent}{out}[{', '.join(target)}] += {pw.name(g)}[{', '.join(loops) or '()'}]")
+    return lines
+
+
+def _emit_concatenate(pw, e):
+    parts = "".join(f"{pw.name(v)}, " for v in e.ins)
+    return [f"{pw.name(e.out)} = np.concatenate(({parts}), axis={e.attrs['axis']})"]
+
+
+def _emit_full(pw, e):
+    value = e.attrs["value"]
+    text = pw.size(value) if isinstance(value, Dim) else _literal(value, e.out.dtype)
+    return [f"{pw.name(e.out)} = np.full({pw.shape(e.out.dims)}, {text}, {_np_type(e.out.dtype)})"]
+
+
+def _emit_full_like(pw, e):
+    value = _literal(e.attrs["value"], e.out.dtype)
+    return [f"{pw.name(e.out)} = np.full({pw.name(e.ins[0])}.shape, {value}, {_np_type(e.out.dtype)})"]
+
+
+_LIBRARY = {sh.reshape_p: _emit_reshape, sh.unslice_p: _emit_unslice,
+            sh.scatter_add_p: _emit_scatter_add, sh.concatenate_p: _emit_concatenate,
+            sh.full_p: _emit_full, sh.full_like_p: _emit_full_like, linalg.matmul_p: _emit_matmul}
+
+
+def _all_dims(schedule: Schedule) -> list[Dim]:
+    found: dict[Dim, None] = {}
+
+    def visit(value):
+        if isinstance(value, tuple):
+            for x in value:
+                visit(x)
+        elif isinstance(value, Dim):
+            found.setdefault(value)
+
+    for v in schedule.inputs:
+        visit(v.dims)
+    for e in schedule.eqns:
+        visit(e.out.dims)
+        visit(tuple(e.attrs.values()))
+    return list(found)
+
+
+class CpuProgram:
+    """A schedule compiled for the CPU: call it like the numpy reference program."""
+
+    def __init__(self, schedule: Schedule, *, parallel: bool = False, fastmath: bool = False):
+        steps = fuse(schedule)
+        self.schedule = FusedSchedule(schedule, steps)
+        self._dims = _all_dims(schedule)
+        writer = _ProgramWriter(schedule, steps, self._dims, parallel, fastmath)
+        program = writer.source()
+        for source in writer.kernel_sources:
+            load_module(source)
+        self.source = "\n\n".join(writer.kernel_sources + [program])
+        self._entry = load_module(program).program
+        self._consts = [np.ascontiguousarray(value) for _, value in schedule.consts]
+        self._n_out = len(schedule.outputs)
+
+    def __call__(self, args: list, params: list, sizes: dict):
+        dims = np.array([resolve_dim(d, sizes) for d in self._dims], np.int64)
+        results = call(self._entry, *args, *params, *self._consts, dims)
+        return list(results[:self._n_out]), list(results[self._n_out:])

@@ -1,0 +1,189 @@
+"""Fusion: partition a schedule into kernels and library calls.
+
+A kernel is one loop nest over an iteration space.  It computes elementwise
+equations as scalars, reads operands in place through index maps
+(``broadcast_to``, ``transpose``, ``slice``, ``gather`` read their input at a
+computed index instead of materialising it), and ends in reductions that
+accumulate as the loop runs.  Forward and reverse equations over the same
+space share one loop.  Everything else (matmul, reshape, concatenate, ...) is
+a library call and a kernel boundary.
+
+Equations are reordered (keeping dependencies) so that a kernel takes every
+ready equation that fits before it closes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .ops import reduce as rd, shape as sh
+from .schedule import Eqn, Schedule, Var
+
+INDEX_MAPS = (sh.broadcast_to_p, sh.transpose_p, sh.slice_p, sh.gather_p)
+REDUCTIONS = (rd.reduce_sum_p, rd.reduce_max_p, rd.reduce_min_p, rd.reduce_prod_p)
+
+
+@dataclass(frozen=True, eq=False)
+class Kernel:
+    """One loop nest over ``dims``: ``body`` (elementwise and index-map equations, as
+    scalars), ``reductions`` accumulated in the loop, and ``stores``: the body values
+    needed after the kernel."""
+
+    dims: tuple
+    body: tuple[Eqn, ...]
+    reductions: tuple[Eqn, ...]
+    stores: tuple[Var, ...]
+
+    def reads(self) -> list[Var]:
+        """Buffers the kernel reads (computed before it), in first-use order."""
+        inside = {e.out for e in self.body}
+        seen: dict[Var, None] = {}
+        for e in self.body + self.reductions:
+            for v in e.ins:
+                if v not in inside:
+                    seen.setdefault(v)
+        return list(seen)
+
+    def describe(self) -> str:
+        ops = ", ".join(e.op.name for e in self.body + self.reductions)
+        outs = ", ".join(f"{v}:{v.type_str()}" for v in self.stores + tuple(e.out for e in self.reductions))
+        ins = ", ".join(f"{v}:{v.type_str()}" for v in self.reads())
+        return f"fused[{ops}]  {ins} -> {outs}"
+
+
+@dataclass(frozen=True, eq=False)
+class Call:
+    """A library operation that runs on its own (a kernel boundary)."""
+
+    eqn: Eqn
+
+    def describe(self) -> str:
+        return f"call {self.eqn}"
+
+
+def _is_elementwise(e: Eqn) -> bool:
+    return e.op.scalar is not None
+
+
+class _Open:
+    """The kernel being filled."""
+
+    def __init__(self, dims):
+        self.dims, self.body, self.reductions = dims, [], []
+        self.scalars: set[Var] = set()      # values the loop computes
+        self.pending: set[Var] = set()      # reduction results: ready only after the loop
+
+    def accepts(self, e: Eqn) -> bool:
+        if any(v in self.pending for v in e.ins):
+            return False
+        if e.op in REDUCTIONS:
+            return e.ins[0].dims == self.dims
+        if e.out.dims != self.dims:
+            return False
+        if e.op in INDEX_MAPS:                # reads its operand at other indices: a buffer
+            return e.ins[0] not in self.scalars and all(v not in self.scalars for v in e.ins)
+        return _is_elementwise(e)
+
+    def add(self, e: Eqn) -> None:
+        if e.op in REDUCTIONS:
+            self.reductions.append(e)
+            self.pending.add(e.out)
+        else:
+            self.body.append(e)
+            self.scalars.add(e.out)
+
+
+def _fusible(e: Eqn) -> bool:
+    return _is_elementwise(e) or e.op in INDEX_MAPS or e.op in REDUCTIONS
+
+
+def _space(e: Eqn) -> tuple:
+    return e.ins[0].dims if e.op in REDUCTIONS else e.out.dims
+
+
+def fuse(schedule: Schedule) -> tuple:
+    """Kernels and calls, in an order that respects every dependency."""
+    eqns = list(schedule.eqns)
+    producer = {e.out: i for i, e in enumerate(eqns)}
+    waiting = [sum(1 for v in set(e.ins) if v in producer) for e in eqns]
+    users: dict[int, list[int]] = {}
+    for i, e in enumerate(eqns):
+        for v in set(e.ins):
+            if v in producer:
+                users.setdefault(producer[v], []).append(i)
+    ready = sorted(i for i, w in enumerate(waiting) if w == 0)
+    groups: list = []
+    current: _Open | None = None
+    while ready:
+        pick = next((i for i in ready if current is not None and current.accepts(eqns[i])), None)
+        if pick is None:
+            groups.append(current)
+            pick = ready[0]
+            current = _Open(_space(eqns[pick])) if _fusible(eqns[pick]) else None
+        ready.remove(pick)
+        if current is None:
+            groups.append(Call(eqns[pick]))
+        else:
+            if not current.accepts(eqns[pick]):     # a fusible op that must start a kernel
+                groups.append(current)
+                current = _Open(_space(eqns[pick]))
+            current.add(eqns[pick])
+        for j in users.get(pick, ()):
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                ready.append(j)
+                ready.sort()
+    groups.append(current)
+    return _with_stores([g for g in groups if g is not None], schedule)
+
+
+def _with_stores(groups: list, schedule: Schedule) -> tuple:
+    """Freeze open kernels, storing the values that later steps or the outputs use."""
+    used_later: dict[Var, int] = {}
+    for k, g in enumerate(groups):
+        eqns = [g.eqn] if isinstance(g, Call) else g.body + g.reductions
+        for e in eqns:
+            for v in e.ins:
+                used_later[v] = k
+    final = set(schedule.outputs) | {v for _, v in schedule.updates}
+    steps = []
+    for k, g in enumerate(groups):
+        if isinstance(g, Call):
+            steps.append(g)
+            continue
+        stores = tuple(e.out for e in g.body if used_later.get(e.out, -1) > k or e.out in final)
+        steps.append(Kernel(tuple(g.dims), tuple(g.body), tuple(g.reductions), stores))
+    return tuple(steps)
+
+
+class FusedSchedule:
+    """A schedule together with its kernels: prints every kernel and the ops it fused.
+
+    Attribute access falls through to the underlying Schedule.
+    """
+
+    def __init__(self, schedule: Schedule, steps: tuple):
+        self._schedule, self.steps = schedule, steps
+
+    def __getattr__(self, name):
+        return getattr(self._schedule, name)
+
+    def __len__(self) -> int:
+        return len(self._schedule)
+
+    def __str__(self) -> str:
+        s = self._schedule
+        lines = [str(s).splitlines()[0]]
+        lines += [f"  params {' '.join(f'{v}:{v.type_str()}' for v, _ in s.params)} ;"] if s.params else []
+        lines += [f"  {v}:{v.type_str()} = const" for v, _ in s.consts]
+        number = 0
+        for step in self.steps:
+            if isinstance(step, Kernel):
+                lines.append(f"  kernel {number}  {step.describe()}")
+                lines += [f"      {e}" for e in step.body + step.reductions]
+                number += 1
+            else:
+                lines.append(f"  {step.eqn}")
+        lines.append(f"  return ({', '.join(map(str, s.outputs))})")
+        if s.updates:
+            lines.append("  updates " + ", ".join(f"{p.name} <- {v}" for p, v in s.updates))
+        return "\n".join(lines) + " }"
