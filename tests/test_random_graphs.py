@@ -17,7 +17,7 @@ UNARY = [jg.tanh, jg.sin, lambda t: jg.sqrt(jg.abs(t)), lambda t: jg.exp(-t * t)
          lambda t: jg.sum(t, axis=1, keepdims=True), lambda t: jg.sum(t, axis=0, keepdims=True),
          lambda t: jg.max(t, axis=0, keepdims=True), lambda t: jg.min(t, axis=1, keepdims=True),
          lambda t: jg.nn.softmax(t, axis=-1), lambda t: jg.nn.log_softmax(t, axis=0),
-         lambda t: t.reshape(-1).reshape(t.shape), lambda t: jg.concatenate([t[:, :1], t[:, 1:]], 1)]
+         lambda t: t.reshape(-1, t.shape[-1]), lambda t: jg.concatenate([t[:, :1], t[:, 1:]], 1)]
 BINARY = [jg.add, jg.subtract, jg.multiply, jg.maximum, lambda a, b: a / (1.0 + b * b),
           lambda a, b: jg.where(a > b, a, b * 2.0), lambda a, b: a * jg.stop_gradient(b)]
 
@@ -65,3 +65,43 @@ def test_compiled_graph_equals_eager_evaluation(steps, seed):
         np.testing.assert_array_equal(got, want)
         signed = ~np.isnan(want)               # -0.0 and 0.0 must not swap either
         np.testing.assert_array_equal(np.signbit(got)[signed], np.signbit(want)[signed])
+
+
+def _random_graph(steps):
+    x, y, z = jg.input("x", (None, 4)), jg.input("y", (4,)), jg.input("z", (None, 1))
+    pool = [x, y + 0.0 * x, z * x]
+    for unary, op, a, b in steps:
+        if unary:
+            pool.append(UNARY[op % len(UNARY)](pool[a % len(pool)]))
+        else:
+            pool.append(BINARY[op % len(BINARY)](pool[a % len(pool)], pool[b % len(pool)]))
+    loss = jg.sum(pool[-1] * pool[-1]) + jg.mean(pool[len(pool) // 2])
+    return [x, y, z], [loss, pool[-1], *jg.grad(loss, [x, y, z])]
+
+
+@settings(max_examples=20, deadline=None)
+@given(programs(), st.integers(0, 2 ** 31 - 1), st.integers(1, 5))
+def test_cpu_target_matches_the_reference(steps, seed, batch):
+    """Differential fuzzing: fused Numba kernels against the numpy oracle, call-time sizes included."""
+    inputs, outputs = _random_graph(steps)
+    rng = np.random.default_rng(seed)
+    env = {"x": rng.normal(size=(batch, 4)), "y": rng.normal(size=4), "z": rng.normal(size=(batch, 1))}
+    want = jg.compile(inputs, outputs, target="numpy")(**env)
+    got = jg.compile(inputs, outputs, target="cpu")(**env)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(programs())
+def test_random_graph_gradients_match_finite_differences(steps):
+    def f(x, y, z):
+        pool = [x, y + 0.0 * x, z * x]
+        for unary, op, a, b in steps:
+            smooth = BINARY[:-1]       # stop_gradient is not the derivative finite differences see
+            fn = UNARY[op % len(UNARY)] if unary else smooth[op % len(smooth)]
+            pool.append(fn(pool[a % len(pool)]) if unary else fn(pool[a % len(pool)], pool[b % len(pool)]))
+        return jg.sum(jg.tanh(pool[-1]))
+    rng = np.random.default_rng(0)
+    jg.check_grads(f, [rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(size=(3, 1))],
+                   rtol=1e-4, atol=1e-5)
