@@ -186,7 +186,7 @@ class Executable:
         params = [node._payload.array for node in self.params]
         outputs, new_values = self._program(checked, params, sizes)
         for (p, _), value in zip(self.schedule.updates, new_values):
-            p._payload.array = np.array(value, dtype=p.dtype, copy=True)
+            p._payload.array = value       # a fresh array of the param's dtype and shape
         return outputs[0] if self._single else tuple(outputs)
 
     @property

@@ -9,9 +9,12 @@ shared through the on-disk cache.
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from ..fusion import INDEX_MAPS, Call, FusedSchedule, Kernel, fuse
+from ..memory import MemoryPlan, plan_memory
 from ..ops import linalg, reduce as rd, shape as sh
 from ..primitive import Dim, resolve_dim
 from ..schedule import Schedule, Var
@@ -172,8 +175,10 @@ class _KernelWriter:
 # -- the program -------------------------------------------------------------
 
 class _ProgramWriter:
-    def __init__(self, schedule: Schedule, steps, dims: list[Dim], parallel: bool, fastmath: bool):
-        self.s, self.steps, self.parallel, self.fastmath = schedule, steps, parallel, fastmath
+    def __init__(self, schedule: Schedule, steps, plan: MemoryPlan, dims: list[Dim],
+                 parallel: bool, fastmath: bool):
+        self.s, self.steps, self.plan = schedule, steps, plan
+        self.parallel, self.fastmath = parallel, fastmath
         self.dim_names = {d: f"d{k}" for k, d in enumerate(dims)}
         self.lines: list[str] = []
         self.kernel_sources: list[str] = []
@@ -189,9 +194,13 @@ class _ProgramWriter:
     def shape(self, dims) -> str:
         return "(" + "".join(f"{self.size(d)}, " for d in dims) + ")"
 
-    def alloc(self, v: Var) -> None:
-        self.lines.append(f"{self.name(v)} = np.empty({self.shape(v.dims)}, {_np_type(v.dtype)})")
+    def alloc(self, v: Var) -> str:
+        """Code that gives ``v`` its buffer: fresh if it leaves the call, else workspace."""
+        if v in self.plan.slot_of:
+            numel = " * ".join(self.size(d) for d in v.dims) or "1"
+            return f"{self.name(v)} = ws{self.plan.slot_of[v]}[:{numel}].reshape({self.shape(v.dims)})"
         self.fresh.add(v)
+        return f"{self.name(v)} = np.empty({self.shape(v.dims)}, {_np_type(v.dtype)})"
 
     def kernel(self, k: Kernel) -> None:
         writer = _KernelWriter(k, self.parallel, self.fastmath)
@@ -201,8 +210,7 @@ class _ProgramWriter:
         alias = f"kernel_{len(self.kernel_sources) - 1}"
         self.imports.append(f"from {mod} import kernel as {alias}")
         self.lines.append(f"# {k.describe()}")
-        for v in writer.writes:
-            self.alloc(v)
+        self.lines.extend(self.alloc(v) for v in writer.writes)
         args = [self.name(v) for v in writer.reads + writer.writes] + [self.size(d) for d in k.dims]
         self.lines.append(f"{alias}({', '.join(args)})")
 
@@ -212,15 +220,16 @@ class _ProgramWriter:
         if emit is None:
             raise NotImplementedError(f"target 'cpu' cannot emit the primitive {e.op.name!r}")
         self.lines.append(f"# {e}")
-        self.lines.extend(emit(self, e))
         if e.op is not sh.reshape_p:
-            self.fresh.add(e.out)
+            self.lines.append(self.alloc(e.out))
+        self.lines.extend(emit(self, e))
 
     def source(self) -> str:
         for step in self.steps:
             self.kernel(step) if isinstance(step, Kernel) else self.library(step)
         params = ([self.name(v) for v in self.s.inputs] + [self.name(v) for v, _ in self.s.params]
-                  + [self.name(v) for v, _ in self.s.consts] + ["dims"])
+                  + [self.name(v) for v, _ in self.s.consts]
+                  + [f"ws{k}" for k in range(len(self.plan.slots))] + ["dims"])
         results, returned = [], set()
         for v in list(self.s.outputs) + [v for _, v in self.s.updates]:
             copy = v not in self.fresh or v in returned
@@ -250,18 +259,20 @@ def _emit_reshape(pw, e):
 def _emit_matmul(pw, e):
     a, b, out = (pw.name(v) for v in (*e.ins, e.out))
     if len(e.out.dims) == 2 and e.out.dtype.kind == "f":
-        return [f"{out} = np.dot({a}, {b})"]
+        return [f"np.dot({a}, {b}, {out})"]
     m, k, n = (pw.size(d) for d in (e.ins[0].dims[-2], e.ins[0].dims[-1], e.ins[1].dims[-1]))
     helper = "matmul_floats" if e.out.dtype.kind == "f" else "matmul_ints"
-    return [f"{out} = np.empty({pw.shape(e.out.dims)}, {_np_type(e.out.dtype)})",
-            f"{helper}(np.reshape({a}, (-1, {m}, {k})), np.reshape({b}, (-1, {k}, {n})), "
+    return [f"{helper}(np.reshape({a}, (-1, {m}, {k})), np.reshape({b}, (-1, {k}, {n})), "
             f"np.reshape({out}, (-1, {m}, {n})))"]
+
+
+def _fill(pw, v: Var, text: str) -> str:
+    return f"{pw.name(v)}[()] = {text}" if not v.dims else f"{pw.name(v)}.fill({text})"   # 0-d: no fill
 
 
 def _emit_unslice(pw, e):
     out = pw.name(e.out)
-    return [f"{out} = np.zeros({pw.shape(e.attrs['shape'])}, {_np_type(e.out.dtype)})",
-            f"{out}[{_slice_text(pw, e.attrs['index'])}] = {pw.name(e.ins[0])}"]
+    return [_fill(pw, e.out, "0"), f"{out}[{_slice_text(pw, e.attrs['index'])}] = {pw.name(e.ins[0])}"]
 
 
 def _emit_scatter_add(pw, e):
@@ -271,8 +282,7 @@ def _emit_scatter_add(pw, e):
     inner = loops[axis:axis + len(idx.dims)]
     target = loops[:axis] + [f"wrap_index({pw.name(idx)}[{', '.join(inner) or '()'}], {out}.shape[{axis}])"] \
         + loops[axis + len(idx.dims):]
-    lines = [f"{out} = np.zeros({pw.shape(e.attrs['shape'])}, {_np_type(e.out.dtype)})"]
-    indent = ""
+    lines, indent = [_fill(pw, e.out, "0")], ""
     for a, j in enumerate(loops):
         lines.append(f"{indent}for {j} in range({pw.size(g.dims[a])}):")
         indent += "    "
@@ -281,19 +291,23 @@ def _emit_scatter_add(pw, e):
 
 
 def _emit_concatenate(pw, e):
-    parts = "".join(f"{pw.name(v)}, " for v in e.ins)
-    return [f"{pw.name(e.out)} = np.concatenate(({parts}), axis={e.attrs['axis']})"]
+    axis, out, lines, offset = e.attrs["axis"], pw.name(e.out), [], "0"
+    for v in e.ins:
+        end = f"{offset} + {pw.size(v.dims[axis])}" if offset != "0" else pw.size(v.dims[axis])
+        index = ", ".join(f"{offset}:{end}" if a == axis else ":" for a in range(len(v.dims)))
+        lines.append(f"{out}[{index}] = {pw.name(v)}")
+        offset = end
+    return lines
 
 
 def _emit_full(pw, e):
     value = e.attrs["value"]
     text = pw.size(value) if isinstance(value, Dim) else _literal(value, e.out.dtype)
-    return [f"{pw.name(e.out)} = np.full({pw.shape(e.out.dims)}, {text}, {_np_type(e.out.dtype)})"]
+    return [_fill(pw, e.out, text)]
 
 
 def _emit_full_like(pw, e):
-    value = _literal(e.attrs["value"], e.out.dtype)
-    return [f"{pw.name(e.out)} = np.full({pw.name(e.ins[0])}.shape, {value}, {_np_type(e.out.dtype)})"]
+    return [_fill(pw, e.out, _literal(e.attrs["value"], e.out.dtype))]
 
 
 _LIBRARY = {sh.reshape_p: _emit_reshape, sh.unslice_p: _emit_unslice,
@@ -326,7 +340,10 @@ class CpuProgram:
         steps = fuse(schedule)
         self.schedule = FusedSchedule(schedule, steps)
         self._dims = _all_dims(schedule)
-        writer = _ProgramWriter(schedule, steps, self._dims, parallel, fastmath)
+        self._plan = plan_memory(steps, schedule)
+        self._workspace = (None, None)        # (the sizes it was made for, its arrays)
+        self._lock = threading.Lock()
+        writer = _ProgramWriter(schedule, steps, self._plan, self._dims, parallel, fastmath)
         program = writer.source()
         for source in writer.kernel_sources:
             load_module(source)
@@ -337,5 +354,16 @@ class CpuProgram:
 
     def __call__(self, args: list, params: list, sizes: dict):
         dims = np.array([resolve_dim(d, sizes) for d in self._dims], np.int64)
-        results = call(self._entry, *args, *params, *self._consts, dims)
+        if not self._lock.acquire(blocking=False):      # another thread is using the workspace
+            return self._run(args, params, dims, self._plan.allocate(sizes))
+        try:
+            key = dims.tobytes()
+            if self._workspace[0] != key:
+                self._workspace = (key, self._plan.allocate(sizes))
+            return self._run(args, params, dims, self._workspace[1])
+        finally:
+            self._lock.release()
+
+    def _run(self, args, params, dims, workspace):
+        results = call(self._entry, *args, *params, *self._consts, *workspace, dims)
         return list(results[:self._n_out]), list(results[self._n_out:])

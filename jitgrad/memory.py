@@ -1,0 +1,81 @@
+"""The memory plan: which buffers share storage, and which are fresh every call.
+
+Outputs (and the new values of params) are fresh arrays each call.  Every
+other buffer lives in a workspace of a few flat arrays, one per slot, that a
+compiled function keeps across calls with the same shapes: a training loop
+allocates no intermediates in steady state.  Slots are assigned by liveness:
+a buffer takes a slot whose previous tenant is dead, so intermediates of the
+forward pass are reused by the reverse pass once nothing reads them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .fusion import Call, Kernel
+from .ops import shape as sh
+from .primitive import Dim, resolve_dim
+from .schedule import Schedule, Var
+
+
+@dataclass(frozen=True, eq=False)
+class MemoryPlan:
+    fresh: frozenset            # buffers allocated anew each call (what the caller gets)
+    slot_of: dict               # other buffers -> workspace slot
+    slots: tuple                # per slot: (dtype, the shapes it must hold)
+
+    def slot_sizes(self, sizes: dict) -> list[int]:
+        """Elements each slot needs under the call-time ``sizes``."""
+        return [max(_numel(dims, sizes) for dims in shapes) for _, shapes in self.slots]
+
+    def is_static(self) -> bool:
+        return all(not isinstance(d, Dim) for _, shapes in self.slots for dims in shapes for d in dims)
+
+    def allocate(self, sizes: dict) -> list[np.ndarray]:
+        return [np.empty(n, dtype) for n, (dtype, _) in zip(self.slot_sizes(sizes), self.slots)]
+
+
+def _numel(dims, sizes) -> int:
+    return int(np.prod([resolve_dim(d, sizes) for d in dims], dtype=np.int64))
+
+
+def _writes(step) -> list[Var]:
+    if isinstance(step, Kernel):
+        return list(step.stores) + [e.out for e in step.reductions]
+    return [] if step.eqn.op is sh.reshape_p else [step.eqn.out]
+
+
+def _reads(step) -> list[Var]:
+    return step.reads() if isinstance(step, Kernel) else list(step.eqn.ins)
+
+
+def plan_memory(steps, schedule: Schedule) -> MemoryPlan:
+    """Assign every intermediate buffer a workspace slot by liveness (linear scan)."""
+    escaping = set(schedule.outputs) | {v for _, v in schedule.updates}
+    owner: dict[Var, Var] = {}          # a reshape's result -> the buffer it views
+    last_use: dict[Var, int] = {}
+    for i, step in enumerate(steps):
+        for v in _reads(step):
+            last_use[owner.get(v, v)] = i
+        if isinstance(step, Call) and step.eqn.op is sh.reshape_p:
+            src = step.eqn.ins[0]
+            owner[step.eqn.out] = owner.get(src, src)
+    for v in escaping & set(owner):       # returned views are copied at the very end
+        last_use[owner[v]] = len(steps)
+    fresh, slot_of, slots, tenants = set(), {}, [], {}
+    for i, step in enumerate(steps):
+        free = [s for s, v in tenants.items() if last_use.get(v, -1) < i]
+        for v in _writes(step):
+            if v in escaping:
+                fresh.add(v)
+                continue
+            slot = next((s for s in free if slots[s][0] == v.dtype), None)
+            if slot is None:
+                slot = len(slots)
+                slots.append((v.dtype, []))
+            else:
+                free.remove(slot)
+            slots[slot][1].append(v.dims)
+            slot_of[v], tenants[slot] = slot, v
+    return MemoryPlan(frozenset(fresh), slot_of, tuple((dt, tuple(shapes)) for dt, shapes in slots))

@@ -1,0 +1,73 @@
+"""What the compiled CPU target adds: fusion, one program, the memory plan."""
+import numpy as np
+import pytest
+
+import jitgrad as jg
+from jitgrad.fusion import Kernel
+from jitgrad.graph import bind
+from jitgrad.primitive import Aval, Primitive
+
+
+def w2():
+    x = jg.input("x", (None,))
+    loss = jg.sum(jg.tanh(jg.sin(x) * jg.exp(-x * x / 2)) + 0.1 * x * x)
+    return [x], [loss, *jg.grad(loss, [x])]
+
+
+def test_value_and_gradient_of_an_elementwise_chain_are_one_loop():
+    f = jg.compile(*w2(), target="cpu")
+    kernels = [s for s in f.schedule.steps if isinstance(s, Kernel)]
+    assert len(f.schedule.steps) == len(kernels) == 1
+    assert [v.name for v in kernels[0].reads()][0] == "x"       # reads x once, writes dy/dx once
+    assert "kernel 0  fused[sin" in str(f.schedule)
+    xv = np.linspace(-2, 2, 101)
+    for got, want in zip(f(xv), jg.compile(*w2(), target="numpy")(xv)):
+        np.testing.assert_allclose(got, want, rtol=1e-13)
+
+
+def test_generated_source_is_kept_and_readable():
+    f = jg.compile(*w2(), target="cpu")
+    assert "def program(" in f.source and "for i0 in range(n0):" in f.source
+    assert "math.tanh(" in f.source
+
+
+def test_intermediates_share_the_workspace_and_it_is_reused():
+    x = jg.input("x", (None, 8))
+    h = x
+    for _ in range(10):
+        h = jg.tanh(h @ np.eye(8) + 1.0)
+    loss = jg.sum(h)
+    f = jg.compile([x], [loss, *jg.grad(loss, [x])], target="cpu")
+    plan = f._program._plan
+    assert len(plan.slots) < len(plan.slot_of) / 3
+    f(np.ones((4, 8)))
+    first = f._program._workspace[1]
+    out1 = f(np.ones((4, 8)))
+    assert all(a is b for a, b in zip(first, f._program._workspace[1]))
+    out2 = f(np.zeros((4, 8)))
+    assert not np.array_equal(out1[1], out2[1])          # outputs are fresh, not workspace views
+    f(np.ones((5, 8)))                                   # new shapes: a new workspace
+    assert f._program._workspace[1][0] is not first[0]
+
+
+def test_a_primitive_the_backend_cannot_emit_fails_at_compile_time():
+    odd_p = Primitive("odd", shape=lambda x: Aval(x.dims, x.dtype), ref=lambda x: x,
+                      vjp=None, jvp=None, differentiable=False)
+    x = jg.input("x", (2,))
+    with pytest.raises(NotImplementedError, match="'odd'"):
+        jg.compile([x], bind(odd_p, x), target="cpu")
+
+
+def test_out_of_range_gather_raises_instead_of_reading_memory():
+    x, i = jg.input("x", (3,)), jg.input("i", (2,), "int64")
+    f = jg.compile([x, i], jg.take(x, i), target="cpu")
+    np.testing.assert_array_equal(f(np.arange(3.0), np.array([2, -1])), [2.0, 2.0])
+    with pytest.raises(IndexError):
+        f(np.arange(3.0), np.array([0, 3]))
+
+
+def test_float32_stays_float32():
+    x = jg.input("x", (None,), "float32")
+    f = jg.compile([x], [jg.sum(jg.sigmoid(x) * 2.0), jg.exp(x)], target="cpu")
+    s, e = f(np.linspace(-1, 1, 7, dtype=np.float32))
+    assert s.dtype == e.dtype == np.float32
