@@ -20,9 +20,12 @@ from ..primitive import Dim, resolve_dim
 from ..schedule import Schedule, Var
 from .cache import call, load_module, module_name
 
+PARALLEL_MIN_SIZE = 32768    # elements below which threads cost more than they save
+
 _PRELUDE = """\
 import math
 import numpy as np
+from numba import prange
 from jitgrad.backends.cache import jit
 from jitgrad.backends.scalars import (
     matmul_floats, matmul_ints, maximum, minimum, safe_div, safe_mul, sigmoid, sign,
@@ -43,6 +46,7 @@ def _literal(value, dtype: np.dtype) -> str:
 
 
 _IDENTITY = {rd.reduce_sum_p: 0, rd.reduce_prod_p: 1}
+_ACCUMULATE = {rd.reduce_sum_p: "{0} += {1}", rd.reduce_prod_p: "{0} *= {1}"}
 _COMBINE = {rd.reduce_sum_p: "{0} + {1}", rd.reduce_prod_p: "{0} * {1}",
             rd.reduce_max_p: "maximum({0}, {1})", rd.reduce_min_p: "minimum({0}, {1})"}
 
@@ -142,17 +146,30 @@ class _KernelWriter:
             self.reduce_lines(j, e, before, after)
         extents = [f"n{a}" for a in range(self.rank)]
         params = [self.arg[v] for v in self.reads + self.writes] + extents
-        out = [f"@jit(error_model='numpy', fastmath={self.fastmath})",
+        threads = ", parallel=True" if self.parallel else ""
+        out = [f"@jit(error_model='numpy', fastmath={self.fastmath}{threads})",
                f"def {name}({', '.join(params)}):",
                f'    """{self.k.describe()}"""']
         out += [f"    {line}" for line in before]
         indent = "    "
         for a in range(self.rank):
-            out.append(f"{indent}for i{a} in range(n{a}):")
+            loop = "prange" if self.parallel and a == 0 else "range"
+            out.append(f"{indent}for i{a} in {loop}(n{a}):")
             indent += "    "
         out += [indent + line for line in self.lines] or [indent + "pass"]
         out += [f"    {line}" for line in after]
         return "\n".join(out) + "\n"
+
+    @staticmethod
+    def parallelizable(k: Kernel) -> bool:
+        """Threads may split the outer loop if no two of them update the same memory."""
+        if not k.dims:
+            return False
+        for e in k.reductions:
+            full = len(e.attrs["axes"]) == len(k.dims)
+            if (full and e.op not in _ACCUMULATE) or (not full and 0 in e.attrs["axes"]):
+                return False
+        return True
 
     def reduce_lines(self, j, e, before, after) -> None:
         axes, keep = e.attrs["axes"], e.attrs["keepdims"]
@@ -162,7 +179,10 @@ class _KernelWriter:
         if len(axes) == self.rank:          # a full reduction: a scalar accumulator
             acc = f"acc{j}"
             before.append(f"{acc} = {_identity(e.op, e.out.dtype)}")
-            self.lines.append(f"{acc} = {combine.format(acc, value)}")
+            if e.op in _ACCUMULATE:         # the form prange recognises as a reduction
+                self.lines.append(_ACCUMULATE[e.op].format(acc, value))
+            else:
+                self.lines.append(f"{acc} = {combine.format(acc, value)}")
             idx = ["0"] * len(e.out.dims)
             after.append(f"{target}{self.at(idx)} = {acc}")
             return
@@ -202,17 +222,27 @@ class _ProgramWriter:
         self.fresh.add(v)
         return f"{self.name(v)} = np.empty({self.shape(v.dims)}, {_np_type(v.dtype)})"
 
-    def kernel(self, k: Kernel) -> None:
-        writer = _KernelWriter(k, self.parallel, self.fastmath)
+    def import_kernel(self, writer: _KernelWriter) -> str:
         source = _PRELUDE + "\n\n" + writer.source("kernel")
         self.kernel_sources.append(source)
-        mod = module_name(source)
         alias = f"kernel_{len(self.kernel_sources) - 1}"
-        self.imports.append(f"from {mod} import kernel as {alias}")
+        self.imports.append(f"from {module_name(source)} import kernel as {alias}")
+        return alias
+
+    def kernel(self, k: Kernel) -> None:
+        serial = _KernelWriter(k, False, self.fastmath)
+        alias = self.import_kernel(serial)
         self.lines.append(f"# {k.describe()}")
-        self.lines.extend(self.alloc(v) for v in writer.writes)
-        args = [self.name(v) for v in writer.reads + writer.writes] + [self.size(d) for d in k.dims]
-        self.lines.append(f"{alias}({', '.join(args)})")
+        self.lines.extend(self.alloc(v) for v in serial.writes)
+        args = [self.name(v) for v in serial.reads + serial.writes] + [self.size(d) for d in k.dims]
+        call_serial = f"{alias}({', '.join(args)})"
+        if not (self.parallel and _KernelWriter.parallelizable(k)):
+            self.lines.append(call_serial)
+            return
+        threaded = self.import_kernel(_KernelWriter(k, True, self.fastmath))
+        total = " * ".join(self.size(d) for d in k.dims)
+        self.lines += [f"if {total} >= {PARALLEL_MIN_SIZE}:", f"    {threaded}({', '.join(args)})",
+                       "else:", f"    {call_serial}"]
 
     def library(self, step: Call) -> None:
         e = step.eqn

@@ -1,0 +1,434 @@
+"""Content-hashed on-disk cache of generated modules, and a Numba disk cache that cannot break.
+
+Generated source is written to ``<cache_dir>/jg_<hash>.py`` and imported as a real module, so
+``@jit()`` functions in it get Numba's ``cache=True`` and a new process that loads the same source
+pays no compile time. Every failure of the cache (an unwritable directory or HOME, a truncated
+generated file, corrupted or truncated ``.nbi``/``.nbc`` files, a failed save) costs at most a
+recompile and one :class:`CacheWarning` per cause per process; results stay correct.
+
+>>> import numpy as np
+>>> from jitgrad.backends import cache
+>>> module = cache.load_module("from jitgrad.backends.cache import jit\\n"
+...                            "@jit()\\ndef twice(x):\\n    return 2.0 * x\\n")
+>>> cache.call(module.twice, 1.5)
+3.0
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import hashlib
+import importlib.machinery
+import importlib.util
+import io
+import linecache
+import os
+import pathlib
+import pickle
+import shutil
+import sys
+import tempfile
+import threading
+import types
+import uuid
+import warnings
+
+import numba
+import numpy as np
+from numba.core.caching import FunctionCache, IndexDataCacheFile
+from numba.core.dispatcher import Dispatcher
+
+
+class CacheWarning(RuntimeWarning):
+    """The on-disk cache could not be used as intended; jitgrad recompiled and carries on."""
+
+
+# The format of the files written here; part of every module name, so formats never meet.
+_MAGIC = b"jitgrad1"
+_modules: dict[str, types.ModuleType] = {}  # by module name: same source, same module object
+_volatile: set[str] = set()  # modules whose file does not outlive the process: never cache=True
+_warned: set[str] = set()  # causes already warned about in this process
+_tempdir: pathlib.Path | None = None
+_lock = threading.RLock()
+
+
+def _warn_once(cause: str, message: str) -> None:
+    if cause not in _warned:
+        _warned.add(cause)
+        warnings.warn(message, CacheWarning, stacklevel=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Where generated modules live
+# ---------------------------------------------------------------------------------------------
+
+def _configured_dir() -> pathlib.Path:
+    """JITGRAD_CACHE_DIR or ~/.cache/jitgrad; read on every call so the environment can change."""
+    configured = os.environ.get("JITGRAD_CACHE_DIR")
+    if configured:
+        return pathlib.Path(configured).expanduser()
+    return pathlib.Path.home() / ".cache" / "jitgrad"
+
+
+def _unusable(path: pathlib.Path) -> str | None:
+    """Why `path` cannot hold the cache (None if it can): created if missing, probed by a write."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()  # os.access ignores ACLs and lies for root
+    except OSError as error:
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def cache_dir() -> pathlib.Path | None:
+    """JITGRAD_CACHE_DIR if set, else ~/.cache/jitgrad; None when it cannot be created or written.
+
+    >>> cache_dir() is None or cache_dir().is_dir()
+    True
+    """
+    try:
+        path = _configured_dir()
+    except RuntimeError:  # no HOME and no passwd entry
+        return None
+    return None if _unusable(path) else path
+
+
+def _fallback_dir() -> pathlib.Path | None:
+    """A per-process temporary directory, removed at exit; None if none can be made."""
+    global _tempdir
+    if _tempdir is None:
+        try:
+            _tempdir = pathlib.Path(tempfile.mkdtemp(prefix="jitgrad-"))
+        except OSError as error:
+            _warn_once("tempdir", f"no temporary directory ({error}); generated code runs "
+                                  "from memory and is recompiled in every process")
+            return None
+        atexit.register(shutil.rmtree, _tempdir, ignore_errors=True)
+    return _tempdir
+
+
+# ---------------------------------------------------------------------------------------------
+# Generated source files
+# ---------------------------------------------------------------------------------------------
+
+def _version_key() -> str:
+    from jitgrad import __version__  # at call time: this module is imported while jitgrad loads
+    return "\0".join((_MAGIC.decode(), __version__, numba.__version__, np.__version__, sys.version))
+
+
+@functools.lru_cache(maxsize=4096)
+def module_name(source: str) -> str:
+    """The module (and file stem) name that :func:`load_module` gives `source`.
+
+    >>> module_name("x = 1") == module_name("x = 1") != module_name("x = 2")
+    True
+    """
+    digest = hashlib.sha256(f"{source}\0{_version_key()}".encode()).hexdigest()
+    return f"jg_{digest[:20]}"
+
+
+def _write_atomically(path: pathlib.Path, data: bytes) -> None:
+    """Readers see either no file or the whole file, never a partial one (same-directory rename).
+
+    No fsync: a file left truncated or zero-filled by a crash is caught by the content check in
+    `_materialise` on its next use.
+    """
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(temporary, "xb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _discard_corrupted(path: pathlib.Path) -> None:
+    """Remove a generated file whose content is not its source, with whatever was derived from it.
+
+    Why deleting and then writing under the same name is safe:
+    - the name is a hash of the source, so every correct writer writes exactly the same bytes and
+      the fresh file is put in place by an atomic rename, never by rewriting the old inode;
+    - a reader never runs the file as found: it compares it with the source string it holds and
+      compiles that string (`_VerifiedSourceLoader`), so no `.pyc` is ever read and the mtime/size
+      check of Python's bytecode cache cannot make it run stale code;
+    - Numba keys its index by a hash of the file's content (older versions: mtime and size), so
+      entries compiled from the corrupted text never match the fresh file; they are deleted too,
+      together with any `.pyc`, only so that nothing derived from the bad text is left around.
+    """
+    for derived in path.parent.glob(f"__pycache__/{path.stem}.*"):
+        with contextlib.suppress(OSError):
+            derived.unlink()
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def _materialise(directory: pathlib.Path, name: str, source: str) -> pathlib.Path:
+    """Make `<directory>/<name>.py` hold exactly `source`; raise OSError if that is impossible."""
+    path = directory / f"{name}.py"
+    data = source.encode("utf-8")
+    try:
+        if path.read_bytes() == data:
+            return path
+        _warn_once("source", f"generated file {path} did not match its source (truncated or "
+                             "corrupted); replaced it")
+        _discard_corrupted(path)
+    except FileNotFoundError:
+        pass
+    _write_atomically(path, data)
+    return path
+
+
+class _VerifiedSourceLoader(importlib.machinery.SourceFileLoader):
+    """Loads a generated file by compiling the source text it was verified to contain.
+
+    Never reads or writes `.pyc` files: their validity check (mtime in seconds and size) is what
+    made a same-size rewrite within a second run stale code. Compiling the text costs a few
+    milliseconds for a few hundred lines, small beside loading the Numba code it precedes.
+    """
+
+    def __init__(self, name: str, path: str, source: str):
+        super().__init__(name, path)
+        self._source = source
+
+    def get_code(self, fullname: str) -> types.CodeType:
+        return compile(self._source, self.path, "exec", dont_inherit=True)
+
+
+def _exec_module(name: str, source: str, path: pathlib.Path | None) -> types.ModuleType:
+    """Import `source` as module `name` from `path` (or from memory when None)."""
+    if path is None:
+        filename = f"<jitgrad {name}>"
+        module = types.ModuleType(name)
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    else:
+        loader = _VerifiedSourceLoader(name, str(path), source)
+        module = importlib.util.module_from_spec(
+            importlib.util.spec_from_file_location(name, path, loader=loader))
+    # Registered before it runs, so that modules importing it by name (`from jg_... import
+    # kernel_0`) find it without the cache directory being on sys.path.
+    sys.modules[name] = module
+    try:
+        if path is None:
+            exec(compile(source, filename, "exec", dont_inherit=True), module.__dict__)
+        else:
+            module.__spec__.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def _locate(name: str, source: str) -> tuple[pathlib.Path | None, bool]:
+    """The file holding `source` and whether it persists; (None, False) means run from memory."""
+    try:
+        directory = _configured_dir()
+        reason = _unusable(directory)
+    except RuntimeError as error:
+        directory, reason = None, str(error)
+    if reason is None:
+        try:
+            return _materialise(directory, name, source), True
+        except OSError as error:
+            reason = f"{type(error).__name__}: {error}"
+    _warn_once("directory", f"jitgrad cache directory {directory} is unusable ({reason}); "
+                            "compiling into a temporary directory instead (set JITGRAD_CACHE_DIR "
+                            "to a writable directory to keep compiled code across processes)")
+    fallback = _fallback_dir()
+    if fallback is not None:
+        try:
+            return _materialise(fallback, name, source), False
+        except OSError as error:
+            _warn_once("tempdir", f"cannot write to {fallback} ({error}); generated code runs "
+                                  "from memory and is recompiled in every process")
+    return None, False
+
+
+def load_module(source: str) -> types.ModuleType:
+    """Import generated `source` as the real module :func:`module_name` names, and return it.
+
+    The same source gives the same module object for the life of the process. A program's
+    source may import the kernels of modules loaded before it by name.
+
+    >>> m = load_module("value = 42\\n")
+    >>> m.value, m is load_module("value = 42\\n"), m.__name__ == module_name("value = 42\\n")
+    (42, True, True)
+    """
+    name = module_name(source)
+    module = _modules.get(name)
+    if module is not None:
+        return module
+    with _lock:
+        if name not in _modules:
+            path, persistent = _locate(name, source)
+            if not persistent:
+                _volatile.add(name)
+            _modules[name] = _exec_module(name, source, path)
+        return _modules[name]
+
+
+# ---------------------------------------------------------------------------------------------
+# Numba's disk cache, checksummed and fail-safe
+# ---------------------------------------------------------------------------------------------
+
+class CorruptCacheEntry(Exception):
+    """A Numba cache file whose checksum does not match its content."""
+
+
+def _read_verified(path: str) -> bytes:
+    with open(path, "rb") as file:
+        blob = file.read()
+    body = blob[len(_MAGIC) + 32:]
+    if blob[:len(_MAGIC)] != _MAGIC or blob[len(_MAGIC):len(_MAGIC) + 32] != _digest(body):
+        raise CorruptCacheEntry(f"checksum mismatch in {path}")
+    return body
+
+
+def _digest(body: bytes) -> bytes:
+    return hashlib.sha256(body).digest()
+
+
+class _ChecksummedFile(IndexDataCacheFile):
+    """Numba's index (.nbi) and data (.nbc) files, each prefixed with a SHA-256 of its content,
+    and each data file holding the index key it was saved under.
+
+    Numba unpickles these files unchecked: truncation shows up as an exception, but a flipped bit
+    in the machine code loads fine and then computes garbage or crashes (seen: SIGSEGV). And
+    Numba reuses data file names (`.1.nbc` again after an index is flushed) and writes the index
+    before the data, so a concurrent reader could load another signature's code for this key.
+    """
+
+    def save(self, key, data):
+        super().save(key, (key, data))
+
+    def load(self, key):
+        entry = super().load(key)
+        return entry[1] if entry is not None and entry[0] == key else None
+
+    @contextlib.contextmanager
+    def _open_for_write(self, filepath):
+        buffer = io.BytesIO()
+        yield buffer
+        body = buffer.getvalue()
+        with super()._open_for_write(filepath) as file:  # Numba's temp file + os.replace
+            file.write(_MAGIC + _digest(body) + body)
+
+    def _load_index(self):
+        try:
+            stream = io.BytesIO(_read_verified(self._index_path))
+        except FileNotFoundError:
+            return {}
+        if pickle.load(stream) != self._version:
+            return {}
+        stamp, overloads = pickle.loads(stream.read())
+        return overloads if stamp == self._source_stamp else {}
+
+    def _load_data(self, name):
+        return pickle.loads(_read_verified(self._data_path(name)))
+
+
+class _GuardedCache(FunctionCache):
+    """Numba's per-function disk cache where an unreadable entry is a miss, not an error.
+
+    Observed with numba 0.68 on damaged files: UnpicklingError (garbage, zero bytes, truncation),
+    EOFError (empty file), UnicodeDecodeError and TypeError (bytes flipped inside the pickle),
+    RuntimeError "LLVM bitcode parsing error" (flipped machine code), and some flipped bits load
+    silently (caught by `_ChecksummedFile`); Numba never recovers by itself. Any exception while loading therefore drops the entry (the next save rewrites it)
+    and Numba compiles afresh; a save that fails only turns caching off for the function.
+    """
+
+    def __init__(self, py_func):
+        super().__init__(py_func)
+        self._cache_file = _ChecksummedFile(self._cache_path, self._impl.filename_base,
+                                            self._impl.locator.get_source_stamp())
+
+    def load_overload(self, sig, target_context):
+        try:
+            return super().load_overload(sig, target_context)
+        except Exception as error:
+            _warn_once("entry", f"unreadable Numba cache entry for {self._name} in "
+                                f"{self._cache_path} ({type(error).__name__}: {error}); "
+                                "dropped it and recompiling")
+            _drop(self)
+            return None
+
+    def save_overload(self, sig, data):
+        try:
+            super().save_overload(sig, data)
+        except Exception as error:
+            _warn_once("save", f"cannot save Numba cache entry for {self._name} in "
+                               f"{self._cache_path} ({type(error).__name__}: {error}); "
+                               "it will be recompiled in the next process")
+            self.disable()
+
+
+def _drop(cache) -> None:
+    try:
+        cache.flush()  # an empty index: the stale data files are overwritten by the next save
+    except Exception:
+        cache.disable()
+
+
+def jit(**options):
+    """Decorator for functions in generated source: ``numba.njit`` with the disk cache when it works.
+
+    Caching is off for modules that live only as long as the process (temporary or in-memory
+    fallback), and when Numba cannot cache at all (e.g. ``no locator available`` when neither the
+    cache directory nor HOME is writable): then the function is compiled in every process, with one
+    :class:`CacheWarning`. Used inside generated source, as in the module's example::
+
+        @jit(fastmath=False)
+        def kernel_0(x, out): ...
+    """
+    cache = options.pop("cache", True)
+
+    def decorate(fn):
+        dispatcher = numba.njit(cache=False, **options)(fn)
+        if not cache or not isinstance(dispatcher, Dispatcher) or fn.__module__ in _volatile:
+            return dispatcher  # (not a Dispatcher under NUMBA_DISABLE_JIT)
+        try:
+            dispatcher._cache = _GuardedCache(dispatcher.py_func)  # what enable_caching() does
+        except (RuntimeError, OSError, TypeError) as error:  # TypeError: no source file at all
+            _warn_once("locator", f"Numba cannot cache {fn.__qualname__} ({error}); compiling "
+                                  "in every process")
+        return dispatcher
+
+    return decorate
+
+
+# ---------------------------------------------------------------------------------------------
+# Calling compiled entry points
+# ---------------------------------------------------------------------------------------------
+
+# What a damaged cache entry raises out of a dispatcher whose cache is not a `_GuardedCache`
+# (functions decorated by `numba.njit(cache=True)` directly); `jit` catches every error earlier.
+# TypeError and RuntimeError, also seen, are not caught here: a user's call raises them too.
+CACHE_ERRORS = (pickle.UnpicklingError, EOFError, UnicodeDecodeError)
+
+
+def _involved(dispatcher: Dispatcher) -> list[Dispatcher]:
+    """`dispatcher` and every dispatcher reachable through the module globals of their functions."""
+    found, todo = {}, [dispatcher]
+    while todo:
+        current = todo.pop()
+        if isinstance(current, Dispatcher) and id(current) not in found:
+            found[id(current)] = current
+            todo.extend(current.py_func.__globals__.values())
+    return list(found.values())
+
+
+def call(dispatcher, *args):
+    """Call a compiled entry point; a damaged disk-cache entry costs a warning and a recompile.
+
+    The hot path is the call inside a ``try``. See the module's example.
+    """
+    try:
+        return dispatcher(*args)
+    except CACHE_ERRORS as error:
+        _warn_once("entry", f"unreadable Numba cache entry while calling {dispatcher} "
+                            f"({type(error).__name__}: {error}); dropped it and recompiling")
+        for involved in _involved(dispatcher):
+            _drop(involved._cache)
+    return dispatcher(*args)
