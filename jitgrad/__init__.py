@@ -9,7 +9,7 @@
 (array(5.), array([0., 2., 4.]))
 """
 from . import nn
-from .autodiff import grad, hessian, hvp, jacobian, jvp, stop_gradient, vjp
+from .autodiff import checkpoint, grad, hessian, hvp, jacobian, jvp, stop_gradient, vjp
 from .compile import Executable, compile
 from .functions import (
     abs, add, astype, broadcast_to, clip, concatenate, cos, divide, dot, elu, equal, erf, exp,

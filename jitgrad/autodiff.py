@@ -8,10 +8,14 @@ boolean nodes carry no derivatives.
 """
 from __future__ import annotations
 
+import functools
+import itertools
+
 import numpy as np
 
-from . import functions as b
+from . import functions as b, graph
 from .graph import Tensor, topological_order
+from .ops import control
 from .primitive import Dim
 
 
@@ -52,11 +56,12 @@ def _check_like(value: Tensor, like: Tensor, what: str) -> Tensor:
     return b.astype(value, like.dtype) if value.dtype != like.dtype else value
 
 
-def vjp(outputs, wrt, cotangents) -> list[Tensor]:
+def vjp(outputs, wrt, cotangents, *, partial: bool = False) -> list[Tensor]:
     """Reverse mode: ``sum_k cotangents[k] . d outputs[k] / d wrt`` for each ``wrt``.
 
     Cotangents of a node used several times accumulate; a ``wrt`` entry the
-    outputs do not depend on gets zeros.
+    outputs do not depend on gets zeros.  With ``partial=True`` the ``wrt``
+    entries are treated as independent variables: nothing propagates past them.
     """
     outputs, wrt = _as_list(outputs, "outputs"), _as_list(wrt, "wrt")
     cotangents = [b.as_tensor(c) for c in cotangents]
@@ -66,6 +71,7 @@ def vjp(outputs, wrt, cotangents) -> list[Tensor]:
     for out, ct in zip(outputs, cotangents):
         contributions.setdefault(id(out), []).append(_check_like(ct, out, "vjp: cotangent"))
     totals: dict[int, Tensor] = {}
+    stop = {id(w) for w in wrt}
     for node in reversed(_nodes_between(outputs, wrt)):
         parts = contributions.pop(id(node), None)
         if not parts:
@@ -74,7 +80,7 @@ def vjp(outputs, wrt, cotangents) -> list[Tensor]:
         for p in parts[1:]:
             total = b.add(total, p)
         totals[id(node)] = total
-        if not node.inputs:
+        if not node.inputs or (partial and id(node) in stop):
             continue
         input_cts = node.op.vjp(b, total, node, *node.inputs, **node.attrs)
         for x, ct in zip(node.inputs, input_cts):
@@ -165,3 +171,46 @@ def hvp(y: Tensor, x: Tensor, v) -> Tensor:
 
 
 stop_gradient = b.stop_gradient
+_regions = itertools.count()
+
+
+def checkpoint(fn):
+    """Wrap a graph-building function so the reverse pass recomputes its internals.
+
+    The values are unchanged; derivatives through the wrapped region rebuild it
+    from its arguments instead of keeping its intermediates alive, trading
+    compute for memory.  Tensors the function closes over (params) get their
+    gradients as usual.
+
+    >>> import jitgrad as jg
+    >>> layer = jg.checkpoint(lambda h: jg.tanh(h * 2.0))
+    """
+    @functools.wraps(fn)
+    def wrapped(*args):
+        args = [b.as_tensor(a) for a in args]
+        start = next(graph._serials)
+        outputs = fn(*args)
+        flat = control.flatten(outputs)
+        if not all(isinstance(o, Tensor) for o in flat):
+            raise TypeError("checkpoint: the wrapped function must return Tensors")
+        region, free = next(_regions), _free_variables(flat, args, start)
+        marked = [b.bind(control.checkpoint_p, y, *args, *free, fn=fn, index=k, region=region,
+                         n_args=len(args)) for k, y in enumerate(flat)]
+        return type(outputs)(marked) if isinstance(outputs, (tuple, list)) else marked[0]
+    return wrapped
+
+
+def _free_variables(outputs, args, start: int) -> list[Tensor]:
+    """Tensors made before the region (other than its arguments) that the region reads."""
+    arg_ids, free, seen, stack = {id(a) for a in args}, {}, set(), list(outputs)
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.serial < start:
+            if id(node) not in arg_ids and _differentiable(node) and node.inputs or node.is_param:
+                free.setdefault(id(node), node)
+            continue
+        stack.extend(node.inputs)
+    return list(free.values())

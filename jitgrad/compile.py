@@ -98,7 +98,7 @@ class Executable:
     list what it reads.
     """
 
-    def __init__(self, inputs, outputs, *, target="numpy", updates=None, **options):
+    def __init__(self, inputs, outputs, *, target="cpu", updates=None, **options):
         unknown = set(options) - set(OPTIONS)
         if unknown:
             raise TypeError(f"compile: unknown option(s) {sorted(unknown)}; known: {sorted(OPTIONS)}")
@@ -202,8 +202,12 @@ class Executable:
                 f"{len(self.schedule)} equations>")
 
 
-def compile(inputs, outputs, *, target: str = "numpy", updates=None, **options) -> Executable:  # noqa: A001
+def compile(inputs, outputs, *, target: str = "cpu", updates=None, **options) -> Executable:  # noqa: A001
     """Compile the graph from ``inputs`` to ``outputs`` into a callable.
+
+    ``target="cpu"`` (the default) fuses the graph into Numba kernels and runs
+    it as one compiled program; ``"numpy"`` is the unfused reference.  Options:
+    ``parallel`` (threads for large kernels) and ``fastmath`` (Numba's flag).
 
     >>> import jitgrad as jg, numpy as np
     >>> x = jg.input("x", (None,))

@@ -359,6 +359,13 @@ def getitem(x: Tensor, key) -> Tensor:
     return index(x, key)
 
 
+def partial_vjp(outputs, wrt, cotangents):
+    """Reverse mode with ``wrt`` as independent variables, for rules that differentiate a
+    subgraph (checkpoint)."""
+    from .autodiff import vjp as reverse     # autodiff imports this module
+    return reverse(outputs, wrt, cotangents, partial=True)
+
+
 # -- operators on Tensor -----------------------------------------------------
 
 def _swap(fn):

@@ -7,6 +7,7 @@ live in :mod:`jitgrad.functions`; this module only knows how to make nodes.
 """
 from __future__ import annotations
 
+import itertools
 from types import MappingProxyType
 
 import numpy as np
@@ -32,6 +33,9 @@ def as_dtype(dtype, what: str = "dtype") -> np.dtype:
     return dt
 
 
+_serials = itertools.count()    # creation order: tells a checkpointed region's own nodes apart
+
+
 class ParamState:
     """The mutable value behind a param node; nodes themselves never change."""
 
@@ -49,7 +53,7 @@ class Tensor:
     param's ``value`` can be set.
     """
 
-    __slots__ = ("op", "inputs", "attrs", "dims", "dtype", "constraints", "name", "_payload")
+    __slots__ = ("op", "inputs", "attrs", "dims", "dtype", "constraints", "name", "_payload", "serial")
     __array_ufunc__ = None   # np_array * t calls t.__rmul__ instead of building an object array
 
     def __init__(self, op: Primitive, inputs: tuple, attrs: dict, dims: tuple, dtype,
@@ -57,7 +61,7 @@ class Tensor:
         for slot, value in (("op", op), ("inputs", tuple(inputs)),
                             ("attrs", MappingProxyType(dict(attrs))), ("dims", tuple(dims)),
                             ("dtype", np.dtype(dtype)), ("constraints", tuple(constraints)),
-                            ("name", name), ("_payload", payload)):
+                            ("name", name), ("_payload", payload), ("serial", next(_serials))):
             object.__setattr__(self, slot, value)
 
     def __setattr__(self, key, value):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .graph import Tensor, bind, constant, topological_order
-from .ops import elementwise as ew, leaf, shape as sh
+from .ops import control, elementwise as ew, leaf, shape as sh
 from .primitive import Dim
 
 FOLD_LIMIT = 4096   # largest constant (in elements) that folding may create
@@ -124,7 +124,7 @@ def _simplify(node: Tensor):
         return _replacement(node, ins[1])
     if op is ew.select_p and _fill_value(ins[0]) is not None:
         return _replacement(node, ins[1] if _fill_value(ins[0]) else ins[2])
-    if op is ew.stop_gradient_p:
+    if op in (ew.stop_gradient_p, control.checkpoint_p):   # derivatives are built by now
         return ins[0]
     if op is sh.reshape_p and ins[0].op is sh.reshape_p:
         return bind(sh.reshape_p, ins[0].inputs[0], shape=node.attrs["shape"])

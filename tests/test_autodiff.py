@@ -165,3 +165,28 @@ def test_derivatives_through_integer_indexing_and_reductions_with_call_time_size
     expected[:, [0, 2]] = 2 * xv[:, [0, 2]] / 5
     expected.reshape(-1)[1:] += 1
     np.testing.assert_allclose(run([x], g, xv), expected)
+
+
+@pytest.mark.parametrize("target", ["numpy", "cpu"])
+def test_checkpoint_changes_no_value_or_derivative(target):
+    W = jg.param("W", np.random.default_rng(0).normal(size=(3, 3)) * 0.7)
+    layer = lambda h: jg.tanh(h @ W + 0.5)            # noqa: E731  (closes over the param W)
+    results = []
+    for wrap in (lambda fn: fn, jg.checkpoint):
+        x = jg.input("x", (None, 3))
+        h = x
+        for _ in range(3):
+            h = wrap(layer)(h)
+        loss = jg.sum(h * h)
+        outs = [loss, *jg.grad(loss, [x, W]), jg.hvp(loss, x, np.ones((2, 3)))]
+        results.append(jg.compile([x], outs, target=target)(np.full((2, 3), 0.3)))
+    for plain, checkpointed in zip(*results):
+        np.testing.assert_allclose(checkpointed, plain, rtol=1e-13, atol=1e-15)
+
+
+def test_checkpointed_reverse_pass_recomputes_instead_of_reading_forward_values():
+    x = jg.input("x", (4,))
+    y = jg.checkpoint(lambda h: jg.sin(jg.exp(h)))(x)
+    (g,) = jg.grad(jg.sum(y), [x])
+    names = [e.op.name for e in jg.compile([x], [y, g], target="numpy").schedule.eqns]
+    assert names.count("exp") == 2 and "barrier" in names

@@ -106,6 +106,8 @@ CASES = [
     Case("stack", lambda x, y: jg.stack([x, y], axis=-1), lambda x, y: np.stack([x, y], -1), (X34, X34)),
     Case("full", lambda x: x + jg.functions.full((3, 4), 2.5), lambda x: x + np.full((3, 4), 2.5), (X34,)),
     Case("full_like", lambda x: x * bind(sh.full_like_p, x, value=2.0), lambda x: x * 2.0, (X34,)),
+    Case("checkpoint", jg.checkpoint(lambda x, y: jg.sin(x) * y), lambda x, y: np.sin(x) * y, (X34, X34)),
+    Case("barrier", lambda x: bind(BY_NAME["barrier"], x, region=0) * 2.0, lambda x: x * 2.0, (X34,)),
     Case("matmul", jg.matmul, np.matmul, (uniform(-1, 1, 2, 3, 4), uniform(-1, 1, 4, 5))),
     Case("matmul_vec", lambda a, v: a @ v, np.matmul, (X34, uniform(-1, 1, 4))),
     Case("dot", jg.dot, np.dot, (uniform(-1, 1, 2, 3), uniform(-1, 1, 4, 3, 2))),

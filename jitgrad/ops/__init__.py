@@ -1,6 +1,7 @@
 """The registry of primitives: an explicit tuple built from the family modules."""
-from . import elementwise, leaf, linalg, reduce, shape
+from . import control, elementwise, leaf, linalg, reduce, shape
 
-PRIMITIVES = leaf.PRIMITIVES + elementwise.PRIMITIVES + reduce.PRIMITIVES + shape.PRIMITIVES + linalg.PRIMITIVES
+PRIMITIVES = (leaf.PRIMITIVES + elementwise.PRIMITIVES + reduce.PRIMITIVES + shape.PRIMITIVES
+              + linalg.PRIMITIVES + control.PRIMITIVES)
 BY_NAME = {p.name: p for p in PRIMITIVES}
 assert len(BY_NAME) == len(PRIMITIVES), "two primitives share a name"
