@@ -68,9 +68,10 @@ def _identity(op, dtype: np.dtype) -> str:
 class _KernelWriter:
     """Writes one kernel function with canonical names, so equal kernels have equal source."""
 
-    def __init__(self, kernel: Kernel, parallel: bool, fastmath: bool):
+    def __init__(self, kernel: Kernel, parallel: bool, fastmath: bool, literals: dict):
         self.k, self.parallel, self.fastmath = kernel, parallel, fastmath
-        self.reads = kernel.reads()
+        self.literals = literals                # scalar constants, written into the source
+        self.reads = [v for v in kernel.reads() if v not in literals]
         self.writes = list(kernel.stores) + [e.out for e in kernel.reductions]
         self.arg = {v: f"r{j}" for j, v in enumerate(self.reads)}
         self.arg.update({v: f"w{j}" for j, v in enumerate(self.writes)})
@@ -85,6 +86,8 @@ class _KernelWriter:
 
     def load(self, v: Var, idx) -> str:
         """A value of a buffer at an index, loaded once per loop iteration."""
+        if v in self.literals:
+            return self.literals[v]
         expr = f"{self.arg[v]}{self.at(idx)}" if idx else f"{self.arg[v]}.item()"   # a[()] is 0-d
         if expr not in self.loaded:
             self.loaded[expr] = f"x{len(self.loaded)}"
@@ -204,6 +207,10 @@ class _ProgramWriter:
         self.kernel_sources: list[str] = []
         self.imports: list[str] = []
         self.fresh: set[Var] = set()
+        library_inputs = {v for step in steps if isinstance(step, Call) for v in step.eqn.ins}
+        escaping = set(schedule.outputs) | {v for _, v in schedule.updates}
+        self.literals = {v: _literal(value, v.dtype) for v, value in schedule.consts if value.ndim == 0}
+        self.inlined = {v for v in self.literals if v not in library_inputs and v not in escaping}
 
     def name(self, v: Var) -> str:
         return f"v_{v.name}"
@@ -230,7 +237,7 @@ class _ProgramWriter:
         return alias
 
     def kernel(self, k: Kernel) -> None:
-        serial = _KernelWriter(k, False, self.fastmath)
+        serial = _KernelWriter(k, False, self.fastmath, self.literals)
         alias = self.import_kernel(serial)
         self.lines.append(f"# {k.describe()}")
         self.lines.extend(self.alloc(v) for v in serial.writes)
@@ -239,7 +246,7 @@ class _ProgramWriter:
         if not (self.parallel and _KernelWriter.parallelizable(k)):
             self.lines.append(call_serial)
             return
-        threaded = self.import_kernel(_KernelWriter(k, True, self.fastmath))
+        threaded = self.import_kernel(_KernelWriter(k, True, self.fastmath, self.literals))
         total = " * ".join(self.size(d) for d in k.dims)
         self.lines += [f"if {total} >= {PARALLEL_MIN_SIZE}:", f"    {threaded}({', '.join(args)})",
                        "else:", f"    {call_serial}"]
@@ -258,10 +265,13 @@ class _ProgramWriter:
         for step in self.steps:
             self.kernel(step) if isinstance(step, Kernel) else self.library(step)
         params = ([self.name(v) for v in self.s.inputs] + [self.name(v) for v, _ in self.s.params]
-                  + [self.name(v) for v, _ in self.s.consts]
-                  + [f"ws{k}" for k in range(len(self.plan.slots))] + ["dims"])
+                  + [self.name(v) for v, _ in self.s.consts if v not in self.inlined]
+                  + [f"ws{k}" for k in range(len(self.plan.slots))] + (["dims"] if self.dim_names else []))
         results, returned = [], set()
         for v in list(self.s.outputs) + [v for _, v in self.s.updates]:
+            if not v.dims:      # a Python scalar crosses back far faster than a 0-d array
+                results.append(f"{self.name(v)}.item()")
+                continue
             copy = v not in self.fresh or v in returned
             results.append(self.name(v) + (".copy()" if copy else ""))
             returned.add(v)
@@ -379,10 +389,15 @@ class CpuProgram:
             load_module(source)
         self.source = "\n\n".join(writer.kernel_sources + [program])
         self._entry = load_module(program).program
-        self._consts = [np.ascontiguousarray(value) for _, value in schedule.consts]
-        self._n_out = len(schedule.outputs)
+        self._consts = [np.ascontiguousarray(value) for v, value in schedule.consts
+                        if v not in writer.inlined]
+        returned = list(schedule.outputs) + [v for _, v in schedule.updates]
+        self._scalars = [(i, v.dtype) for i, v in enumerate(returned) if not v.dims]
 
-    def __call__(self, args: list, params: list, sizes: dict):
+    def __call__(self, args: list, params: list, sizes: dict) -> list:
+        """Run on checked arguments; returns the outputs, then the new param values."""
+        if not self._dims and not self._plan.slots:     # nothing to size, nothing to share
+            return self._box(self._entry(*args, *params, *self._consts))
         dims = np.array([resolve_dim(d, sizes) for d in self._dims], np.int64)
         if not self._lock.acquire(blocking=False):      # another thread is using the workspace
             return self._run(args, params, dims, self._plan.allocate(sizes))
@@ -394,6 +409,12 @@ class CpuProgram:
         finally:
             self._lock.release()
 
-    def _run(self, args, params, dims, workspace):
-        results = call(self._entry, *args, *params, *self._consts, *workspace, dims)
-        return list(results[:self._n_out]), list(results[self._n_out:])
+    def _run(self, args, params, dims, workspace) -> list:
+        extra = (dims,) if self._dims else ()
+        return self._box(call(self._entry, *args, *params, *self._consts, *workspace, *extra))
+
+    def _box(self, results) -> list:
+        results = list(results)
+        for i, dtype in self._scalars:      # the program returns 0-d results as Python scalars
+            results[i] = np.array(results[i], dtype)
+        return results

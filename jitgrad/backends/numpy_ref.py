@@ -37,8 +37,8 @@ class NumpyProgram:
         self._frees = [[v for v in eqn.ins if self._last.get(v) == i]
                        for i, eqn in enumerate(schedule.eqns)]
 
-    def __call__(self, args: list, params: list, sizes: dict):
-        """Run on checked arguments; returns (outputs, new param values)."""
+    def __call__(self, args: list, params: list, sizes: dict) -> list:
+        """Run on checked arguments; returns the outputs, then the new param values."""
         s = self.schedule
         env = dict(zip(s.inputs, args))
         env.update(zip((v for v, _ in s.params), params))
@@ -59,5 +59,4 @@ class NumpyProgram:
                     if v not in s.outputs:
                         env.pop(v, None)
         outputs = [np.array(env[v], copy=True) for v in s.outputs]
-        updates = [env[v] for _, v in s.updates]
-        return outputs, updates
+        return outputs + [np.array(env[v], copy=True) for _, v in s.updates]
