@@ -96,6 +96,19 @@ def _fusible(e: Eqn) -> bool:
     return _is_elementwise(e) or e.op in INDEX_MAPS or e.op in REDUCTIONS
 
 
+def is_view(step) -> bool:
+    """A call that only reinterprets its operand's memory (no buffer of its own)."""
+    return isinstance(step, Call) and step.eqn.op in (sh.reshape_p, sh.transpose_p)
+
+
+def _matmul_operand_transposes(eqns, users) -> set[int]:
+    """Transposed matrices that only feed matmuls stay views: BLAS reads them transposed."""
+    from .ops import linalg
+    return {i for i, e in enumerate(eqns)
+            if e.op is sh.transpose_p and len(e.out.dims) == 2 and e.out.dtype.kind == "f"
+            and users.get(i) and all(eqns[j].op is linalg.matmul_p for j in users[i])}
+
+
 def _space(e: Eqn) -> tuple:
     return e.ins[0].dims if e.op in REDUCTIONS else e.out.dims
 
@@ -111,14 +124,16 @@ def fuse(schedule: Schedule) -> tuple:
             if v in producer:
                 users.setdefault(producer[v], []).append(i)
     ready = sorted(i for i, w in enumerate(waiting) if w == 0)
+    views = _matmul_operand_transposes(eqns, users)
     groups: list = []
     current: _Open | None = None
     while ready:
-        pick = next((i for i in ready if current is not None and current.accepts(eqns[i])), None)
+        pick = next((i for i in ready
+                     if current is not None and i not in views and current.accepts(eqns[i])), None)
         if pick is None:
             groups.append(current)
             pick = ready[0]
-            current = _Open(_space(eqns[pick])) if _fusible(eqns[pick]) else None
+            current = _Open(_space(eqns[pick])) if _fusible(eqns[pick]) and pick not in views else None
         ready.remove(pick)
         if current is None:
             groups.append(Call(eqns[pick]))
@@ -133,7 +148,29 @@ def fuse(schedule: Schedule) -> tuple:
                 ready.append(j)
                 ready.sort()
     groups.append(current)
-    return _with_stores([g for g in groups if g is not None], schedule)
+    groups = _pull_index_maps([g for g in groups if g is not None])
+    return _with_stores(groups, schedule)
+
+
+def _pull_index_maps(groups: list) -> list:
+    """Recompute broadcasts, transposes, slices and gathers where they are consumed.
+
+    An index map only reads memory; copying it into each kernel that needs its
+    result (over the same space) is free, while storing it costs a buffer and a
+    pass.  The kernel that made it then stores it only if something else reads it.
+    """
+    made_by: dict[Var, Eqn] = {}
+    for g in groups:
+        if isinstance(g, Call):
+            continue
+        for e in list(g.body):
+            for v in e.ins:
+                p = made_by.get(v)
+                if v not in g.scalars and p is not None and p.out.dims == g.dims and e.op not in INDEX_MAPS:
+                    g.body.insert(0, p)
+                    g.scalars.add(p.out)
+        made_by.update((e.out, e) for e in g.body if e.op in INDEX_MAPS)
+    return groups
 
 
 def _with_stores(groups: list, schedule: Schedule) -> tuple:
@@ -151,7 +188,8 @@ def _with_stores(groups: list, schedule: Schedule) -> tuple:
             steps.append(g)
             continue
         stores = tuple(e.out for e in g.body if used_later.get(e.out, -1) > k or e.out in final)
-        steps.append(Kernel(tuple(g.dims), tuple(g.body), tuple(g.reductions), stores))
+        if stores or g.reductions:             # else everything it made was pulled elsewhere
+            steps.append(Kernel(tuple(g.dims), tuple(g.body), tuple(g.reductions), stores))
     return tuple(steps)
 
 

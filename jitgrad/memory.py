@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fusion import Call, Kernel
-from .ops import shape as sh
+from .fusion import Call, Kernel, is_view
 from .primitive import Dim, resolve_dim
 from .schedule import Schedule, Var
 
@@ -43,7 +42,7 @@ def _numel(dims, sizes) -> int:
 def _writes(step) -> list[Var]:
     if isinstance(step, Kernel):
         return list(step.stores) + [e.out for e in step.reductions]
-    return [] if step.eqn.op is sh.reshape_p else [step.eqn.out]
+    return [] if is_view(step) else [step.eqn.out]
 
 
 def _reads(step) -> list[Var]:
@@ -58,7 +57,7 @@ def plan_memory(steps, schedule: Schedule) -> MemoryPlan:
     for i, step in enumerate(steps):
         for v in _reads(step):
             last_use[owner.get(v, v)] = i
-        if isinstance(step, Call) and step.eqn.op is sh.reshape_p:
+        if is_view(step):
             src = step.eqn.ins[0]
             owner[step.eqn.out] = owner.get(src, src)
     for v in escaping & set(owner):       # returned views are copied at the very end

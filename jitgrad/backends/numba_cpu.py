@@ -13,7 +13,7 @@ import threading
 
 import numpy as np
 
-from ..fusion import INDEX_MAPS, Call, FusedSchedule, Kernel, fuse
+from ..fusion import INDEX_MAPS, Call, FusedSchedule, Kernel, fuse, is_view
 from ..memory import MemoryPlan, plan_memory
 from ..ops import linalg, reduce as rd, shape as sh
 from ..primitive import Dim, resolve_dim
@@ -257,7 +257,7 @@ class _ProgramWriter:
         if emit is None:
             raise NotImplementedError(f"target 'cpu' cannot emit the primitive {e.op.name!r}")
         self.lines.append(f"# {e}")
-        if e.op is not sh.reshape_p:
+        if not is_view(step):
             self.lines.append(self.alloc(e.out))
         self.lines.extend(emit(self, e))
 
@@ -350,7 +350,11 @@ def _emit_full_like(pw, e):
     return [_fill(pw, e.out, _literal(e.attrs["value"], e.out.dtype))]
 
 
-_LIBRARY = {sh.reshape_p: _emit_reshape, sh.unslice_p: _emit_unslice,
+def _emit_transpose(pw, e):
+    return [f"{pw.name(e.out)} = {pw.name(e.ins[0])}.T"]     # a matmul operand: BLAS reads it as is
+
+
+_LIBRARY = {sh.reshape_p: _emit_reshape, sh.transpose_p: _emit_transpose, sh.unslice_p: _emit_unslice,
             sh.scatter_add_p: _emit_scatter_add, sh.concatenate_p: _emit_concatenate,
             sh.full_p: _emit_full, sh.full_like_p: _emit_full_like, linalg.matmul_p: _emit_matmul}
 
