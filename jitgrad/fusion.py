@@ -173,21 +173,28 @@ def _pull_index_maps(groups: list) -> list:
     return groups
 
 
+def _buffer_reads(g) -> list[Var]:
+    if isinstance(g, Call):
+        return list(g.eqn.ins)
+    return [v for e in g.body + g.reductions for v in e.ins if v not in g.scalars]
+
+
 def _with_stores(groups: list, schedule: Schedule) -> tuple:
-    """Freeze open kernels, storing the values that later steps or the outputs use."""
-    used_later: dict[Var, int] = {}
+    """Freeze open kernels, storing each value that a later step reads from memory (or
+    that the caller gets) once, in the first kernel that computes it."""
+    last_read: dict[Var, int] = {}
     for k, g in enumerate(groups):
-        eqns = [g.eqn] if isinstance(g, Call) else g.body + g.reductions
-        for e in eqns:
-            for v in e.ins:
-                used_later[v] = k
+        for v in _buffer_reads(g):
+            last_read[v] = k
     final = set(schedule.outputs) | {v for _, v in schedule.updates}
-    steps = []
+    steps, stored = [], set()
     for k, g in enumerate(groups):
         if isinstance(g, Call):
             steps.append(g)
             continue
-        stores = tuple(e.out for e in g.body if used_later.get(e.out, -1) > k or e.out in final)
+        stores = tuple(e.out for e in g.body if e.out not in stored
+                       and (last_read.get(e.out, -1) > k or e.out in final))
+        stored.update(stores)
         if stores or g.reductions:             # else everything it made was pulled elsewhere
             steps.append(Kernel(tuple(g.dims), tuple(g.body), tuple(g.reductions), stores))
     return tuple(steps)

@@ -66,6 +66,7 @@ def plan_memory(steps, schedule: Schedule) -> MemoryPlan:
     for i, step in enumerate(steps):
         free = [s for s, v in tenants.items() if last_use.get(v, -1) < i]
         for v in _writes(step):
+            assert v not in slot_of and v not in fresh, f"jitgrad internal error: {v} written twice"
             if v in escaping:
                 fresh.add(v)
                 continue
