@@ -1,12 +1,11 @@
 """The CPU target: fused kernels as generated Python source, compiled by Numba.
 
 Every kernel becomes a small function of explicit loops, and the whole
-schedule one ``program`` that takes its buffers from the memory plan, calls
-the kernels and the library operations in order, and returns the outputs.  A
-call is therefore one Numba dispatch.  Kernels are inlined into the program
-(``inline='always'``), so Numba compiles one function per graph; the module is
-named by a hash of its source, so the on-disk cache serves every process that
-compiles the same graph.
+schedule one ``program`` that allocates buffers, calls the kernels and the
+library operations in order, and returns the outputs.  A call is therefore
+one Numba dispatch.  Kernels are modules of their own, named by a hash of
+their source, so identical kernels of different graphs are compiled once and
+shared through the on-disk cache.
 """
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ from ..memory import MemoryPlan, plan_memory
 from ..ops import linalg, reduce as rd, shape as sh
 from ..primitive import Dim, resolve_dim
 from ..schedule import Schedule, Var
-from .cache import call, load_module
+from .cache import call, load_module, module_name
 
 PARALLEL_MIN_SIZE = 32768    # elements below which threads cost more than they save
 
@@ -151,9 +150,9 @@ class _KernelWriter:
         extents = [f"n{a}" for a in range(self.rank)]
         params = [self.arg[v] for v in self.reads + self.writes] + extents
         threads = ", parallel=True" if self.parallel else ""
-        out = [f"@jit(inline='always', error_model='numpy', fastmath={self.fastmath}{threads})",
+        out = [f"@jit(error_model='numpy', fastmath={self.fastmath}{threads})",
                f"def {name}({', '.join(params)}):",
-               f'    """{self.k.describe()}"""']
+               f'    """fused[{", ".join(e.op.name for e in self.k.body + self.k.reductions)}]"""']
         out += [f"    {line}" for line in before]
         indent = "    "
         for a in range(self.rank):
@@ -231,9 +230,11 @@ class _ProgramWriter:
         return f"{self.name(v)} = np.empty({self.shape(v.dims)}, {_np_type(v.dtype)})"
 
     def import_kernel(self, writer: _KernelWriter) -> str:
-        name = f"kernel_{len(self.kernel_sources)}"
-        self.kernel_sources.append(writer.source(name))
-        return name
+        source = _PRELUDE + "\n\n" + writer.source("kernel")
+        self.kernel_sources.append(source)
+        alias = f"kernel_{len(self.kernel_sources) - 1}"
+        self.imports.append(f"from {module_name(source)} import kernel as {alias}")
+        return alias
 
     def kernel(self, k: Kernel) -> None:
         serial = _KernelWriter(k, False, self.fastmath, self.literals)
@@ -274,13 +275,12 @@ class _ProgramWriter:
             copy = v not in self.fresh or v in returned
             results.append(self.name(v) + (".copy()" if copy else ""))
             returned.add(v)
-        threads = ", parallel=True" if self.parallel else ""
-        head = [f"@jit(error_model='numpy', fastmath={self.fastmath}{threads})",
+        head = [f"@jit(error_model='numpy', fastmath={self.fastmath})",
                 f"def program({', '.join(params)}):"]
         unpack = [f"{n} = dims[{k}]" for k, n in enumerate(self.dim_names.values())]
         body = unpack + self.lines + [f"return ({''.join(r + ', ' for r in results)})"]
-        program = "\n".join(head) + "\n" + "\n".join("    " + line for line in body) + "\n"
-        return "\n\n".join([_PRELUDE] + self.kernel_sources + [program])
+        return (_PRELUDE + "\n".join(self.imports) + "\n\n\n" + "\n".join(head)
+                + "\n" + "\n".join("    " + line for line in body) + "\n")
 
 
 def _slice_text(pw: _ProgramWriter, index) -> str:
@@ -388,8 +388,11 @@ class CpuProgram:
         self._workspace = (None, None)        # (the sizes it was made for, its arrays)
         self._lock = threading.Lock()
         writer = _ProgramWriter(schedule, steps, self._plan, self._dims, parallel, fastmath)
-        self.source = writer.source()
-        self._entry = load_module(self.source).program
+        program = writer.source()
+        for source in writer.kernel_sources:
+            load_module(source)
+        self.source = "\n\n".join(writer.kernel_sources + [program])
+        self._entry = load_module(program).program
         self._consts = [np.ascontiguousarray(value) for v, value in schedule.consts
                         if v not in writer.inlined]
         returned = list(schedule.outputs) + [v for _, v in schedule.updates]
