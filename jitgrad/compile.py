@@ -115,6 +115,7 @@ class Executable:
         self.target, self.options = target, {**OPTIONS, **options}
         self._program = TARGETS[target](schedule, **self.options)
         self.schedule = getattr(self._program, "schedule", schedule)
+        self._takes_scalars = getattr(self._program, "takes_scalars", False)
         self._sizes = self._size_classes(roots)
         self._names = [x.name for x in self.inputs]
         self._fixed = [(x.dtype, x.shape) for x in self.inputs]     # shapes for the fast path
@@ -192,7 +193,7 @@ class Executable:
             if type(value) is not np.ndarray:
                 if type(value) is not float or shape or dtype != np.float64:
                     return None
-                value = np.array(value)
+                value = value if self._takes_scalars else np.array(value)
             elif value.dtype != dtype or value.shape != shape or not value.flags.c_contiguous:
                 return None
             checked.append(value)

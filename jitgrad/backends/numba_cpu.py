@@ -68,9 +68,11 @@ def _identity(op, dtype: np.dtype) -> str:
 class _KernelWriter:
     """Writes one kernel function with canonical names, so equal kernels have equal source."""
 
-    def __init__(self, kernel: Kernel, parallel: bool, fastmath: bool, literals: dict):
+    def __init__(self, kernel: Kernel, parallel: bool, fastmath: bool, literals: dict,
+                 scalar_args: set = frozenset()):
         self.k, self.parallel, self.fastmath = kernel, parallel, fastmath
         self.literals = literals                # scalar constants, written into the source
+        self.scalar_args = scalar_args          # 0-d inputs, passed as plain numbers
         self.reads = [v for v in kernel.reads() if v not in literals]
         self.writes = list(kernel.stores) + [e.out for e in kernel.reductions]
         self.arg = {v: f"r{j}" for j, v in enumerate(self.reads)}
@@ -88,6 +90,8 @@ class _KernelWriter:
         """A value of a buffer at an index, loaded once per loop iteration."""
         if v in self.literals:
             return self.literals[v]
+        if v in self.scalar_args:
+            return self.arg[v]
         expr = f"{self.arg[v]}{self.at(idx)}" if idx else f"{self.arg[v]}.item()"   # a[()] is 0-d
         if expr not in self.loaded:
             self.loaded[expr] = f"x{len(self.loaded)}"
@@ -211,9 +215,15 @@ class _ProgramWriter:
         escaping = set(schedule.outputs) | {v for _, v in schedule.updates}
         self.literals = {v: _literal(value, v.dtype) for v, value in schedule.consts if value.ndim == 0}
         self.inlined = {v for v in self.literals if v not in library_inputs and v not in escaping}
+        self.scalar_inputs = {v for v in schedule.inputs if not v.dims}
+        self.boxed_inputs = self.scalar_inputs & (library_inputs | escaping)   # need an array too
 
     def name(self, v: Var) -> str:
         return f"v_{v.name}"
+
+    def value(self, v: Var) -> str:
+        """How a kernel receives ``v``: 0-d inputs as the number itself."""
+        return f"s_{v.name}" if v in self.scalar_inputs else self.name(v)
 
     def size(self, d) -> str:
         return self.dim_names[d] if isinstance(d, Dim) else str(d)
@@ -237,16 +247,16 @@ class _ProgramWriter:
         return alias
 
     def kernel(self, k: Kernel) -> None:
-        serial = _KernelWriter(k, False, self.fastmath, self.literals)
+        serial = _KernelWriter(k, False, self.fastmath, self.literals, self.scalar_inputs)
         alias = self.import_kernel(serial)
         self.lines.append(f"# {k.describe()}")
         self.lines.extend(self.alloc(v) for v in serial.writes)
-        args = [self.name(v) for v in serial.reads + serial.writes] + [self.size(d) for d in k.dims]
+        args = [self.value(v) for v in serial.reads + serial.writes] + [self.size(d) for d in k.dims]
         call_serial = f"{alias}({', '.join(args)})"
         if not (self.parallel and _KernelWriter.parallelizable(k)):
             self.lines.append(call_serial)
             return
-        threaded = self.import_kernel(_KernelWriter(k, True, self.fastmath, self.literals))
+        threaded = self.import_kernel(_KernelWriter(k, True, self.fastmath, self.literals, self.scalar_inputs))
         total = " * ".join(self.size(d) for d in k.dims)
         self.lines += [f"if {total} >= {PARALLEL_MIN_SIZE}:", f"    {threaded}({', '.join(args)})",
                        "else:", f"    {call_serial}"]
@@ -264,7 +274,7 @@ class _ProgramWriter:
     def source(self) -> str:
         for step in self.steps:
             self.kernel(step) if isinstance(step, Kernel) else self.library(step)
-        params = ([self.name(v) for v in self.s.inputs] + [self.name(v) for v, _ in self.s.params]
+        params = ([self.value(v) for v in self.s.inputs] + [self.name(v) for v, _ in self.s.params]
                   + [self.name(v) for v, _ in self.s.consts if v not in self.inlined]
                   + [f"ws{k}" for k in range(len(self.plan.slots))] + (["dims"] if self.dim_names else []))
         results, returned = [], set()
@@ -278,6 +288,8 @@ class _ProgramWriter:
         head = [f"@jit(error_model='numpy', fastmath={self.fastmath})",
                 f"def program({', '.join(params)}):"]
         unpack = [f"{n} = dims[{k}]" for k, n in enumerate(self.dim_names.values())]
+        unpack += [f"{self.name(v)} = np.full((), {self.value(v)}, {_np_type(v.dtype)})"
+                   for v in self.s.inputs if v in self.boxed_inputs]
         body = unpack + self.lines + [f"return ({''.join(r + ', ' for r in results)})"]
         return (_PRELUDE + "\n".join(self.imports) + "\n\n\n" + "\n".join(head)
                 + "\n" + "\n".join("    " + line for line in body) + "\n")
@@ -397,9 +409,15 @@ class CpuProgram:
                         if v not in writer.inlined]
         returned = list(schedule.outputs) + [v for _, v in schedule.updates]
         self._scalars = [(i, v.dtype) for i, v in enumerate(returned) if not v.dims]
+        self._scalar_inputs = [i for i, v in enumerate(schedule.inputs) if not v.dims]
+
+    takes_scalars = True      # 0-d arguments may arrive as Python numbers
 
     def __call__(self, args: list, params: list, sizes: dict) -> list:
         """Run on checked arguments; returns the outputs, then the new param values."""
+        if self._scalar_inputs:
+            args = [a.item() if i in self._scalar_inputs and type(a) is np.ndarray else a
+                    for i, a in enumerate(args)]
         if not self._dims and not self._plan.slots:     # nothing to size, nothing to share
             return self._box(self._entry(*args, *params, *self._consts))
         dims = np.array([resolve_dim(d, sizes) for d in self._dims], np.int64)
