@@ -11,6 +11,8 @@ into 0.0).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .graph import Tensor, bind, constant, topological_order
@@ -101,6 +103,13 @@ def _is_fill(node: Tensor, value) -> bool:
     return fill is not None and fill == value
 
 
+def _is_power_of_two(value) -> bool:
+    """Dividing by 2^k and multiplying by 2^-k round the same way: the swap is exact."""
+    if value is None or isinstance(value, bool) or not np.isfinite(value) or value == 0:
+        return False
+    return abs(math.frexp(value)[0]) == 0.5 and abs(math.frexp(1 / value)[0]) == 0.5
+
+
 def _replacement(node: Tensor, by: Tensor):
     """``by`` if it can stand for ``node`` unchanged (same shape and dtype)."""
     return by if by.shape == node.shape and by.dtype == node.dtype else None
@@ -116,6 +125,10 @@ def _simplify(node: Tensor):
             return _replacement(node, ins[1])
     if op in (ew.div_p, ew.safe_div_p, ew.pow_p) and _is_fill(ins[1], 1):
         return _replacement(node, ins[0])
+    if op in (ew.div_p, ew.safe_div_p) and _is_power_of_two(_fill_value(ins[1])):
+        inverse = bind(sh.broadcast_to_p, constant(np.array(1 / _fill_value(ins[1]), node.dtype)),
+                       shape=ins[1].dims) if ins[1].dims else constant(np.array(1 / _fill_value(ins[1]), node.dtype))
+        return bind(ew.mul_p if op is ew.div_p else ew.safe_mul_p, ins[0], inverse)
     if op is ew.sub_p and _is_fill(ins[1], 0):
         return _replacement(node, ins[0])
     if op is ew.neg_p and ins[0].op is ew.neg_p:

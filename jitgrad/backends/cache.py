@@ -112,9 +112,15 @@ def _fallback_dir() -> pathlib.Path | None:
 # Generated source files
 # ---------------------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=1)
 def _version_key() -> str:
+    """What generated code depends on besides its own text: the versions, and the source of
+    the helpers it calls (Numba inlines them into the cached machine code, and does not
+    notice when they change)."""
     from jitgrad import __version__  # at call time: this module is imported while jitgrad loads
-    return "\0".join((_MAGIC.decode(), __version__, numba.__version__, np.__version__, sys.version))
+    helpers = (pathlib.Path(__file__).with_name("scalars.py")).read_bytes()
+    return "\0".join((_MAGIC.decode(), __version__, numba.__version__, np.__version__, sys.version,
+                      hashlib.sha256(helpers).hexdigest()))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -42,19 +42,14 @@ def minimum(a, b):
 @_inline
 def safe_mul(a, x):
     p = a * x
-    if math.isfinite(p):
-        return p
-    if (a == 0 and not math.isfinite(x)) or (x == 0 and not math.isfinite(a)):
-        return 0.0
-    return p
+    # 0 * inf and 0 * NaN are the only NaNs to mend; a NaN is rare, so the branch is cheap
+    return 0.0 if (p != p and (a == 0 or x == 0)) else p
 
 
 @_inline
 def safe_div(a, x):
     q = a / x
-    if a == 0 and (x == 0 or x != x):
-        return 0.0
-    return q
+    return 0.0 if (q != q and a == 0) else q    # 0/0 and 0/NaN
 
 
 @_inline
