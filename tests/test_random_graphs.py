@@ -77,7 +77,8 @@ def _random_graph(steps):
         else:
             pool.append(BINARY[op % len(BINARY)](pool[a % len(pool)], pool[b % len(pool)]))
     loss = jg.sum(pool[-1] * pool[-1]) + jg.mean(pool[len(pool) // 2])
-    return [x, y, z], [loss, pool[-1], *jg.grad(loss, [x, y, z])]
+    second = jg.hvp(loss, y, np.linspace(-1, 1, 4))          # a chain of derivatives
+    return [x, y, z], [loss, pool[-1], *jg.grad(loss, [x, y, z]), second]
 
 
 @settings(max_examples=20, deadline=None)

@@ -1,0 +1,163 @@
+"""asv benchmarks of issue 3's table: target="cpu" next to a hand-written baseline.
+
+Every class compiles (and JIT-warms) in ``setup``, so ``time_*`` is the steady
+state; the baseline of each workload is a method of the same class, so the two
+figures come from the same process and the same conditions. Targets (issue 3):
+
+W1   jitgrad <= 1.5 us per call and <= 4x the hand-written njit
+W2   jitgrad <= 1.2x the fused serial njit loop; parallel=True <= 0.65x of it
+W3   jitgrad <= 1.0x the hand-written NumPy step
+W6   cold compile <= 3 s; warm cache: first result <= 0.3 s after `import jitgrad`
+MEM  peak memory with jg.checkpoint every 8 layers <= 0.4x without
+
+``python benchmarks/report.py`` prints the same figures as issue 3's table.
+"""
+import tempfile
+import pathlib
+
+from . import _workloads as W
+
+
+class W1TinyGraph:
+    """Value and both gradients of w2 log w1 + sqrt(w2 log w1), called with Python floats."""
+
+    def setup(self):
+        self.f = W.w1_jitgrad("cpu")
+        self.g = W.w1_njit()
+        self.f(*W.W1_ARGS)
+
+    def time_jitgrad_cpu(self):
+        self.f(2.0, 3.0)
+
+    def time_njit_closed_form(self):
+        self.g(2.0, 3.0)
+
+
+class W2ElementwiseChain:
+    """Value and gradient of sum(tanh(sin(x) exp(-x^2/2)) + 0.1 x^2), float64."""
+
+    params = [100_000, 1_000_000, 10_000_000]
+    param_names = ["n"]
+    timeout = 300
+
+    def setup(self, n):
+        self.x = W.w2_data(n)
+        self.f = W.w2_jitgrad("cpu")
+        self.g = W.w2_njit()
+        self.f(self.x)
+
+    def time_jitgrad_cpu(self, n):
+        self.f(self.x)
+
+    def time_njit_fused_serial_loop(self, n):
+        self.g(self.x)
+
+    def time_numpy_eager(self, n):
+        W.w2_numpy(self.x)
+
+
+class W2ElementwiseChainParallel:
+    """W2 with compile(..., parallel=True); skipped if the option is refused."""
+
+    params = [100_000, 1_000_000, 10_000_000]
+    param_names = ["n"]
+    timeout = 300
+
+    def setup(self, n):
+        self.x = W.w2_data(n)
+        try:
+            self.f = W.w2_jitgrad("cpu", parallel=True)
+            self.f(self.x)
+        except (TypeError, NotImplementedError) as error:
+            raise NotImplementedError(f"parallel=True: {error}") from error
+
+    def time_jitgrad_cpu_parallel(self, n):
+        self.f(self.x)
+
+
+class W3MLPStep:
+    """SGD step of a 784-256-256-10 ReLU MLP, softmax cross-entropy, batch 128, float32."""
+
+    timeout = 300
+
+    def setup(self):
+        self.x, self.labels = W.w3_data()
+        self.step = W.w3_jitgrad("cpu")
+        self.numpy_step = W.W3NumpyStep()
+        self.step(self.x, self.labels)
+        self.numpy_step(self.x, self.labels)
+
+    def time_jitgrad_cpu(self):
+        self.step(self.x, self.labels)
+
+    def time_numpy_hand_written(self):
+        self.numpy_step(self.x, self.labels)
+
+
+class W3MLPStepNjit:
+    """The W3 step hand-written as one @njit (a second baseline; its compile is W6's)."""
+
+    timeout = 300
+
+    def setup(self):
+        self.x, self.labels = W.w3_data()
+        self.step = W.load_njit_mlp().NjitStep(W.w3_weights())
+        self.step(self.x, self.labels)
+
+    def time_njit_hand_written(self):
+        self.step(self.x, self.labels)
+
+
+class W6FirstResult:
+    """Seconds to the W3 step's first loss in a new process (caches in a temp directory).
+
+    cold: empty JITGRAD_CACHE_DIR and NUMBA_CACHE_DIR; warm: both filled by a previous process.
+    Timed from after `import jitgrad` for both steps; numba's import is inside the timed part
+    (jitgrad imports it when compiling for "cpu"). Lower is better.
+    """
+
+    params = ["jitgrad", "njit"]
+    param_names = ["step"]
+    unit = "seconds"
+    timeout = 900
+
+    def setup(self, step):
+        self._tmp = tempfile.TemporaryDirectory(prefix="jg-bench-w6-")
+        self.cache = pathlib.Path(self._tmp.name)
+
+    def teardown(self, step):
+        self._tmp.cleanup()
+
+    def track_cold(self, step):
+        return W.w6_first_result(self.cache / "cold", step)["total"]
+
+    def track_warm(self, step):
+        W.w6_first_result(self.cache / "warm", step)
+        return W.w6_first_result(self.cache / "warm", step)["total"]
+
+
+class MemoryChain:
+    """Peak RSS growth (MiB) of a reverse pass of a 64-layer tanh chain.
+
+    Width 256, batch 64, float64; gradient w.r.t. x ("x") or x and all 64 weights ("all").
+    variant: jitgrad without checkpointing, jitgrad with jg.checkpoint every 8 layers (skipped
+    while jg.checkpoint does not exist), hand-written NumPy keeping every activation.
+    Measured in a subprocess from /proc/self/status (VmHWM after resetting it), so Numba's
+    allocations count: the first call of a freshly compiled (already JIT-compiled) executable,
+    so that the workspace jitgrad keeps across calls is counted. Compiled code is kept in the usual jitgrad cache between runs: the
+    first run compiles the 64-layer graph, which takes a while.
+    """
+
+    params = (["none", "checkpoint", "numpy"], ["x", "all"])
+    param_names = ["variant", "wrt"]
+    unit = "MiB"
+    timeout = 900
+
+    def setup(self, variant, wrt):
+        if variant == "checkpoint" and not W.has_checkpoint():
+            raise NotImplementedError("jg.checkpoint does not exist yet")
+        if not W.can_measure_peak():
+            raise NotImplementedError("cannot reset the peak RSS (/proc/self/clear_refs)")
+
+    def track_peak(self, variant, wrt):
+        return W.chain_peak(variant, wrt)["first_kib"] / 1024

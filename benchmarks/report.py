@@ -1,0 +1,304 @@
+"""Issue 3's benchmark table, measured in one process: ``python benchmarks/report.py``.
+
+Each workload runs next to its hand-written baseline (median of several
+``timeit`` repeats, after compile and JIT warm-up); W6 and the memory row run
+subprocesses (see ``_workloads.py``). Prints Markdown: the table of issue 3
+(figure, baseline, ratio, target, pass/miss), then the other figures measured
+on the way (NumPy eager W2, the @njit W3 step, W6's breakdown, ...).
+
+About 2-3 minutes on 2 cores once the 64-layer chain of the memory row is in
+the jitgrad cache (``JITGRAD_CACHE_DIR``, default ~/.cache/jitgrad); its first
+compile takes a minute or more. Options: ``--quick`` (fewer repeats, one cold
+W6 run), ``--no-subprocess`` (skip W6 and memory), ``--memory-all`` (also the
+chain with the weights' gradients).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import timeit
+
+import numpy as np
+
+try:                                    # imported by asv as benchmarks.report
+    from . import _workloads as W
+except ImportError:                     # run as a script
+    import _workloads as W
+
+import jitgrad as jg
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+
+def per_call(fn, number: int, repeat: int) -> float:
+    """Median over `repeat` runs of the mean seconds per call over `number` calls."""
+    return statistics.median(timeit.repeat(fn, number=number, repeat=repeat)) / number
+
+
+def fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.2f} us"
+    if seconds < 1:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds:.2f} s"
+
+
+def fmt_ratio(r: float | None) -> str:
+    return "n/a" if r is None else f"{r:.2f}x"
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def verdict(ok) -> str:
+    return "n/a" if ok is None else ("pass" if ok else "**miss**")
+
+
+class Report:
+    def __init__(self):
+        self.rows: list[tuple] = []          # the issue's table
+        self.extra: list[tuple] = []         # other figures
+        self.notes: list[str] = []
+
+    def row(self, workload, measure, figure, baseline, r, target, ok):
+        self.rows.append((workload, measure, figure, baseline, r, target, verdict(ok)))
+
+    def other(self, what, figure, note=""):
+        self.extra.append((what, figure, note))
+
+    def note(self, text):
+        self.notes.append(text)
+        print(f"  note: {text}", file=sys.stderr)
+
+
+def progress(text):
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def guarded(rep: Report, name: str, fn, *args):
+    try:
+        return fn(rep, *args)
+    except Exception as error:           # one broken workload must not hide the others
+        rep.note(f"{name} failed: {type(error).__name__}: {str(error).splitlines()[0][:300]}")
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# workloads
+# ---------------------------------------------------------------------------------------------
+
+def measure_w1(rep: Report, quick: bool):
+    progress("W1")
+    f, g = W.w1_jitgrad("cpu"), W.w1_njit()
+    got, want = f(2.0, 3.0), g(2.0, 3.0)
+    if not np.allclose([float(v) for v in got], want, rtol=1e-12):
+        rep.note(f"W1: jitgrad {got} != closed form {want}")
+    number, repeat = (5_000, 5) if quick else (20_000, 9)
+    t_jg = per_call(lambda: f(2.0, 3.0), number, repeat)
+    t_nj = per_call(lambda: g(2.0, 3.0), number, repeat)
+    r = ratio(t_jg, t_nj)
+    rep.row("W1 tiny graph, value + 2 grads", "time per call (Python floats)", fmt_time(t_jg),
+            f"njit {fmt_time(t_nj)}", fmt_ratio(r), "<= 1.5 us and <= 4x",
+            t_jg <= 1.5e-6 and r <= 4)
+
+
+W2_REPEATS = {100_000: (20, 7), 1_000_000: (3, 5), 10_000_000: (1, 3)}
+
+
+def measure_w2(rep: Report, quick: bool):
+    f = W.w2_jitgrad("cpu")
+    g = W.w2_njit()
+    xs = W.w2_data(1000)
+    a, b = f(xs), g(xs)
+    if not (np.isclose(float(a[0]), b[0], rtol=1e-12) and np.allclose(a[1], b[1], rtol=1e-12, atol=1e-14)):
+        rep.note("W2: jitgrad and the fused loop disagree")
+    try:
+        fp = W.w2_jitgrad("cpu", parallel=True)
+        fp(xs)
+        parallel_error = None
+    except Exception as error:
+        fp, parallel_error = None, f"{type(error).__name__}: {error}"
+        rep.note(f"W2 parallel=True raised {parallel_error}")
+    for n, (number, repeat) in W2_REPEATS.items():
+        progress(f"W2 n={n:.0e}")
+        if quick:
+            repeat = max(1, repeat - 2)
+        x = W.w2_data(n)
+        f(x), g(x)
+        t_jg = per_call(lambda: f(x), number, repeat)
+        t_nj = per_call(lambda: g(x), number, repeat)
+        r = ratio(t_jg, t_nj)
+        rep.row(f"W2 elementwise chain, n = {n:.0e}", "value + grad, serial", fmt_time(t_jg),
+                f"fused njit loop {fmt_time(t_nj)}", fmt_ratio(r), "<= 1.2x", r <= 1.2)
+        if fp is not None:
+            fp(x)
+            t_par = per_call(lambda: fp(x), number, repeat)
+            r = ratio(t_par, t_nj)
+            rep.row(f"W2 elementwise chain, n = {n:.0e}", "value + grad, `parallel=True`",
+                    fmt_time(t_par), f"fused njit loop {fmt_time(t_nj)}", fmt_ratio(r), "<= 0.65x",
+                    r <= 0.65)
+        else:
+            rep.row(f"W2 elementwise chain, n = {n:.0e}", "value + grad, `parallel=True`",
+                    "raised", f"fused njit loop {fmt_time(t_nj)}", "n/a", "<= 0.65x", False)
+        t_np = per_call(lambda: W.w2_numpy(x), 1, 2 if n >= 10_000_000 else repeat)
+        rep.other(f"W2 NumPy eager forward+backward, n = {n:.0e}", fmt_time(t_np),
+                  f"{fmt_ratio(ratio(t_np, t_nj))} the fused njit loop")
+
+
+def measure_w3(rep: Report, quick: bool):
+    progress("W3")
+    x, labels = W.w3_data()
+    step, numpy_step = W.w3_jitgrad("cpu"), W.W3NumpyStep()
+    l1, l2 = float(step(x, labels)), float(numpy_step(x, labels))
+    if not np.isclose(l1, l2, rtol=1e-5):
+        rep.note(f"W3: first-step losses differ: jitgrad {l1}, NumPy {l2}")
+    number, repeat = (10, 5) if quick else (30, 9)
+    t_jg = per_call(lambda: step(x, labels), number, repeat)
+    t_np = per_call(lambda: numpy_step(x, labels), number, repeat)
+    r = ratio(t_jg, t_np)
+    rep.row("W3 MLP 784-256-256-10 SGD step, f32, batch 128", "time per step", fmt_time(t_jg),
+            f"NumPy {fmt_time(t_np)}", fmt_ratio(r), "<= 1.0x", r <= 1.0)
+    progress("W3 @njit step (compiles on first use, then cached in benchmarks/__pycache__)")
+    njit_step = W.load_njit_mlp().NjitStep(W.w3_weights())
+    njit_step(x, labels)
+    t_nj = per_call(lambda: njit_step(x, labels), number, repeat)
+    rep.other("W3 step hand-written as one @njit", fmt_time(t_nj),
+              f"{fmt_ratio(ratio(t_nj, t_np))} the NumPy step")
+
+
+def measure_w6(rep: Report, quick: bool):
+    import pathlib
+    import tempfile
+    cold_runs = 1 if quick else 2
+    warm_runs = 2 if quick else 3
+    results = {}
+    for which in ("jitgrad", "njit"):
+        progress(f"W6 {which}: {cold_runs} cold + {warm_runs} warm subprocesses")
+        cold = [W.w6_cold(which) for _ in range(cold_runs if which == "jitgrad" else 1)]
+        with tempfile.TemporaryDirectory(prefix="jg-report-w6-") as d:
+            W.w6_first_result(pathlib.Path(d), which)
+            warm = [W.w6_first_result(pathlib.Path(d), which) for _ in range(warm_runs)]
+        results[which] = cold, warm
+        for label, runs in (("cold", cold), ("warm", warm)):
+            rep.other(f"W6 {which} {label}: build + compile / first call",
+                      " / ".join(fmt_time(statistics.median(r[k] for r in runs))
+                                 for k in ("build_compile", "first_call")),
+                      f"median of {len(runs)}; each run's total: "
+                      + ", ".join(f"{r['total']:.2f} s" for r in runs))
+    if results["jitgrad"][0][0].get("numba_imported_by_jitgrad"):
+        rep.note("`import jitgrad` imports numba: its import time is outside the W6 figures")
+    (jc, jw), (nc, nw) = results["jitgrad"], results["njit"]
+    cold_jg = statistics.median(r["total"] for r in jc)
+    cold_nj = statistics.median(r["total"] for r in nc)
+    warm_jg = statistics.median(r["total"] for r in jw)
+    warm_nj = statistics.median(r["total"] for r in nw)
+    rep.row("W6 compile: W3 step, cold caches", "new process, after `import jitgrad` to first loss",
+            fmt_time(cold_jg), f"@njit step {fmt_time(cold_nj)}", fmt_ratio(ratio(cold_jg, cold_nj)),
+            "<= 3 s", cold_jg <= 3.0)
+    rep.row("W6 compile: W3 step, warm cache", "new process, after `import jitgrad` to first loss",
+            fmt_time(warm_jg), f"@njit step {fmt_time(warm_nj)}", fmt_ratio(ratio(warm_jg, warm_nj)),
+            "<= 0.3 s", warm_jg <= 0.3)
+
+
+def measure_memory(rep: Report, quick: bool, wrts=("x",)):
+    if not W.can_measure_peak():
+        rep.note("memory: cannot reset the peak RSS (/proc/self/clear_refs); skipped")
+        return
+    for wrt in wrts:
+        progress(f"memory, grad w.r.t. {wrt}: jitgrad (the first run compiles the chain)")
+        none = W.chain_peak("none", wrt)
+        numpy_ = W.chain_peak("numpy", wrt)
+        if not np.isclose(none["loss"], numpy_["loss"], rtol=1e-10):
+            rep.note(f"memory: losses differ: jitgrad {none['loss']}, NumPy {numpy_['loss']}")
+        what = "x" if wrt == "x" else "x and all 64 W"
+        runs = [("without checkpointing", none)]
+        if W.has_checkpoint():
+            progress(f"memory, grad w.r.t. {wrt}: jitgrad with jg.checkpoint")
+            runs.append(("with jg.checkpoint every 8 layers", W.chain_peak("checkpoint", wrt)))
+        mib_np = numpy_["first_kib"] / 1024
+        for label, run in runs:
+            mib = run["first_kib"] / 1024
+            rep.other(f"Memory chain, grad w.r.t. {what}: jitgrad {label}",
+                      f"{mib:.1f} MiB", f"next call {run['steady_kib'] / 1024:.1f} MiB; NumPy keeping "
+                      f"every activation {mib_np:.1f} MiB ({fmt_ratio(ratio(mib, mib_np))}); "
+                      f"first build+compile+call {run['compile_s']:.1f} s")
+        measure = f"peak RSS growth of a reverse pass, grad w.r.t. {what}"
+        mib_none = none["first_kib"] / 1024
+        if len(runs) == 2:
+            mib_ck = runs[1][1]["first_kib"] / 1024
+            r = ratio(mib_ck, mib_none)
+            rep.row("Memory: 64-layer tanh chain 256 wide, batch 64", measure,
+                    f"checkpoint {mib_ck:.1f} MiB", f"none {mib_none:.1f} MiB", fmt_ratio(r),
+                    "<= 0.4x", r is not None and r <= 0.4)
+        else:
+            rep.row("Memory: 64-layer tanh chain 256 wide, batch 64", measure,
+                    "no `jg.checkpoint`", f"none {mib_none:.1f} MiB", "n/a", "<= 0.4x", None)
+
+
+# ---------------------------------------------------------------------------------------------
+
+def header() -> list[str]:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=W.HERE).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, cwd=W.HERE).stdout.strip()
+        rev += " + uncommitted changes" if dirty else ""
+    except OSError:
+        rev = "?"
+    import numba
+    return [f"jitgrad {jg.__version__} at {rev}; numba {numba.__version__}, numpy {np.__version__}, "
+            f"Python {platform.python_version()}; {os.cpu_count()} CPUs; "
+            f"load average at start {os.getloadavg()[0]:.2f}"]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--no-subprocess", action="store_true", help="skip W6 and memory")
+    parser.add_argument("--memory-all", action="store_true",
+                        help="also the chain with the gradients of all 64 weights")
+    args = parser.parse_args(argv)
+    command = "python benchmarks/report.py" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
+    start = time.perf_counter()
+    head = header()
+    rep = Report()
+    guarded(rep, "W1", measure_w1, args.quick)
+    guarded(rep, "W2", measure_w2, args.quick)
+    guarded(rep, "W3", measure_w3, args.quick)
+    if not args.no_subprocess:
+        guarded(rep, "W6", measure_w6, args.quick)
+        guarded(rep, "memory", measure_memory, args.quick, ("x", "all") if args.memory_all else ("x",))
+    elapsed = time.perf_counter() - start
+
+    out = [f"Command: `{command}` ({elapsed:.0f} s). " + head[0]
+           + f", at end {os.getloadavg()[0]:.2f}.", "",
+           "| workload | measure | jitgrad | baseline | ratio | target | result |",
+           "|---|---|---|---|---|---|---|"]
+    out += ["| " + " | ".join(r) + " |" for r in rep.rows]
+    if rep.extra:
+        out += ["", "| other figures | value | note |", "|---|---|---|"]
+        out += ["| " + " | ".join(r) + " |" for r in rep.extra]
+    if rep.notes:
+        out += [""] + [f"- {n}" for n in rep.notes]
+    out += ["", "Times are medians of `timeit` repeats in one process after warm-up; ratios are "
+                "jitgrad / baseline. W6 runs subprocesses with fresh (cold) or previously filled "
+                "(warm) JITGRAD_CACHE_DIR and NUMBA_CACHE_DIR. Memory is the growth of VmHWM over "
+                "VmRSS during the first call of a second, already JIT-compiled executable of the graph "
+                "in a subprocess (so jitgrad's kept workspace counts)."]
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
