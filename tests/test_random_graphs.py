@@ -47,38 +47,35 @@ def programs(draw):
     return steps
 
 
-@settings(max_examples=200, deadline=None)
-@given(programs(), st.integers(0, 2 ** 31 - 1))
-def test_compiled_graph_equals_eager_evaluation(steps, seed):
-    x, y, z = jg.input("x", (3, 4)), jg.input("y", (4,)), jg.input("z", (3, 1))
-    pool = [x, y + 0.0 * x, z * x]
+def _grow(pool, steps, binary=BINARY):
+    """Apply a drawn program: each step adds one node made from earlier ones."""
     for unary, op, a, b in steps:
         if unary:
             pool.append(UNARY[op % len(UNARY)](pool[a % len(pool)]))
         else:
-            pool.append(BINARY[op % len(BINARY)](pool[a % len(pool)], pool[b % len(pool)]))
-    loss = jg.sum(pool[-1] * pool[-1]) + jg.sum(pool[len(pool) // 2])
-    outputs = [loss, pool[-1], *jg.grad(loss, [x, y, z])]
+            pool.append(binary[op % len(binary)](pool[a % len(pool)], pool[b % len(pool)]))
+    return pool
+
+
+def _random_graph(steps, rows=None):
+    x, y, z = jg.input("x", (rows, 4)), jg.input("y", (4,)), jg.input("z", (rows, 1))
+    pool = _grow([x, y + 0.0 * x, z * x], steps)
+    loss = jg.sum(pool[-1] * pool[-1]) + jg.mean(pool[len(pool) // 2])
+    second = jg.hvp(loss, y, np.linspace(-1, 1, 4))          # a chain of derivatives
+    return [x, y, z], [loss, pool[-1], *jg.grad(loss, [x, y, z]), second]
+
+
+@settings(max_examples=200, deadline=None)
+@given(programs(), st.integers(0, 2 ** 31 - 1))
+def test_compiled_graph_equals_eager_evaluation(steps, seed):
+    inputs, outputs = _random_graph(steps, rows=3)
     rng = np.random.default_rng(seed)
     env = {"x": rng.normal(size=(3, 4)), "y": rng.normal(size=4), "z": rng.normal(size=(3, 1))}
-    compiled = jg.compile([x, y, z], outputs, target="numpy")(**env)
+    compiled = jg.compile(inputs, outputs, target="numpy")(**env)
     for got, want in zip(compiled, eager(outputs, env)):
         np.testing.assert_array_equal(got, want)
         signed = ~np.isnan(want)               # -0.0 and 0.0 must not swap either
         np.testing.assert_array_equal(np.signbit(got)[signed], np.signbit(want)[signed])
-
-
-def _random_graph(steps):
-    x, y, z = jg.input("x", (None, 4)), jg.input("y", (4,)), jg.input("z", (None, 1))
-    pool = [x, y + 0.0 * x, z * x]
-    for unary, op, a, b in steps:
-        if unary:
-            pool.append(UNARY[op % len(UNARY)](pool[a % len(pool)]))
-        else:
-            pool.append(BINARY[op % len(BINARY)](pool[a % len(pool)], pool[b % len(pool)]))
-    loss = jg.sum(pool[-1] * pool[-1]) + jg.mean(pool[len(pool) // 2])
-    second = jg.hvp(loss, y, np.linspace(-1, 1, 4))          # a chain of derivatives
-    return [x, y, z], [loss, pool[-1], *jg.grad(loss, [x, y, z]), second]
 
 
 @settings(max_examples=20, deadline=None)
@@ -97,13 +94,8 @@ def test_cpu_target_matches_the_reference(steps, seed, batch):
 @settings(max_examples=30, deadline=None)
 @given(programs())
 def test_random_graph_gradients_match_finite_differences(steps):
-    def f(x, y, z):
-        pool = [x, y + 0.0 * x, z * x]
-        for unary, op, a, b in steps:
-            smooth = BINARY[:-1]       # stop_gradient is not the derivative finite differences see
-            fn = UNARY[op % len(UNARY)] if unary else smooth[op % len(smooth)]
-            pool.append(fn(pool[a % len(pool)]) if unary else fn(pool[a % len(pool)], pool[b % len(pool)]))
-        return jg.sum(jg.tanh(pool[-1]))
+    def f(x, y, z):       # stop_gradient is not the derivative finite differences see
+        return jg.sum(jg.tanh(_grow([x, y + 0.0 * x, z * x], steps, BINARY[:-1])[-1]))
     rng = np.random.default_rng(0)
     jg.check_grads(f, [rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(size=(3, 1))],
                    rtol=1e-4, atol=1e-5)
