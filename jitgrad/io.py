@@ -22,7 +22,8 @@ import tempfile
 
 import numpy as np
 
-from .graph import SUPPORTED_DTYPES, Tensor, bind, constant, input, inputs_of, param, topological_order
+from .graph import SUPPORTED_DTYPES, Tensor, bind, constant, input, param, topological_order
+from .graph import inputs_of  # noqa: F401  (what compile needs after load; re-exported)
 from .ops import BY_NAME, leaf
 from .primitive import DERIVATIONS, Dim
 

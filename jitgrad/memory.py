@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fusion import Call, Kernel, is_view
+from .fusion import Kernel, is_view
 from .primitive import Dim, resolve_dim
 from .schedule import Schedule, Var
 
