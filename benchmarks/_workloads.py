@@ -174,6 +174,17 @@ def w3_jitgrad(target="cpu", seed: int = 0, **options):
     return step
 
 
+def blas_threads(n):
+    """Limit the BLAS thread pools (NumPy's and SciPy's OpenBLAS, the latter used by Numba's np.dot)
+    to `n` threads from now until the returned context manager exits; None: leave them alone.
+    Needs threadpoolctl."""
+    import contextlib
+    if n is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits     # ImportError when not installed
+    return threadpool_limits(limits=int(n), user_api="blas")
+
+
 class W3NumpyStep:
     """Hand-written NumPy step: forward, backward, in-place SGD update."""
 

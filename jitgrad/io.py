@@ -24,7 +24,7 @@ import numpy as np
 
 from .graph import SUPPORTED_DTYPES, Tensor, bind, constant, input, param, topological_order
 from .graph import inputs_of  # noqa: F401  (what compile needs after load; re-exported)
-from .ops import BY_NAME, leaf
+from .ops import BY_NAME, control, leaf
 from .primitive import DERIVATIONS, Dim
 
 FORMAT, VERSION = "jitgrad-graph", 1
@@ -136,6 +136,9 @@ class _Encoder:
         return {"dim": self.ids[v]}
 
     def node(self, i: int, n: Tensor, index: dict) -> dict:
+        if n.op is control.checkpoint_p:
+            raise ValueError(f"save: node {i} is a jg.checkpoint region, whose function is code and "
+                             f"cannot be stored; save the graph built without jg.checkpoint")
         try:
             attrs = {k: self.attr(v) for k, v in n.attrs.items()}
         except ValueError as e:

@@ -202,3 +202,9 @@ def test_stray_array_is_refused(tmp_path):
     np.savez(path, **arrays, p9=np.zeros(2))
     with pytest.raises(ValueError, match=r"no node uses the arrays \['p9'\]"):
         load(path)
+
+
+def test_checkpoint_regions_are_refused_with_a_reason(tmp_path):
+    y = jg.checkpoint(lambda h: jg.sin(h))(jg.input("x", (3,)))
+    with pytest.raises(ValueError, match="jg.checkpoint region"):
+        save(tmp_path / "g.npz", y)
