@@ -409,9 +409,23 @@ class CpuProgram:
                         if v not in writer.inlined]
         returned = list(schedule.outputs) + [v for _, v in schedule.updates]
         self._scalars = [(i, v.dtype) for i, v in enumerate(returned) if not v.dims]
+        self._n_results = returned
         self._scalar_inputs = [i for i, v in enumerate(schedule.inputs) if not v.dims]
 
     takes_scalars = True      # 0-d arguments may arrive as Python numbers
+
+    def entry(self, fixed, params):
+        """A type-tests-only entry for calls with fixed shapes (see jitgrad.entry), or None
+        when the program needs call-time sizes."""
+        if self._dims or not self._plan.is_static():
+            return None
+        from ..entry import make_entry, write_entry
+        workspace = self._plan.allocate({})
+        returned = len(self._n_results)
+        self.entry_source = write_entry(fixed, len(params), len(self._consts), len(workspace),
+                                        dict(self._scalars), returned)
+        return make_entry(self.entry_source, self._entry, [p._payload for p in params],
+                          self._consts, workspace, self._lock)
 
     def __call__(self, args: list, params: list, sizes: dict) -> list:
         """Run on checked arguments; returns the outputs, then the new param values."""

@@ -1,0 +1,48 @@
+"""A generated Python entry for calls that need no checking beyond types.
+
+When every input has a fixed shape, a call whose arguments already have the
+exact type, dtype and shape can skip the general machinery: this module writes
+a small function for the compiled graph that tests exactly that and goes
+straight to the program, falling back to the full checks for anything else.
+Its source is kept (``Executable.entry_source``) like the kernels'.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _test(name: str, dtype: np.dtype, shape: tuple) -> str:
+    """The condition under which argument ``name`` can go to the program as it is."""
+    if not shape and dtype == np.float64:
+        return f"type({name}) is float"
+    return (f"(type({name}) is ndarray and {name}.dtype == {dtype.name!r} "
+            f"and {name}.shape == {shape!r} and {name}.flags.c_contiguous)")
+
+
+def write_entry(fixed, n_params: int, n_consts: int, n_slots: int,
+                scalar_outputs, n_results: int) -> str:
+    """Source of ``entry(a0, a1, ...)``: a call with argument checks reduced to type tests.
+
+    It returns None (and the caller runs the full checks) when an argument is not
+    exactly as compiled, or when another thread holds the workspace.
+    """
+    names = [f"a{k}" for k in range(len(fixed))]     # input names may be any identifier
+    tests = " and ".join(_test(n, dt, sh) for n, (dt, sh) in zip(names, fixed)) or "True"
+    args = list(names) + [f"params[{k}].array" for k in range(n_params)]
+    args += [f"consts[{k}]" for k in range(n_consts)] + [f"workspace[{k}]" for k in range(n_slots)]
+    boxed = [f"asarray(r[{i}], {dt.name!r})" if i in scalar_outputs else f"r[{i}]"
+             for i, dt in ((i, scalar_outputs.get(i)) for i in range(n_results))]
+    call = [f"    r = program({', '.join(args)})"]
+    if n_slots:      # the workspace is shared between calls: one thread at a time
+        call = ["    if not lock.acquire(False):", "        return None", "    try:",
+                "    " + call[0], "    finally:", "        lock.release()"]
+    return "\n".join([f"def entry({', '.join(names)}):", f"    if not ({tests}):", "        return None",
+                      *call, f"    return ({''.join(b + ', ' for b in boxed)})"]) + "\n"
+
+
+def make_entry(source: str, program, params, consts, workspace, lock):
+    """Compile the entry's source into a function bound to the program and its state."""
+    scope = {"ndarray": np.ndarray, "asarray": np.asarray, "program": program, "lock": lock,
+             "params": params, "consts": consts, "workspace": workspace}
+    exec(compile(source, "<jitgrad entry>", "exec"), scope)
+    return scope["entry"]
