@@ -207,9 +207,11 @@ class Executable:
         if self._entry is not None and not kwargs and len(args) == len(self._names):
             results = self._entry(*args)      # None unless every argument is exactly as compiled
             if results is not None:
-                for p, value in zip(self._updated, results[self._n_out:]):
-                    p._payload.array = value
-                return results[0] if self._single else results[:self._n_out]
+                if self._updated:
+                    for p, value in zip(self._updated, results[self._n_out:]):
+                        p._payload.array = value
+                    results = results[:self._n_out]
+                return results[0] if self._single else results
         arrays = args if not kwargs and len(args) == len(self._names) else self._arguments(args, kwargs)
         checked = self._fast_check(arrays) if self._all_fixed else None
         if checked is None:

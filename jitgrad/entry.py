@@ -30,7 +30,8 @@ def write_entry(fixed, n_params: int, n_consts: int, n_slots: int,
     tests = " and ".join(_test(n, dt, sh) for n, (dt, sh) in zip(names, fixed)) or "True"
     args = list(names) + [f"params[{k}].array" for k in range(n_params)]
     args += [f"consts[{k}]" for k in range(n_consts)] + [f"workspace[{k}]" for k in range(n_slots)]
-    boxed = [f"asarray(r[{i}], {dt.name!r})" if i in scalar_outputs else f"r[{i}]"
+    boxed = [f"r[{i}]" if dt is None else f"asarray(r[{i}])" if dt == np.float64
+             else f"asarray(r[{i}], {dt.name!r})"
              for i, dt in ((i, scalar_outputs.get(i)) for i in range(n_results))]
     call = [f"    r = program({', '.join(args)})"]
     if n_slots:      # the workspace is shared between calls: one thread at a time
