@@ -4,7 +4,7 @@ When every input has a fixed shape, a call whose arguments already have the
 exact type, dtype and shape can skip the general machinery: this module writes
 a small function for the compiled graph that tests exactly that and goes
 straight to the program, falling back to the full checks for anything else.
-Its source is kept (``Executable.entry_source``) like the kernels'.
+Its source is kept beside the kernels' (``CpuProgram.entry_source``).
 """
 from __future__ import annotations
 
