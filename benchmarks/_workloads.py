@@ -317,8 +317,9 @@ def has_checkpoint() -> bool:
     return callable(getattr(jg, "checkpoint", None))
 
 
-def chain_jitgrad(checkpoint: bool, wrt: str = "x", target="cpu"):
-    """loss = sum(h_64), h_{k+1} = tanh(h_k @ W_k); gradient w.r.t. x (wrt="x") or x and all W.
+def chain_graph(checkpoint: bool, wrt: str = "x"):
+    """loss = sum(h_64), h_{k+1} = tanh(h_k @ W_k); ([x], [loss, grads]) w.r.t. x (wrt="x") or x
+    and all W (wrt="all").
 
     The weights are params; with wrt="x" the saved activations are what dominates memory,
     with wrt="all" the 64 weight gradients (32 MiB, float64) are outputs too.
@@ -339,7 +340,11 @@ def chain_jitgrad(checkpoint: bool, wrt: str = "x", target="cpu"):
         h = jg.checkpoint(run)(h) if checkpoint else run(h)
     loss = jg.sum(h)
     wrt_list = [x] + (weights if wrt == "all" else [])
-    return jg.compile([x], [loss, *jg.grad(loss, wrt_list)], target=target)
+    return [x], [loss, *jg.grad(loss, wrt_list)]
+
+
+def chain_jitgrad(checkpoint: bool, wrt: str = "x", target="cpu"):
+    return jg.compile(*chain_graph(checkpoint, wrt), target=target)
 
 
 def chain_numpy(x, weights, wrt="x"):
@@ -359,35 +364,47 @@ def chain_numpy(x, weights, wrt="x"):
 
 
 _CHAIN_CHILD = r"""
-import gc, json, sys, time
+import gc, json, sys, time, tracemalloc
 import importlib.util
 spec = importlib.util.spec_from_file_location("jg_bench_workloads", sys.argv[1])
 W = importlib.util.module_from_spec(spec); spec.loader.exec_module(W)
+import jitgrad as jg
 variant, wrt = sys.argv[2], sys.argv[3]
 x = W.chain_data()
 t0 = time.perf_counter()
 if variant == "numpy":
     weights = W.chain_weights()
-    make = lambda: (lambda: W.chain_numpy(x, weights, wrt))
+    compile_ = lambda graph: (lambda: W.chain_numpy(x, weights, wrt))
+    graph = lambda: None
 else:
-    make = lambda: (lambda f: (lambda: f(x)))(W.chain_jitgrad(variant == "checkpoint", wrt))
-make()()                           # compile and JIT (or load from the cache)
+    graph = lambda: W.chain_graph(variant == "checkpoint", wrt)
+    compile_ = lambda g: (lambda f: (lambda: f(x)))(jg.compile(*g, target="cpu"))
+compile_(graph())()                # compile and JIT (or load from the cache)
 t1 = time.perf_counter()
-run = make()                       # the same graph again: its code is loaded, its workspace is not
-
-def peak_growth():
-    gc.collect()
-    W.release_free_memory()
-    before = W.rss_kib()
-    W.reset_peak()
-    result = run()
-    return W.peak_kib() - before, result
-
-first, result = peak_growth()      # allocates what the reverse pass keeps across calls too
+g = graph()                        # the same graph again, params included: its code is loaded ...
+gc.collect()
+W.release_free_memory()
+rss0 = W.rss_kib()
+rss_ok = W.reset_peak()
+tracemalloc.start()
+before = W.numpy_bytes(tracemalloc.take_snapshot())
+run = compile_(g)                  # ... its workspace is not: what compiling keeps is counted
+gc.collect()
+held = W.numpy_bytes(tracemalloc.take_snapshot()) - before
+current, _ = tracemalloc.get_traced_memory()
+tracemalloc.reset_peak()
+result = run()                     # the first call
+_, peak = tracemalloc.get_traced_memory()
+rss_first = W.peak_kib() - rss0 if rss_ok else None
 del result
-steady, result = peak_growth()
-print(json.dumps({"first_kib": first, "steady_kib": steady, "loss": float(result[0]),
-                  "compile_s": t1 - t0}))
+current2, _ = tracemalloc.get_traced_memory()
+tracemalloc.reset_peak()
+result = run()                     # a steady-state call
+_, peak2 = tracemalloc.get_traced_memory()
+tracemalloc.stop()
+print(json.dumps({"held_bytes": held, "call_bytes": peak - current, "steady_bytes": peak2 - current2,
+                  "total_bytes": held + peak - current, "rss_kib": rss_first,
+                  "loss": float(result[0]), "compile_s": t1 - t0}))
 """
 
 
@@ -404,10 +421,14 @@ def peak_kib() -> int:
     return _status_kib("VmHWM")
 
 
-def reset_peak() -> None:
-    """Reset the peak RSS (VmHWM) to the current RSS (Linux >= 4.0)."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
+def reset_peak() -> bool:
+    """Reset the peak RSS (VmHWM) to the current RSS (Linux >= 4.0); False if that is impossible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def release_free_memory() -> None:
@@ -421,35 +442,36 @@ def release_free_memory() -> None:
         pass
 
 
-def can_measure_peak() -> bool:
-    try:
-        reset_peak()
-        return peak_kib() > 0
-    except OSError:
-        return False
+def numpy_bytes(snapshot) -> int:
+    """Bytes of live NumPy array data in a tracemalloc snapshot (NumPy's tracemalloc domain)."""
+    import tracemalloc
+    return sum(t.size for t in snapshot.filter_traces([tracemalloc.DomainFilter(True, 389047)]).traces)
 
 
 def chain_peak(variant: str, wrt: str = "x", cache: str | None = None) -> dict:
-    """Peak RSS growth (KiB) of a reverse pass of the chain, measured in a fresh process.
+    """Peak memory of a reverse pass of the chain, measured in a fresh process.
 
     variant: "none" (jitgrad, no checkpointing), "checkpoint" (jitgrad, jg.checkpoint every 8
     layers) or "numpy" (hand-written, every activation kept).
 
-    The graph is compiled and run once, then compiled again (same source: no JIT) so that the
-    second executable's first call allocates everything a reverse pass needs, including the
-    workspace jitgrad keeps between calls: "first_kib" is the growth of the peak RSS over the
-    RSS before that call (the figure to compare), "steady_kib" the same for its next call (what
-    a training loop allocates on top of the kept workspace). glibc's mmap threshold is pinned
-    so that large arrays are mapped and unmapped and RSS follows the live arrays; Numba's
-    allocations (which tracemalloc does not see) count the same way. "compile_s" is the first
-    build + compile + call.
+    After a first compile and call (JIT), the graph is built again (params included) and then
+    compiled again (no JIT: same code) and called, with tracemalloc on, which sees NumPy's
+    arrays and Numba's allocations (numba 0.68 allocates through Python's raw allocator):
+    - "held_bytes": array data that compiling allocated and keeps (jitgrad's workspace, kept
+      across calls, and constants);
+    - "call_bytes": the peak of allocations during the first call (outputs and temporaries);
+    - "total_bytes" = held + call: the figure to compare; "steady_bytes": call_bytes of the next
+      call (what a training loop allocates on top of the workspace).
+    "rss_kib" is the growth of the peak RSS over compile + first call, a cross-check that
+    depends on where glibc places the arrays (it undercounts when they land on heap pages that
+    were already resident). "compile_s": the first build + compile + call.
     """
     env = dict(os.environ)
-    env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    env["MALLOC_MMAP_THRESHOLD_"] = "65536"     # large arrays mapped and unmapped: RSS follows them
     if cache is not None:
         env["JITGRAD_CACHE_DIR"] = cache
     out = subprocess.run([sys.executable, "-c", _CHAIN_CHILD, str(HERE / "_workloads.py"), variant, wrt],
-                         env=env, capture_output=True, text=True, timeout=600)
+                         env=env, capture_output=True, text=True, timeout=900)
     if out.returncode != 0:
         raise RuntimeError(f"memory child ({variant}, {wrt}) failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
