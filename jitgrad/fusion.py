@@ -158,6 +158,8 @@ def _pull_index_maps(groups: list) -> list:
     An index map only reads memory; copying it into each kernel that needs its
     result (over the same space) is free, while storing it costs a buffer and a
     pass.  The kernel that made it then stores it only if something else reads it.
+    A copy is not made where its input is computed in the loop, or where another
+    index map of the kernel must read its result from memory.
     """
     made_by: dict[Var, Eqn] = {}
     for g in groups:
@@ -166,7 +168,9 @@ def _pull_index_maps(groups: list) -> list:
         for e in list(g.body):
             for v in e.ins:
                 p = made_by.get(v)
-                if v not in g.scalars and p is not None and p.out.dims == g.dims and e.op not in INDEX_MAPS:
+                if (v not in g.scalars and p is not None and p.out.dims == g.dims
+                        and e.op not in INDEX_MAPS and not any(u in g.scalars for u in p.ins)
+                        and not any(m.op in INDEX_MAPS and v in m.ins for m in g.body)):
                     g.body.insert(0, p)
                     g.scalars.add(p.out)
         made_by.update((e.out, e) for e in g.body if e.op in INDEX_MAPS)
