@@ -51,10 +51,11 @@ class W2ElementwiseChain:
     params = [100_000, 1_000_000, 10_000_000]
     param_names = ["n"]
     timeout = 300
+    options: dict = {}
 
     def setup(self, n):
         self.x = W.w2_data(n)
-        self.f = W.w2_jitgrad("cpu")
+        self.f = W.w2_jitgrad("cpu", **self.options)
         self.g = W.w2_njit()
         self.f(self.x)
 
@@ -68,23 +69,10 @@ class W2ElementwiseChain:
         W.w2_numpy(self.x)
 
 
-class W2ElementwiseChainParallel:
-    """W2 with compile(..., parallel=True); skipped if the option is refused."""
+class W2ElementwiseChainParallel(W2ElementwiseChain):
+    """W2 with compile(..., parallel=True), beside the same serial baselines."""
 
-    params = [100_000, 1_000_000, 10_000_000]
-    param_names = ["n"]
-    timeout = 300
-
-    def setup(self, n):
-        self.x = W.w2_data(n)
-        try:
-            self.f = W.w2_jitgrad("cpu", parallel=True)
-            self.f(self.x)
-        except (TypeError, NotImplementedError) as error:
-            raise NotImplementedError(f"parallel=True: {error}") from error
-
-    def time_jitgrad_cpu_parallel(self, n):
-        self.f(self.x)
+    options = {"parallel": True}
 
 
 def _limit_blas(bench, threads):
