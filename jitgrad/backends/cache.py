@@ -118,7 +118,8 @@ def _version_key() -> str:
     the helpers it calls (Numba inlines them into the cached machine code, and does not
     notice when they change)."""
     from jitgrad import __version__  # at call time: this module is imported while jitgrad loads
-    helpers = (pathlib.Path(__file__).with_name("scalars.py")).read_bytes()
+    helpers = b"".join(pathlib.Path(__file__).with_name(name).read_bytes()
+                       for name in ("scalars.py", "lapack.py"))
     return "\0".join((_MAGIC.decode(), __version__, numba.__version__, np.__version__, sys.version,
                       hashlib.sha256(helpers).hexdigest()))
 

@@ -1,0 +1,140 @@
+"""NumPy/SciPy references of the linear-algebra kernels in :mod:`jitgrad.backends.lapack`.
+
+Same semantics and output layouts, any leading batch dimensions, a new array returned in the
+input's dtype. They are what the compiled kernels are tested against, so they are written for
+plainness, one matrix at a time where the library call does not batch:
+
+- ``lu_factor(a) -> f (..., n+1, n)``: f[:n] the getrf factors of aᵀ (read in column-major
+  order), f[n] the 1-based pivots as floats.
+- ``eigh(a) -> (..., n+1, n)``: eigenvalues ascending in row 0, eigenvectors V below.
+- ``svd(a) -> (..., 1+m+n, k)``: singular values descending in row 0, then U (m rows), V (n rows).
+
+Eigenvectors and singular-vector pairs are signed so that the entry of largest magnitude (the
+first on ties) of each eigenvector, or of each u_j, is positive.
+"""
+import warnings
+
+import numpy as np
+import scipy.linalg
+
+
+def _batch(a):
+    """Indices of the matrices of a (..., m, n) array."""
+    return np.ndindex(a.shape[:-2])
+
+
+def _symmetric(a):
+    return (a + np.swapaxes(a, -1, -2)) / 2
+
+
+def _gauge(u, *others):
+    """Flip columns of u (and the same columns of `others`) so that each column's largest-magnitude
+    entry, the first on ties, is positive. In place."""
+    largest = np.take_along_axis(u, np.argmax(np.abs(u), axis=-2)[..., None, :], axis=-2)
+    flip = np.where(largest < 0, -1, 1).astype(u.dtype)
+    for x in (u, *others):
+        x *= flip
+
+
+# LU --------------------------------------------------------------------------------------------
+
+def lu_factor(a):
+    n = a.shape[-1]
+    f = np.empty(a.shape[:-2] + (n + 1, n), a.dtype)
+    for i in _batch(a):
+        if n == 0:
+            continue
+        with warnings.catch_warnings():   # a singular matrix is not an error here
+            warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+            lu, piv = scipy.linalg.lu_factor(a[i].T, check_finite=False)
+        f[i][:n] = lu.T
+        f[i][n] = piv + 1
+    return f
+
+
+def _factors(f):
+    """(diagonal of U, parity of the pivots) of a stack of factorizations."""
+    n = f.shape[-1]
+    diagonal = np.diagonal(f[..., :n, :], axis1=-2, axis2=-1)
+    swaps = np.count_nonzero(f[..., n, :] != np.arange(1, n + 1), axis=-1)
+    return diagonal, np.where(swaps % 2, -1, 1).astype(f.dtype)
+
+
+def lu_solve(f, b, trans=False):
+    """x = a⁻¹ b (a⁻ᵀ b if trans); LinAlgError on an exact zero pivot. The factors are of aᵀ,
+    hence SciPy's trans flag inverted."""
+    n = f.shape[-1]
+    diagonal, _ = _factors(f)
+    x = np.empty(b.shape, np.result_type(f, b))
+    for i in _batch(f):
+        if np.any(diagonal[i] == 0):
+            raise np.linalg.LinAlgError("Singular matrix")
+        if x[i].size:
+            factors = (f[i][:n].T, f[i][n].astype(np.intc) - 1)
+            x[i] = scipy.linalg.lu_solve(factors, b[i], trans=0 if trans else 1, check_finite=False)
+    return x
+
+
+def lu_det(f):
+    diagonal, parity = _factors(f)
+    return np.prod(diagonal, axis=-1) * parity
+
+
+def lu_sign(f):
+    diagonal, parity = _factors(f)
+    return np.prod(np.sign(diagonal), axis=-1) * parity
+
+
+def lu_logabsdet(f):
+    diagonal, _ = _factors(f)
+    with np.errstate(divide="ignore"):
+        return np.sum(np.log(np.abs(diagonal)), axis=-1)
+
+
+# Cholesky, triangular solve --------------------------------------------------------------------
+
+def cholesky(a):
+    """Lower l with l lᵀ = (a + aᵀ)/2; LinAlgError if that is not positive definite."""
+    return np.linalg.cholesky(_symmetric(a))
+
+
+def triangular_solve(t, b, lower, trans):
+    """x = op(T)⁻¹ b, T the lower (or upper) triangle of t, op(T) = Tᵀ if trans.
+
+    SciPy's solve_triangular (LAPACK trtrs) refuses a zero diagonal; for those matrices this falls
+    back to BLAS trsm, which lets inf/nan through as the compiled kernel does."""
+    x = np.empty(b.shape, np.result_type(t, b))
+    for i in _batch(t):
+        if x[i].size == 0:
+            continue
+        try:
+            x[i] = scipy.linalg.solve_triangular(t[i], b[i], trans=int(trans), lower=lower,
+                                                 check_finite=False)
+        except np.linalg.LinAlgError:
+            trsm, = scipy.linalg.get_blas_funcs(("trsm",), (t[i], b[i]))
+            x[i] = trsm(1.0, t[i], b[i], lower=lower, trans_a=int(trans))
+    return x
+
+
+# Eigendecomposition, SVD -----------------------------------------------------------------------
+
+def eigh(a):
+    n = a.shape[-1]
+    out = np.empty(a.shape[:-2] + (n + 1, n), a.dtype)
+    if out.size:
+        w, v = np.linalg.eigh(_symmetric(a))
+        _gauge(v)
+        out[..., 0, :], out[..., 1:, :] = w, v
+    return out
+
+
+def svd(a):
+    m, n = a.shape[-2:]
+    k = min(m, n)
+    out = np.empty(a.shape[:-2] + (1 + m + n, k), a.dtype)
+    if out.size:
+        u, s, vh = np.linalg.svd(a, full_matrices=False)
+        v = np.swapaxes(vh, -1, -2).copy()
+        _gauge(u, v)
+        out[..., 0, :], out[..., 1:1 + m, :], out[..., 1 + m:, :] = s, u, v
+    return out
