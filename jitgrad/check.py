@@ -15,12 +15,12 @@ from .compile import compile
 from .graph import Tensor, input
 
 
-def _evaluate(fn, args):
+def _evaluate(fn, args, target="numpy"):
     xs = [input(f"x{i}", a.shape, "float64") for i, a in enumerate(args)]
     y = fn(*xs)
     if not isinstance(y, Tensor):
         raise TypeError(f"check_grads: f must return a Tensor, got {type(y).__name__}")
-    return compile(xs, y, target="numpy")(*args)
+    return compile(xs, y, target=target)(*args)
 
 
 def _compare(what: str, analytic, numeric, rtol: float, atol: float) -> None:
@@ -34,18 +34,18 @@ def _compare(what: str, analytic, numeric, rtol: float, atol: float) -> None:
                              f"|diff| {err[worst]:.3g}, tolerance {bound[worst]:.3g})")
 
 
-def _check_once(f, args, modes, eps, rtol, atol, rng, order, stage):
-    y0 = np.asarray(_evaluate(f, args))
+def _check_once(f, args, modes, eps, rtol, atol, rng, order, stage, target):
+    y0 = np.asarray(_evaluate(f, args, target))
     vs = [rng.standard_normal(a.shape) for a in args]
-    plus = _evaluate(f, [a + eps * v for a, v in zip(args, vs)])
-    minus = _evaluate(f, [a - eps * v for a, v in zip(args, vs)])
+    plus = _evaluate(f, [a + eps * v for a, v in zip(args, vs)], target)
+    minus = _evaluate(f, [a - eps * v for a, v in zip(args, vs)], target)
     numeric_jv = (np.asarray(plus) - np.asarray(minus)) / (2 * eps)
 
     def f_jvp(*xs):
         return jvp([f(*xs)], list(xs), [F.as_tensor(v) for v in vs])[0]
 
     if "fwd" in modes:
-        _compare(f"JVP ({stage})", _evaluate(f_jvp, args), numeric_jv, rtol, atol)
+        _compare(f"JVP ({stage})", _evaluate(f_jvp, args, target), numeric_jv, rtol, atol)
     u = rng.standard_normal(y0.shape)
 
     def f_vjp(*xs):
@@ -53,22 +53,23 @@ def _check_once(f, args, modes, eps, rtol, atol, rng, order, stage):
         return F.sum(F.stack([F.sum(F.multiply(ct, v)) for ct, v in zip(cts, vs)]))
 
     if "rev" in modes:
-        reference = _evaluate(f_jvp, args) if "fwd" in modes else numeric_jv
-        _compare(f"VJP ({stage}, <J^T u, v> vs <u, J v>)", _evaluate(f_vjp, args),
+        reference = _evaluate(f_jvp, args, target) if "fwd" in modes else numeric_jv
+        _compare(f"VJP ({stage}, <J^T u, v> vs <u, J v>)", _evaluate(f_vjp, args, target),
                  np.sum(u * np.asarray(reference)), rtol, atol)
     if order > 1:
         for mode, g in (("fwd", f_jvp), ("rev", f_vjp)):
             if mode in modes:
                 _check_once(g, args, modes, eps, rtol, atol, rng, order - 1,
-                            f"{stage}, then derivative of the {mode} derivative")
+                            f"{stage}, then derivative of the {mode} derivative", target)
 
 
 def check_grads(f, args, order: int = 1, modes=("fwd", "rev"), eps=None, rtol=None, atol=None,
-                seed: int = 0) -> None:
+                seed: int = 0, target: str = "numpy") -> None:
     """Check the derivatives of ``f`` at ``args`` against central differences, in float64.
 
     ``f`` builds a graph from Tensors (one per array in ``args``) to a Tensor.
-    Raises AssertionError describing the worst mismatch.
+    Every graph runs on ``target`` (the reference by default).  Raises
+    AssertionError describing the worst mismatch.
 
     >>> import jitgrad as jg, numpy as np
     >>> jg.check_grads(lambda x: jg.sum(jg.sin(x) * x), [np.linspace(0.1, 1, 4)], order=2)
@@ -82,4 +83,4 @@ def check_grads(f, args, order: int = 1, modes=("fwd", "rev"), eps=None, rtol=No
     if order < 1:
         raise ValueError(f"check_grads: order must be at least 1, got {order}")
     _check_once(f, args, tuple(modes), 1e-6 if eps is None else eps, 1e-5 if rtol is None else rtol,
-                1e-6 if atol is None else atol, np.random.default_rng(seed), order, "order 1")
+                1e-6 if atol is None else atol, np.random.default_rng(seed), order, "order 1", target)

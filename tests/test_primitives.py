@@ -13,12 +13,13 @@ import math
 
 import numpy as np
 import pytest
+import scipy.linalg
 import scipy.special
 
 import jitgrad as jg
 from jitgrad import functions as F
 from jitgrad.graph import bind, topological_order
-from jitgrad.ops import BY_NAME, leaf, shape as sh
+from jitgrad.ops import BY_NAME, leaf, linalg as la, shape as sh
 
 rng = np.random.default_rng(0)
 
@@ -41,6 +42,21 @@ class Case:
 X34 = uniform(-2, 2, 3, 4)
 POS34 = uniform(0.1, 3, 3, 4)
 IDX = np.array([[2, 0], [1, 2]])
+X33 = uniform(-2, 2, 3, 3)
+
+
+def SQUARE3():
+    """A well-conditioned 3x3 matrix."""
+    return rng.uniform(-1, 1, (3, 3)) + 3 * np.eye(3)
+
+
+def _matrix_function(w, v):
+    """V sin(diag w) Vᵀ: a loss that does not depend on the eigenvectors' signs."""
+    return (v * jg.sin(w) if isinstance(w, jg.Tensor) else v * np.sin(w)) @ v.T
+
+
+def _singular_function(u, s, vt):
+    return (u * jg.tanh(s) if isinstance(s, jg.Tensor) else u * np.tanh(s)) @ vt
 
 CASES = [
     Case("neg", lambda x: -x, np.negative, (X34,)),
@@ -112,6 +128,30 @@ CASES = [
     Case("matmul_vec", lambda a, v: a @ v, np.matmul, (X34, uniform(-1, 1, 4))),
     Case("dot", jg.dot, np.dot, (uniform(-1, 1, 2, 3), uniform(-1, 1, 4, 3, 2))),
     Case("outer", jg.outer, np.outer, (uniform(-1, 1, 3), uniform(-1, 1, 4))),
+    Case("solve", jg.linalg.solve, np.linalg.solve, (SQUARE3, uniform(-1, 1, 3, 2))),
+    Case("solve_batched", jg.linalg.solve, lambda a, b: np.linalg.solve(a, b[..., None])[..., 0],
+         (lambda: SQUARE3() + np.zeros((2, 1, 1)), uniform(-1, 1, 2, 3))),
+    Case("inv", jg.linalg.inv, np.linalg.inv, (SQUARE3,)),
+    Case("det", jg.linalg.det, np.linalg.det, (SQUARE3,)),
+    Case("slogdet", lambda a: jg.linalg.slogdet(a)[1], lambda a: np.linalg.slogdet(a)[1], (SQUARE3,)),
+    Case("slogdet_sign", lambda a: jg.linalg.slogdet(a)[0], lambda a: np.linalg.slogdet(a)[0],
+         (lambda: SQUARE3() * np.array([[-1.0], [1], [1]]),), differentiable=False),
+    Case("cholesky", lambda m: jg.linalg.cholesky(m @ m.T + 3 * np.eye(3)),
+         lambda m: np.linalg.cholesky(m @ m.T + 3 * np.eye(3)), (uniform(-1, 1, 3, 3),)),
+    Case("triangular_solve", lambda t, b: bind(la.triangular_solve_p, t, b, lower=True, trans=False),
+         lambda t, b: scipy.linalg.solve_triangular(t, b, lower=True), (SQUARE3, uniform(-1, 1, 3, 2))),
+    Case("triangular_solve_upper_t", lambda t, b: bind(la.triangular_solve_p, t, b, lower=False, trans=True),
+         lambda t, b: scipy.linalg.solve_triangular(t, b, lower=False, trans=1), (SQUARE3, uniform(-1, 1, 3, 2))),
+    Case("eigh_values", lambda a: jg.linalg.eigh(a)[0], lambda a: np.linalg.eigvalsh((a + a.T) / 2), (X33,)),
+    Case("eigh_function", lambda a: _matrix_function(*jg.linalg.eigh(a)),
+         lambda a: _matrix_function(*np.linalg.eigh((a + a.T) / 2)), (X33,)),
+    Case("svd_values", lambda a: jg.linalg.svd(a)[1], lambda a: np.linalg.svd(a, compute_uv=False), (X34,)),
+    Case("svd_function", lambda a: _singular_function(*jg.linalg.svd(a)),
+         lambda a: _singular_function(*np.linalg.svd(a, full_matrices=False)), (X34,)),
+    Case("svd_function_tall", lambda a: _singular_function(*jg.linalg.svd(a)),
+         lambda a: _singular_function(*np.linalg.svd(a, full_matrices=False)), (uniform(-2, 2, 4, 3),)),
+    Case("norm_nuclear", lambda a: jg.linalg.norm(a, "nuc"), lambda a: np.linalg.norm(a, "nuc"), (X34,)),
+    Case("norm", jg.linalg.norm, np.linalg.norm, (X34,)),
     Case("relu", jg.relu, lambda x: np.maximum(x, 0), (X34,)),
     Case("leaky_relu", lambda x: jg.leaky_relu(x, 0.1), lambda x: np.where(x > 0, x, 0.1 * x), (X34,)),
     Case("elu", jg.elu, lambda x: np.where(x > 0, x, np.expm1(x)), (X34,)),

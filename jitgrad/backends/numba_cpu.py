@@ -221,6 +221,11 @@ class _ProgramWriter:
     def name(self, v: Var) -> str:
         return f"v_{v.name}"
 
+    def use(self, statement: str) -> None:
+        """Import a library module into the program (once)."""
+        if statement not in self.imports:
+            self.imports.append(statement)
+
     def value(self, v: Var) -> str:
         """How a kernel receives ``v``: 0-d inputs as the number itself."""
         return f"s_{v.name}" if v in self.scalar_inputs else self.name(v)
@@ -362,13 +367,40 @@ def _emit_full_like(pw, e):
     return [_fill(pw, e.out, _literal(e.attrs["value"], e.out.dtype))]
 
 
+def _stack(pw, v: Var, core: int) -> str:
+    """``v`` as a stack with its batch axes flattened into one: the LAPACK helpers' layout."""
+    batch = " * ".join(pw.size(d) for d in v.dims[:len(v.dims) - core]) or "1"
+    tail = "".join(f", {pw.size(d)}" for d in v.dims[len(v.dims) - core:])
+    return f"np.reshape({pw.name(v)}, ({batch}{tail}))"
+
+
+def _lapack(routine: str, operands: tuple, out_core: int = 2, attrs: tuple = ()):
+    """Emit a call of ``jitgrad.backends.lapack.<routine>`` on the stacked operands
+    (inputs at the positions ``operands``), writing the output in place."""
+    def emit(pw, e):
+        pw.use("from jitgrad.backends import lapack")
+        args = [_stack(pw, e.ins[i], 2) for i in operands] + [_stack(pw, e.out, out_core)]
+        args += [repr(bool(e.attrs[name])) for name in attrs]
+        return [f"lapack.{routine}({', '.join(args)})"]
+    return emit
+
+
 def _emit_transpose(pw, e):
     return [f"{pw.name(e.out)} = {pw.name(e.ins[0])}.T"]     # a matmul operand: BLAS reads it as is
 
 
 _LIBRARY = {sh.reshape_p: _emit_reshape, sh.transpose_p: _emit_transpose, sh.unslice_p: _emit_unslice,
             sh.scatter_add_p: _emit_scatter_add, sh.concatenate_p: _emit_concatenate,
-            sh.full_p: _emit_full, sh.full_like_p: _emit_full_like, linalg.matmul_p: _emit_matmul}
+            sh.full_p: _emit_full, sh.full_like_p: _emit_full_like, linalg.matmul_p: _emit_matmul,
+            linalg.lu_p: _lapack("lu_factor", (0,)),
+            linalg.lu_solve_p: _lapack("lu_solve", (0, 2), attrs=("trans",)),
+            linalg.lu_det_p: _lapack("lu_det", (0,), out_core=0),
+            linalg.lu_logabsdet_p: _lapack("lu_logabsdet", (0,), out_core=0),
+            linalg.lu_sign_p: _lapack("lu_sign", (0,), out_core=0),
+            linalg.cholesky_p: _lapack("cholesky", (0,)),
+            linalg.triangular_solve_p: _lapack("triangular_solve", (0, 1), attrs=("lower", "trans")),
+            linalg.eigh_p: _lapack("eigh", (0,)),
+            linalg.svd_p: _lapack("svd", (0,))}
 
 
 def _all_dims(schedule: Schedule) -> list[Dim]:
