@@ -46,6 +46,8 @@ def fmt(v) -> str:
         return f"{float(v):.10g}"
     if v.size > 1 and np.all(v == v.flat[0]):
         return f"{float(v.flat[0]):.10g} (all {v.size})"
+    if v.size > 4:          # long arrays: the first entries and the shape (all are compared)
+        return "[" + ", ".join(f"{float(e):.4g}" for e in v.flat[:3]) + f", ...] {v.shape}"
     return "[" + ", ".join(f"{float(e):.6g}" for e in v.flat) + "]"
 
 
@@ -85,6 +87,26 @@ def l_both_modes():
         ("dL/dw2, forward, seed (0,1)", math.log(2) * s, "formula", f2),
         ("dL/dw2, reverse", math.log(2) * s, "formula", r2),
     ])
+
+
+def linear_solve_adjoint():
+    rng = np.random.default_rng(1)
+    Av, bv, c = rng.normal(size=(3, 3)) + 3 * np.eye(3), rng.normal(size=3), rng.normal(size=3)
+    A, b = jg.input("A", (3, 3)), jg.input("b", (3,))
+    gA, gb = run([A, b], jg.grad(jg.sum(c * jg.linalg.solve(A, b)), [A, b]), Av, bv)
+    xv, lam = np.linalg.solve(Av, bv), np.linalg.solve(Av.T, c)
+    table("[001] x = A^-1 b, L = <c, x>: the adjoint of a linear solve (one LU for both)", [
+        ("dL/db = A^-T c", lam, "formula", gb),
+        ("dL/dA = -A^-T c x^T", -np.outer(lam, xv), "formula", gA)])
+
+
+def svd_adjoint():
+    Wv, c = np.random.default_rng(2).normal(size=(4, 3)), np.array([3.0, 2.0, 1.0])
+    W = jg.input("W", (4, 3))
+    (gW,) = run([W], jg.grad(jg.sum(c * jg.linalg.svd(W)[1]), [W]), Wv)
+    U, _, Vt = np.linalg.svd(Wv, full_matrices=False)
+    table("[001] L = <c, s(W)> for the singular values s of a 4x3 W", [
+        ("dL/dW = U diag(c) V^T", U @ np.diag(c) @ Vt, "formula", gW)])
 
 
 # -- [003] ---------------------------------------------------------------------
@@ -133,6 +155,13 @@ def detach():
     table("[003] y = x.detach() is jg.stop_gradient(x): same values, no gradient", [
         ("x.eq(y).all()", True, "printed", np.all(yv == [1.0, 2.0, 3.0])),
         ("d sum(y^2) / dx", np.zeros(3), "stated", g)])
+
+
+def d_log_det():
+    Av = np.random.default_rng(4).normal(size=(3, 3)) + 3 * np.eye(3)
+    A = jg.input("A", (3, 3))
+    (g,) = run([A], jg.grad(jg.linalg.slogdet(A)[1], [A]), Av)
+    table("[003] d log|det A| / dA", [("A^-T", np.linalg.inv(Av).T, "formula", g)])
 
 
 # -- [004] ---------------------------------------------------------------------
@@ -193,8 +222,8 @@ def sigmoid_bound():
         ("max sigmoid'(s), s in [-10, 10]", 0.25, "stated", d.max())])
 
 
-EXAMPLES = [l_both_modes, d_equals_a_a_plus_b, mean_of_squares, func_derivative,
-            vjp_with_cotangent, detach, a_x_plus_b, x_plus_y_pow_z_minus_w, newton_raphson,
+EXAMPLES = [l_both_modes, linear_solve_adjoint, svd_adjoint, d_equals_a_a_plus_b, mean_of_squares,
+            func_derivative, vjp_with_cotangent, detach, d_log_det, a_x_plus_b, x_plus_y_pow_z_minus_w, newton_raphson,
             jacobian_shapes, sigmoid_bound]
 
 
