@@ -1,16 +1,18 @@
-"""Issue 3's benchmark table, measured in one process: ``python benchmarks/report.py``.
+"""Issue 3's and issue 4's benchmark tables, measured in one process: ``python benchmarks/report.py``.
 
 Each workload runs next to its hand-written baseline (median of several
-``timeit`` repeats, after compile and JIT warm-up); W6 and the memory row run
-subprocesses (see ``_workloads.py``). Prints Markdown: the table of issue 3
-(figure, baseline, ratio, target, pass/miss), then the other figures measured
-on the way (NumPy eager W2, the @njit W3 step, W6's breakdown, ...).
+``timeit`` repeats, after compile and JIT warm-up; W4 and W5, linear algebra,
+best of interleaved repeats, see ``best_per_call``); W6 and the memory row run
+subprocesses (see ``_workloads.py``). Prints Markdown: the table of issues 3
+and 4 (figure, baseline, ratio, target, pass/miss), then the other figures
+measured on the way (NumPy eager W2, the @njit W3 step, W6's breakdown, ...).
 
-About 2-3 minutes on 2 cores once the 64-layer chain of the memory row is in
+About 3-4 minutes (W4 and W5: 45 s) on 2 cores once the 64-layer chain of the memory row is in
 the jitgrad cache (``JITGRAD_CACHE_DIR``, default ~/.cache/jitgrad); its first
 compile takes a minute or more. Options: ``--quick`` (fewer repeats, one cold
 W6 run), ``--no-subprocess`` (skip W6 and memory), ``--memory-all`` (also the
-chain with the weights' gradients).
+chain with the weights' gradients), ``--only w4,w5`` (just those measures, from
+w1, w2, w3, w4, w5, w6, memory).
 """
 from __future__ import annotations
 
@@ -26,8 +28,10 @@ import timeit
 import numpy as np
 
 try:                                    # imported by asv as benchmarks.report
+    from . import _linalg_workloads as L
     from . import _workloads as W
 except ImportError:                     # run as a script
+    import _linalg_workloads as L
     import _workloads as W
 
 import jitgrad as jg
@@ -40,6 +44,23 @@ import jitgrad as jg
 def per_call(fn, number: int, repeat: int) -> float:
     """Median over `repeat` runs of the mean seconds per call over `number` calls."""
     return statistics.median(timeit.repeat(fn, number=number, repeat=repeat)) / number
+
+
+def best_per_call(fns: dict, number: dict, repeat: int) -> dict:
+    """For each named function, the best over `repeat` rounds of the mean seconds per call
+    over `number[name]` calls, the functions taking turns within each round: a burst of load
+    from another process then hits every function of a ratio alike, and the best round is the
+    one least disturbed."""
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            best[name] = min(best[name], timeit.timeit(fn, number=number[name]) / number[name])
+    return best
+
+
+def calls_for(fn, seconds: float) -> int:
+    """How many calls of `fn` (already warm) take about `seconds`."""
+    return max(1, round(seconds / timeit.timeit(fn, number=1)))
 
 
 def fmt_time(seconds: float | None) -> str:
@@ -69,6 +90,7 @@ class Report:
         self.rows: list[tuple] = []          # the issue's table
         self.extra: list[tuple] = []         # other figures
         self.notes: list[str] = []
+        self.checked: set[str] = set()       # checks run once per report (see _check_linalg_baselines)
 
     def row(self, workload, measure, figure, baseline, r, target, ok):
         self.rows.append((workload, measure, figure, baseline, r, target, verdict(ok)))
@@ -253,7 +275,103 @@ def measure_memory(rep: Report, quick: bool, wrts=("x",)):
                     "no `jg.checkpoint`", f"none {mib(none):.2f} MiB", "n/a", "<= 0.4x", None)
 
 
+def _check_linalg_baselines(rep: Report) -> None:
+    """L.verify() once per report: the hand-written W4/W5 gradients equal jitgrad's (rtol 1e-8)."""
+    if "linalg" in rep.checked:
+        return
+    rep.checked.add("linalg")
+    progress("W4/W5: checking the hand-written gradients against jitgrad's (small sizes)")
+    try:
+        rep.other("W4/W5 hand-written gradients vs jitgrad's, small sizes", f"{L.verify():.1e}",
+                  "largest deviation relative to the array's scale (asserted rtol 1e-8)")
+    except AssertionError as error:
+        rep.note(f"W4/W5: a hand-written baseline disagrees with jitgrad: {str(error).strip()[:300]}")
+
+
+def _linalg_times(fns: dict, quick: bool) -> dict:
+    """best_per_call of warm functions, about 20 ms (quick) or 50 ms per sample. Malloc keeps
+    freed memory from here on (L.keep_freed_heap: W1-W3 ran before, W6 and memory run in
+    subprocesses), or the hand-written W4 pays ~1000 page faults a call."""
+    L.keep_freed_heap()
+    for fn in fns.values():
+        fn()
+    number = {name: calls_for(fn, 0.02 if quick else 0.05) for name, fn in fns.items()}
+    return best_per_call(fns, number, 3 if quick else 7)
+
+
+def _linalg_figures(rep: Report, workload: str, t: dict, label: str, in_table: bool):
+    """The two ratios of issue 4 from one set of interleaved times: rows of the table or one
+    "other" line. t: jitgrad "value" and "grad" (value+gradient), "hand" and "hand_value"."""
+    r_grad, r_hand = ratio(t["grad"], t["value"]), ratio(t["grad"], t["hand"])
+    if in_table:
+        rep.row(workload, f"value+gradient / value-only, {label}", fmt_time(t["grad"]),
+                f"value-only {fmt_time(t['value'])}", fmt_ratio(r_grad), "<= 1.3x", r_grad <= 1.3)
+        rep.row(workload, f"value+gradient vs hand-written SciPy, {label}", fmt_time(t["grad"]),
+                f"hand {fmt_time(t['hand'])}", fmt_ratio(r_hand), "<= 1.1x", r_hand <= 1.1)
+    else:
+        rep.other(f"{workload}, {label}: value+gradient", fmt_time(t["grad"]),
+                  f"{fmt_ratio(r_grad)} value-only ({fmt_time(t['value'])}); "
+                  f"{fmt_ratio(r_hand)} hand-written ({fmt_time(t['hand'])})")
+    rep.other(f"{workload}, {label}: value-only", fmt_time(t["value"]),
+              f"{fmt_ratio(ratio(t['value'], t['hand_value']))} the hand-written value-only "
+              f"({fmt_time(t['hand_value'])})")
+
+
+def _blas_settings(rep: Report) -> list:
+    try:
+        import threadpoolctl  # noqa: F401
+        return [None, 1]
+    except ImportError:
+        rep.note("threadpoolctl missing: W4/W5 only with the default BLAS threads")
+        return [None]
+
+
+def _blas_label(threads) -> str:
+    return "default BLAS threads" if threads is None else f"BLAS limited to {threads} thread"
+
+
+def measure_w4(rep: Report, quick: bool):
+    """Issue 4's rows at n = 512 (k = 1, 32) with the default BLAS threads; everything else
+    (smaller n, one BLAS thread, value-only vs the hand-written value-only) as other figures."""
+    _check_linalg_baselines(rep)
+    for threads in _blas_settings(rep):
+        for n in L.W4_SIZES:
+            for k in L.W4_RHS:
+                progress(f"W4 n={n} k={k}, {_blas_label(threads)}")
+                a, b = L.w4_data(n, k)
+                fv, fg = L.w4_jitgrad(n, k, False), L.w4_jitgrad(n, k, True)
+                with W.blas_threads(threads):
+                    t = _linalg_times({"value": lambda: fv(a, b), "grad": lambda: fg(a, b),
+                                       "hand": lambda: L.w4_hand_value_and_gradient(a, b),
+                                       "hand_value": lambda: L.w4_hand_value(a, b)}, quick)
+                _linalg_figures(rep, f"W4 sum(solve(A, B)^2), n = {n}, k = {k}", t,
+                                _blas_label(threads), threads is None and n == L.W4_SIZES[-1])
+
+
+def measure_w5(rep: Report, quick: bool):
+    """Issue 4's rows at 512x512 (both losses) with the default BLAS threads; the rest as other
+    figures. The hand-written value-only of sum(c * s) computes no singular vectors."""
+    _check_linalg_baselines(rep)
+    names = {"values": "sum(c * s)", "reconstruction": "sum(M * ((U * s) @ Vt))"}
+    for threads in _blas_settings(rep):
+        for size in L.W5_SIZES:
+            for loss in L.W5_LOSSES:
+                progress(f"W5 {size} {loss}, {_blas_label(threads)}")
+                a, fixed = L.w5_data(size, loss)
+                fv, fg = L.w5_jitgrad(size, loss, False), L.w5_jitgrad(size, loss, True)
+                with W.blas_threads(threads):
+                    t = _linalg_times({"value": lambda: fv(a, fixed), "grad": lambda: fg(a, fixed),
+                                       "hand": lambda: L.w5_hand_value_and_gradient(a, fixed, loss),
+                                       "hand_value": lambda: L.w5_hand_value(a, fixed, loss)}, quick)
+                _linalg_figures(rep, f"W5 {names[loss]}, {size}", t, _blas_label(threads),
+                                threads is None and size == L.W5_SIZES[-1])
+
+
 # ---------------------------------------------------------------------------------------------
+
+MEASURES = {"w1": measure_w1, "w2": measure_w2, "w3": measure_w3, "w4": measure_w4,
+            "w5": measure_w5, "w6": measure_w6, "memory": measure_memory}
+
 
 def header() -> list[str]:
     try:
@@ -276,25 +394,33 @@ def main(argv=None) -> int:
     parser.add_argument("--no-subprocess", action="store_true", help="skip W6 and memory")
     parser.add_argument("--memory-all", action="store_true",
                         help="also the chain with the gradients of all 64 weights")
+    parser.add_argument("--only", metavar="W4,W5",
+                        help=f"comma-separated measures to run, of {','.join(MEASURES)} (default: all)")
     args = parser.parse_args(argv)
+    only = set(MEASURES if args.only is None else args.only.lower().split(","))
+    if only - set(MEASURES):
+        parser.error(f"--only: unknown {','.join(sorted(only - set(MEASURES)))}; "
+                     f"choose from {','.join(MEASURES)}")
+    if args.no_subprocess:
+        only -= {"w6", "memory"}
     command = "python benchmarks/report.py" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
     start = time.perf_counter()
     load_start = os.getloadavg()[0]
     head = header()
     rep = Report()
-    guarded(rep, "W1", measure_w1, args.quick)
-    guarded(rep, "W2", measure_w2, args.quick)
-    guarded(rep, "W3", measure_w3, args.quick)
-    if not args.no_subprocess:
-        guarded(rep, "W6", measure_w6, args.quick)
-        guarded(rep, "memory", measure_memory, args.quick, ("x", "all") if args.memory_all else ("x",))
+    extra = {"memory": (("x", "all") if args.memory_all else ("x",),)}
+    for name, measure in MEASURES.items():
+        if name in only:
+            guarded(rep, name.upper() if name.startswith("w") else name, measure, args.quick,
+                    *extra.get(name, ()))
     elapsed = time.perf_counter() - start
 
     load_end = os.getloadavg()[0]
     if max(load_start, load_end) > 0.7:
         rep.note(f"the machine was busy (1-min load average {load_start:.2f} at start, {load_end:.2f} "
                  "at end, 2 cores would be free at 0): with other processes on the cores, "
-                 "OpenBLAS's spinning threads make W3 10-40x slower, and every figure is noisier")
+                 "OpenBLAS's spinning threads make W3, W4 and W5 at the default BLAS threads "
+                 "10-40x slower, and every figure is noisier")
     out = [f"Command: `{command}` ({elapsed:.0f} s). " + head[0]
            + f", at end {load_end:.2f}.", "",
            "| workload | measure | jitgrad | baseline | ratio | target | result |",
@@ -305,8 +431,9 @@ def main(argv=None) -> int:
         out += ["| " + " | ".join(r) + " |" for r in rep.extra]
     if rep.notes:
         out += [""] + [f"- {n}" for n in rep.notes]
-    out += ["", "Times are medians of `timeit` repeats in one process after warm-up; ratios are "
-                "jitgrad / baseline. W6 runs subprocesses with fresh (cold) or previously filled "
+    out += ["", "Times are medians of `timeit` repeats in one process after warm-up (W4, W5: the "
+                "best of interleaved repeats); ratios are jitgrad / baseline. W6 runs subprocesses "
+                "with fresh (cold) or previously filled "
                 "(warm) JITGRAD_CACHE_DIR and NUMBA_CACHE_DIR. Memory (tracemalloc, in a subprocess) is "
                 "what compiling an already JIT-compiled graph keeps (jitgrad's workspace) plus the "
                 "peak allocated during its first call; RSS growth is a cross-check."]
