@@ -8,7 +8,7 @@
 >>> f(np.arange(3.0))
 (array(5.), array([0., 2., 4.]))
 """
-from . import linalg, nn
+from . import data, linalg, nn, optim
 from .autodiff import checkpoint, grad, hessian, hvp, jacobian, jvp, stop_gradient, vjp
 from .compile import Executable, compile
 from .functions import (
@@ -21,6 +21,7 @@ from .functions import (
 from .check import check_grads
 from .graph import Tensor, constant, input, inputs_of, param
 from .io import load, save
+from .params import load_params, save_params
 from .viz import render, to_dot
 
 __version__ = "0.1.0"
