@@ -252,6 +252,20 @@ def test_svd_square_tall_and_wide(dtype, batch, shape):
     assert_gauge(u)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(5, 5), (5, 3), (3, 5)])
+def test_values_only_variants_write_row_0_as_the_full_ones_do(dtype, shape):
+    a = matrix(np.random.default_rng(7), 3, *shape, dtype)
+    k = min(shape)
+    out = np.full((3, 1 + sum(shape), k), np.nan, dtype)
+    lapack.svd_values(a, out)
+    close(out[:, 0], ref.svd(a)[:, 0])
+    square = a[:, :k, :k].copy()
+    out = np.full((3, k + 1, k), np.nan, dtype)
+    lapack.eigh_values(square, out)
+    close(out[:, 0], ref.eigh(square)[:, 0])
+
+
 def test_arrays_handed_to_lapack_must_be_c_contiguous():
     f = np.empty((1, 3, 4)).transpose(0, 2, 1)       # (1, 4, 3) in the wrong order
     with pytest.raises(TypingError, match="C-contiguous"):

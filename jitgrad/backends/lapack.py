@@ -155,24 +155,26 @@ def _potrf(uplo, n, a):
 
 
 @njit(cache=True)
-def _syevd(n, a, w, work, lwork, iwork, liwork):
-    """Eigenvalues (to `w`, ascending) and eigenvectors (columns of `a`, in place) of the
-    symmetric n-by-n `a`, from its lower triangle. lwork = liwork = -1 only queries sizes."""
+def _syevd(jobz, n, a, w, work, lwork, iwork, liwork):
+    """Eigenvalues (to `w`, ascending) and, if jobz is 'V', eigenvectors (columns of `a`, in
+    place) of the symmetric n-by-n `a`, from its lower triangle. lwork = liwork = -1 only
+    queries sizes."""
     _contiguous(a, w, work, iwork)
     info = _byref(np.intc(0))
-    _call("syevd", _byref(np.uint8(_V)), _byref(np.uint8(_L)), _byref(np.intc(n)), a.ctypes,
+    _call("syevd", _byref(np.uint8(jobz)), _byref(np.uint8(_L)), _byref(np.intc(n)), a.ctypes,
           _byref(np.intc(n)), w.ctypes, work.ctypes, _byref(np.intc(lwork)), iwork.ctypes,
           _byref(np.intc(liwork)), info)
     return info[0]
 
 
 @njit(cache=True)
-def _gesdd(m, n, a, s, u, ldu, vt, ldvt, work, lwork, iwork):
+def _gesdd(jobz, m, n, a, s, u, ldu, vt, ldvt, work, lwork, iwork):
     """Thin SVD of the column-major m-by-n `a` (destroyed): a = U diag(s) VT, with U m-by-k at
-    `u` and VT k-by-n at `vt`, k = min(m, n). lwork = -1 only queries the size."""
+    `u` and VT k-by-n at `vt`, k = min(m, n) (jobz 'S'), or the singular values alone (jobz
+    'N'). lwork = -1 only queries the size."""
     _contiguous(a, s, u, vt, work, iwork)
     info = _byref(np.intc(0))
-    _call("gesdd", _byref(np.uint8(_S)), _byref(np.intc(m)), _byref(np.intc(n)), a.ctypes,
+    _call("gesdd", _byref(np.uint8(jobz)), _byref(np.intc(m)), _byref(np.intc(n)), a.ctypes,
           _byref(np.intc(m)), s.ctypes, u.ctypes, _byref(np.intc(ldu)), vt.ctypes,
           _byref(np.intc(ldvt)), work.ctypes, _byref(np.intc(lwork)), iwork.ctypes, info)
     return info[0]
@@ -349,14 +351,14 @@ def eigh(a, out):
         return
     s = np.empty((n, n), a.dtype)
     work, iwork = np.empty(1, a.dtype), np.empty(1, np.intc)
-    _syevd(n, s, out[0, 0], work, -1, iwork, -1)
+    _syevd(_V, n, s, out[0, 0], work, -1, iwork, -1)
     work = np.empty(_lwork(work[0], 1 + 6 * n + 2 * n * n), a.dtype)
     iwork = np.empty(_lwork(iwork[0], 3 + 5 * n), np.intc)
     for i in range(a.shape[0]):
         for r in range(n):
             for c in range(r + 1):
                 s[r, c] = s[c, r] = 0.5 * (a[i, r, c] + a[i, c, r])
-        if _syevd(n, s, out[i, 0], work, work.size, iwork, iwork.size) != 0:
+        if _syevd(_V, n, s, out[i, 0], work, work.size, iwork, iwork.size) != 0:
             raise LinAlgError("Eigenvalues did not converge")
         v = out[i, 1:]
         _copy(s.T, v)
@@ -384,12 +386,12 @@ def svd(a, out):
     copy = np.empty((m, n), a.dtype)          # gesdd destroys its input
     v_t = np.empty((k, n), a.dtype)
     work, iwork = np.empty(1, a.dtype), np.empty(8 * k, np.intc)
-    _gesdd(n, m, copy, out[0, 0], v_t, n, out[0, 1:1 + m], k, work, -1, iwork)
+    _gesdd(_S, n, m, copy, out[0, 0], v_t, n, out[0, 1:1 + m], k, work, -1, iwork)
     work = np.empty(_lwork(work[0], 4 * k * k + 6 * k + max(m, n)), a.dtype)
     for i in range(a.shape[0]):
         _copy(a[i], copy)
         u = out[i, 1:1 + m]
-        if _gesdd(n, m, copy, out[i, 0], v_t, n, u, k, work, work.size, iwork) != 0:
+        if _gesdd(_S, n, m, copy, out[i, 0], v_t, n, u, k, work, work.size, iwork) != 0:
             raise LinAlgError("SVD did not converge")
         v = out[i, 1 + m:]
         _copy(v_t.T, v)
@@ -397,3 +399,46 @@ def svd(a, out):
             if _largest_is_negative(u, j):
                 _negate_column(u, j)
                 _negate_column(v, j)
+
+
+# ---------------------------------------------------------------------------------------------
+# Values only: when a program reads nothing but row 0 of a packed eigh or svd result (the
+# eigenvalues, the singular values), LAPACK skips the vectors, which is about half the work.
+# The rest of `out` is left unwritten.
+# ---------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def eigh_values(a, out):
+    """Row 0 of what `eigh` writes: the eigenvalues of (a + aᵀ)/2, ascending."""
+    n = a.shape[1]
+    if a.shape[0] == 0 or n == 0:
+        return
+    s = np.empty((n, n), a.dtype)
+    work, iwork = np.empty(1, a.dtype), np.empty(1, np.intc)
+    _syevd(_N, n, s, out[0, 0], work, -1, iwork, -1)
+    work = np.empty(_lwork(work[0], 2 * n + 1), a.dtype)
+    iwork = np.empty(_lwork(iwork[0], 1), np.intc)
+    for i in range(a.shape[0]):
+        for r in range(n):
+            for c in range(r + 1):
+                s[r, c] = s[c, r] = 0.5 * (a[i, r, c] + a[i, c, r])
+        if _syevd(_N, n, s, out[i, 0], work, work.size, iwork, iwork.size) != 0:
+            raise LinAlgError("Eigenvalues did not converge")
+
+
+@njit(cache=True)
+def svd_values(a, out):
+    """Row 0 of what `svd` writes: the singular values of a, descending."""
+    m, n = a.shape[1], a.shape[2]
+    k = min(m, n)
+    if a.shape[0] == 0 or k == 0:
+        return
+    copy = np.empty((m, n), a.dtype)
+    unused = np.empty(1, a.dtype)             # u and vt are not referenced with jobz 'N'
+    work, iwork = np.empty(1, a.dtype), np.empty(8 * k, np.intc)
+    _gesdd(_N, n, m, copy, out[0, 0], unused, 1, unused, 1, work, -1, iwork)
+    work = np.empty(_lwork(work[0], 3 * k + max(max(m, n), 7 * k)), a.dtype)
+    for i in range(a.shape[0]):
+        _copy(a[i], copy)
+        if _gesdd(_N, n, m, copy, out[i, 0], unused, 1, unused, 1, work, work.size, iwork) != 0:
+            raise LinAlgError("SVD did not converge")

@@ -216,6 +216,7 @@ class _ProgramWriter:
         self.literals = {v: _literal(value, v.dtype) for v, value in schedule.consts if value.ndim == 0}
         self.inlined = {v for v in self.literals if v not in library_inputs and v not in escaping}
         self.scalar_inputs = {v for v in schedule.inputs if not v.dims}
+        self.values_only = _values_only(schedule)
         self.boxed_inputs = self.scalar_inputs & (library_inputs | escaping)   # need an array too
 
     def name(self, v: Var) -> str:
@@ -385,6 +386,23 @@ def _lapack(routine: str, operands: tuple, out_core: int = 2, attrs: tuple = ())
     return emit
 
 
+def _decomposition(routine: str):
+    """eigh/svd, or their values-only variants where the program reads row 0 alone."""
+    full, values = _lapack(routine, (0,)), _lapack(f"{routine}_values", (0,))
+    return lambda pw, e: (values if e.out in pw.values_only else full)(pw, e)
+
+
+def _values_only(schedule: Schedule) -> set:
+    """Packed eigh/svd results read only through slices of row 0: the values, no vectors
+    (a value-only nuclear norm, say; a gradient reads the vectors too)."""
+    found = {e.out for e in schedule.eqns if e.op in (linalg.eigh_p, linalg.svd_p)}
+    found -= set(schedule.outputs) | {v for _, v in schedule.updates}
+    for e in schedule.eqns:
+        if not (e.op is sh.slice_p and e.attrs["index"][-2] == (0, 1, 1)):
+            found -= set(e.ins)
+    return found
+
+
 def _emit_transpose(pw, e):
     return [f"{pw.name(e.out)} = {pw.name(e.ins[0])}.T"]     # a matmul operand: BLAS reads it as is
 
@@ -399,8 +417,8 @@ _LIBRARY = {sh.reshape_p: _emit_reshape, sh.transpose_p: _emit_transpose, sh.uns
             linalg.lu_sign_p: _lapack("lu_sign", (0,), out_core=0),
             linalg.cholesky_p: _lapack("cholesky", (0,)),
             linalg.triangular_solve_p: _lapack("triangular_solve", (0, 1), attrs=("lower", "trans")),
-            linalg.eigh_p: _lapack("eigh", (0,)),
-            linalg.svd_p: _lapack("svd", (0,))}
+            linalg.eigh_p: _decomposition("eigh"),
+            linalg.svd_p: _decomposition("svd")}
 
 
 def _all_dims(schedule: Schedule) -> list[Dim]:
