@@ -21,7 +21,13 @@ def _cpu_program(schedule, **options):
     return CpuProgram(schedule, **options)
 
 
-TARGETS = {"numpy": lambda schedule, **options: NumpyProgram(schedule), "cpu": _cpu_program}
+def _cuda_program(schedule, **options):
+    from .backends.cuda import CudaProgram
+    return CudaProgram(schedule, **options)
+
+
+TARGETS = {"numpy": lambda schedule, **options: NumpyProgram(schedule), "cpu": _cpu_program,
+           "cuda": _cuda_program}
 OPTIONS = {"parallel": False, "fastmath": False}
 
 
@@ -116,6 +122,7 @@ class Executable:
         self._program = TARGETS[target](schedule, **self.options)
         self.schedule = getattr(self._program, "schedule", schedule)
         self._takes_scalars = getattr(self._program, "takes_scalars", False)
+        self._takes_payloads = getattr(self._program, "takes_payloads", False)   # device-resident params
 
         self._sizes = self._size_classes(roots)
         self._names = [x.name for x in self.inputs]
@@ -209,7 +216,7 @@ class Executable:
             if results is not None:
                 if self._updated:
                     for p, value in zip(self._updated, results[self._n_out:]):
-                        p._payload.array = value
+                        p._payload.assign(value)
                     results = results[:self._n_out]
                 return results[0] if self._single else results
         arrays = args if not kwargs and len(args) == len(self._names) else self._arguments(args, kwargs)
@@ -218,9 +225,11 @@ class Executable:
             checked, sizes = self._check(arrays)
         else:
             sizes = {}
-        results = self._program(checked, [node._payload.array for node in self.params], sizes)
+        params = [node._payload if self._takes_payloads else node._payload.array
+                  for node in self.params]
+        results = self._program(checked, params, sizes)
         for p, value in zip(self._updated, results[self._n_out:]):
-            p._payload.array = value       # a fresh array of the param's dtype and shape
+            p._payload.assign(value)       # a fresh array of the param's dtype and shape
         return results[0] if self._single else tuple(results[:self._n_out])
 
     @property

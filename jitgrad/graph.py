@@ -37,12 +37,35 @@ _serials = itertools.count()    # creation order: tells a checkpointed region's 
 
 
 class ParamState:
-    """The mutable value behind a param node; nodes themselves never change."""
+    """The mutable value behind a param node; nodes themselves never change.
 
-    __slots__ = ("array",)
+    On the CUDA target the newest value lives on the device (``device``); the
+    host copy is then refreshed on first read, so ``p.value`` and the CPU
+    targets always see the newest value, and setting it on the host drops the
+    stale device copy.
+    """
+
+    __slots__ = ("_host", "device", "shape")
 
     def __init__(self, array: np.ndarray):
-        self.array = array
+        self._host, self.device, self.shape = array, None, array.shape
+
+    @property
+    def array(self) -> np.ndarray:
+        if self._host is None:
+            self._host = self.device.copy_to_host().reshape(self.shape)
+        return self._host
+
+    @array.setter
+    def array(self, value: np.ndarray) -> None:
+        self._host, self.device = value, None
+
+    def assign(self, value) -> None:
+        """Take a new value computed by a program: a host array, or a device array."""
+        if isinstance(value, np.ndarray):
+            self.array = value
+        else:
+            self._host, self.device = None, value
 
 
 class Tensor:

@@ -1,0 +1,300 @@
+"""The CUDA target: the schedule's kernels on an NVIDIA GPU through numba.cuda.
+
+The schedule is fused exactly as for the CPU (``jitgrad.fusion``), and every
+kernel becomes a ``@cuda.jit`` function (``cuda_kernels``).  Library operations
+(matmul, shape changes, the factorizations) are kernels of their own
+(``cuda_library``, ``cuda_linalg``): nothing runs on the host.  A host driver
+launches the steps in schedule order, with buffers from the memory plan in a
+device workspace kept across calls.
+
+Params live on the device between calls (``ParamState.device``); only the
+arguments and the outputs cross the bus, and ``p.value`` copies a param back on
+demand.  Kernels cannot raise on a GPU: an index out of bounds or a singular
+matrix sets a flag that the driver checks before returning, so an error is
+raised before any param changes.
+
+On a machine without a GPU, ``NUMBA_ENABLE_CUDASIM=1`` (set before numba is
+imported) runs everything in Numba's CUDA simulator.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..fusion import Call, FusedSchedule, Kernel, fuse
+from ..memory import plan_memory
+from ..ops import linalg, shape as sh
+from ..primitive import Dim, resolve_dim
+from ..schedule import Schedule, Var
+from .cache import load_module
+from .cuda_kernels import PRELUDE, CudaKernelWriter
+from .numba_cpu import _literal, _values_only
+
+
+def cuda_module():
+    """numba.cuda, or a clear error naming what is missing."""
+    try:
+        from numba import config, cuda
+    except ImportError as e:            # pragma: no cover - numba always has cuda
+        raise RuntimeError(f"target 'cuda' needs numba.cuda: {e}") from e
+    if not config.ENABLE_CUDASIM and not cuda.is_available():
+        raise RuntimeError(
+            "target 'cuda' needs an NVIDIA GPU with its driver and numba-cuda "
+            "(pip install 'jitgrad[cuda]'); none is usable here. To run CUDA programs without "
+            "a GPU, set NUMBA_ENABLE_CUDASIM=1 before numba is imported (Numba's simulator).")
+    return cuda
+
+
+def simulated() -> bool:
+    from numba import config
+    return bool(config.ENABLE_CUDASIM)
+
+
+def threads_per_block() -> int:
+    return 32 if simulated() else 256     # the simulator pays per simulated thread
+
+
+def launch_config(work: int) -> tuple[int, int]:
+    """Blocks and threads for ``work`` grid-stride iterations."""
+    threads = threads_per_block()
+    cap = 2 if simulated() else 1024
+    return max(1, min(cap, math.ceil(work / threads))), threads
+
+
+def _device_shape(dims, sizes) -> tuple:
+    """A buffer's shape on the device: 0-d values are arrays of one element."""
+    return tuple(resolve_dim(d, sizes) for d in dims) or (1,)
+
+
+class CudaProgram:
+    """A schedule compiled for CUDA: call it like the numpy reference program, with the
+    params' states (``takes_payloads``) so that their values stay on the device."""
+
+    takes_payloads = True
+    takes_scalars = True
+
+    def __init__(self, schedule: Schedule, *, parallel: bool = False, fastmath: bool = False):
+        self.cuda = cuda_module()
+        steps = fuse(schedule)
+        self.schedule = FusedSchedule(schedule, steps)
+        self._s = schedule
+        self._plan = plan_memory(steps, schedule)
+        self._workspace = (None, None)
+        self.literals = {v: _literal(value, v.dtype) for v, value in schedule.consts if value.ndim == 0}
+        self.scalar_inputs = {v for v in schedule.inputs if not v.dims}
+        self._consts = {v: self.cuda.to_device(np.ascontiguousarray(value).reshape(value.shape or (1,)))
+                        for v, value in schedule.consts}
+        self._transposed = {}           # a transpose only matmuls read -> the matrix it transposes
+        self._values_only = _values_only(schedule)
+        self.kernel_sources: list[str] = []
+        self._steps = [self._step(step) for step in steps]
+        self.source = "\n\n".join(self.kernel_sources)
+        self._error = self.cuda.to_device(np.zeros(1, np.int32))
+
+    # -- building ------------------------------------------------------------
+
+    def _step(self, step):
+        if isinstance(step, Kernel):
+            return self._kernel(step)
+        return self._library(step.eqn)
+
+    def _kernel(self, k: Kernel):
+        writer = CudaKernelWriter(k, self.literals, self.scalar_inputs, threads_per_block())
+        source = PRELUDE + "\n\n" + writer.source()
+        self.kernel_sources.append(source)
+        module = load_module(source)
+        reads, writes, reductions = writer.reads, writer.writes, [e.out for e in k.reductions]
+        kind = writer.strategy
+
+        def run(env, sizes):
+            extents = [resolve_dim(d, sizes) for d in k.dims]
+            for v in writes:
+                env[v] = self._alloc(v, sizes)
+            args = [env[v] for v in reads + writes]
+            if kind == "rows":
+                axes = k.reductions[0].attrs["axes"]
+                work = math.prod(n for a, n in enumerate(extents) if a not in axes)
+            else:
+                work = math.prod(extents)
+            blocks, threads = launch_config(work)
+            if kind == "block":
+                partials = [self.cuda.device_array(blocks, v.dtype) for v in reductions]
+                args += partials
+            if kind == "atomic":
+                flats = [env[v].reshape(env[v].size) for v in reductions]
+                module.prepare[launch_config(max(f.size for f in flats))](*flats)
+            if writer.checks_indices:
+                args.append(self._error)
+            module.kernel[blocks, threads](*args, *extents)
+            if kind == "block":
+                module.finish[1, 1](*partials, *(env[v] for v in reductions), blocks)
+        return run
+
+    def _library(self, e):
+        op = e.op
+        if op is sh.reshape_p:
+            def run(env, sizes):
+                env[e.out] = env[e.ins[0]].reshape(_device_shape(e.out.dims, sizes))
+            return run
+        if op is sh.transpose_p and len(e.out.dims) == 2 and self._only_matmuls_read(e.out):
+            self._transposed[e.out] = e.ins[0]
+            return lambda env, sizes: None
+        if op is linalg.matmul_p:
+            return self._matmul(e)
+        if op in _LINALG:
+            return self._linalg(e)
+
+        def run(env, sizes):
+            from . import cuda_library as lib
+            out = env[e.out] = self._alloc(e.out, sizes)
+            ins = [self._array(env, v) for v in e.ins]
+            attrs = {k: _resolved(v, sizes) for k, v in e.attrs.items()}
+            if op is sh.transpose_p:
+                lib.transpose(ins[0], out, attrs["perm"])
+            elif op is sh.unslice_p:
+                lib.unslice(ins[0], out, attrs["index"])
+            elif op is sh.scatter_add_p:
+                lib.scatter_add(ins[0], ins[1], out, attrs["axis"])
+            elif op is sh.concatenate_p:
+                lib.concatenate(ins, out, attrs["axis"])
+            elif op in (sh.full_p, sh.full_like_p):
+                lib.fill(out, attrs["value"])
+            else:
+                raise NotImplementedError(f"target 'cuda' cannot run the primitive {op.name!r}")
+        if op not in (sh.transpose_p, sh.unslice_p, sh.scatter_add_p, sh.concatenate_p, sh.full_p,
+                      sh.full_like_p):
+            raise NotImplementedError(f"target 'cuda' cannot run the primitive {op.name!r}")
+        return run
+
+    def _only_matmuls_read(self, v: Var) -> bool:
+        readers = [e for e in self._s.eqns if v in e.ins]
+        escaping = v in self._s.outputs or any(v is u for _, u in self._s.updates)
+        return bool(readers) and not escaping and all(e.op is linalg.matmul_p for e in readers)
+
+    def _matmul(self, e):
+        from . import cuda_library as lib
+        a, b = e.ins
+
+        def run(env, sizes):
+            out = env[e.out] = self._alloc(e.out, sizes)
+            shape = out.shape
+            batch = math.prod(shape[:-2])
+            k = resolve_dim(a.dims[-1], sizes)
+            sources = []
+            for v in (a, b):
+                src = self._transposed.get(v)
+                sources.append((self._array(env, src), True) if src is not None else (self._array(env, v), False))
+            (xa, ta), (xb, tb) = sources
+            m, n = shape[-2], shape[-1]
+            xa = xa.reshape((batch,) + ((k, m) if ta else (m, k)))
+            xb = xb.reshape((batch,) + ((n, k) if tb else (k, n)))
+            lib.matmul(xa, xb, out.reshape((batch, m, n)), trans_a=ta, trans_b=tb)
+        return run
+
+    def _linalg(self, e):
+        from . import cuda_linalg as la
+        routine, operands, out_core, attrs = _LINALG[e.op]
+        if e.out in self._values_only:
+            routine += "_values"          # eigh or svd whose vectors nothing reads
+
+        def run(env, sizes):
+            out = env[e.out] = self._alloc(e.out, sizes)
+            stacked = [_stacked(self._array(env, e.ins[i]), e.ins[i].dims, 2, sizes) for i in operands]
+            extra = [bool(e.attrs[name]) for name in attrs]
+            getattr(la, routine)(*stacked, _stacked(out, e.out.dims, out_core, sizes), *extra)
+        return run
+
+    # -- buffers ---------------------------------------------------------------
+
+    def _array(self, env, v: Var):
+        """``v`` as a device array (0-d inputs arrive as numbers)."""
+        value = env[v]
+        if isinstance(value, (int, float, bool, np.generic)):
+            value = env[v] = self.cuda.to_device(np.array([value], v.dtype))
+        return value
+
+    def _alloc(self, v: Var, sizes):
+        shape = _device_shape(v.dims, sizes)
+        slot = self._plan.slot_of.get(v)
+        if slot is None:
+            return self.cuda.device_array(shape, v.dtype)
+        return self._workspace[1][slot][:math.prod(shape)].reshape(shape)
+
+    def _prepare_workspace(self, sizes):
+        needed = tuple(self._plan.slot_sizes(sizes))
+        if self._workspace[0] != needed:
+            self._workspace = (needed, [self.cuda.device_array(max(n, 1), dtype)
+                                        for n, (dtype, _) in zip(needed, self._plan.slots)])
+
+    # -- running ---------------------------------------------------------------
+
+    def __call__(self, args: list, params: list, sizes: dict) -> list:
+        """Run on checked arguments; returns the outputs (host arrays), then the new param
+        values (device arrays, which become the params' states)."""
+        s = self._s
+        self._prepare_workspace(sizes)
+        env: dict = {}
+        for v, a in zip(s.inputs, args):
+            if v in self.scalar_inputs:
+                env[v] = np.asarray(a).item()
+            else:
+                env[v] = self.cuda.to_device(np.ascontiguousarray(a))
+        for (v, _), state in zip(s.params, params):
+            if state.device is None:
+                state.device = self.cuda.to_device(state.array.reshape(state.array.shape or (1,)))
+            env[v] = state.device
+        env.update(self._consts)
+        for run in self._steps:
+            run(env, sizes)
+        self._raise_flagged_errors()
+        outputs = [self._to_host(env, v, sizes) for v in s.outputs]
+        updates = [self._owned(env, v) for _, v in s.updates]
+        return outputs + updates
+
+    def _raise_flagged_errors(self):
+        flag = self._error.copy_to_host()
+        if flag[0]:
+            self._error = self.cuda.to_device(np.zeros(1, np.int32))
+            raise IndexError("index out of bounds in take/gather/scatter")
+
+    def _to_host(self, env, v: Var, sizes) -> np.ndarray:
+        value = env[v]
+        if isinstance(value, (int, float, bool, np.generic)):
+            return np.array(value, v.dtype)
+        return value.copy_to_host().reshape(tuple(resolve_dim(d, sizes) for d in v.dims))
+
+    def _owned(self, env, v: Var):
+        """A device array the param can keep: a copy unless the plan made it fresh."""
+        value = self._array(env, v)
+        if v in self._plan.fresh:
+            return value
+        copy = self.cuda.device_array(value.shape, value.dtype)
+        copy.copy_to_device(value)
+        return copy
+
+
+def _resolved(value, sizes):
+    if isinstance(value, tuple):
+        return tuple(_resolved(x, sizes) for x in value)
+    return resolve_dim(value, sizes) if isinstance(value, Dim) else value
+
+
+def _stacked(array, dims, core: int, sizes):
+    """``array`` with its batch axes flattened into one: the linalg kernels' layout."""
+    shape = tuple(resolve_dim(d, sizes) for d in dims)
+    batch = math.prod(shape[:len(shape) - core])
+    return array.reshape((batch,) + shape[len(shape) - core:])
+
+
+_LINALG = {   # primitive -> (routine, operand positions, core rank of the output, bool attrs)
+    linalg.lu_p: ("lu_factor", (0,), 2, ()),
+    linalg.lu_solve_p: ("lu_solve", (0, 2), 2, ("trans",)),
+    linalg.lu_det_p: ("lu_det", (0,), 0, ()),
+    linalg.lu_logabsdet_p: ("lu_logabsdet", (0,), 0, ()),
+    linalg.lu_sign_p: ("lu_sign", (0,), 0, ()),
+    linalg.cholesky_p: ("cholesky", (0,), 2, ()),
+    linalg.triangular_solve_p: ("triangular_solve", (0, 1), 2, ("lower", "trans")),
+    linalg.eigh_p: ("eigh", (0,), 2, ()),
+    linalg.svd_p: ("svd", (0,), 2, ()),
+}

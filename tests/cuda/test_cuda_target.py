@@ -1,0 +1,97 @@
+"""target="cuda" against the numpy reference, in Numba's CUDA simulator.
+
+Run in its own process (the simulator must be switched on before numba is
+imported): ``NUMBA_ENABLE_CUDASIM=1 python -m pytest -q tests/cuda``;
+tests/test_cuda.py does that from the main suite.  Every case of the primitive
+table runs forward and reverse on the device and must match the reference.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numba import config
+
+if not config.ENABLE_CUDASIM:
+    pytest.skip("the CUDA tests run in the simulator: NUMBA_ENABLE_CUDASIM=1", allow_module_level=True)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import test_primitives as table  # noqa: E402  (the primitive table, shared with the CPU tests)
+
+import jitgrad as jg  # noqa: E402
+
+LINALG = {"solve", "solve_batched", "inv", "det", "slogdet", "slogdet_sign", "cholesky", "triangular_solve",
+          "triangular_solve_upper_t", "eigh_values", "eigh_function", "svd_values", "svd_function",
+          "svd_function_tall", "norm_nuclear"}
+
+
+@pytest.mark.parametrize("case", table.CASES, ids=lambda c: c.name)
+def test_every_case_matches_the_reference(case):
+    args = [g() for g in case.args]
+    xs, outputs = table._value_and_vjp(case, args)
+    want = jg.compile(xs, outputs, target="numpy")(*args)
+    got = jg.compile(xs, outputs, target="cuda")(*args)
+    tol = 1e-9 if case.name in LINALG else 1e-12     # Jacobi on the device, LAPACK on the host
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=tol, atol=tol)
+
+
+def test_forward_mode_matches_the_reference():
+    x = jg.input("x", (3, 4))
+    y = jg.logsumexp(jg.sin(x) * x, axis=1)
+    (t,) = jg.jvp([y], [x], [np.ones((3, 4))])
+    X = np.random.default_rng(0).normal(size=(3, 4))
+    np.testing.assert_allclose(jg.compile([x], [y, t], target="cuda")(X),
+                               jg.compile([x], [y, t], target="numpy")(X), rtol=1e-12)
+
+
+def _mlp(target):
+    rng = np.random.default_rng(5)
+    w1, b1 = jg.param("w1", rng.normal(size=(6, 8)) * 0.3), jg.param("b1", np.zeros(8))
+    w2, b2 = jg.param("w2", rng.normal(size=(8, 3)) * 0.3), jg.param("b2", np.zeros(3))
+    x, labels = jg.input("x", (None, 6)), jg.input("labels", (None,), "int64")
+    loss = jg.nn.cross_entropy(jg.nn.dense(jg.relu(jg.nn.dense(x, w1, b1)), w2, b2), labels)
+    params = [w1, b1, w2, b2]
+    step = jg.compile([x, labels], loss, target=target,
+                      updates=jg.optim.sgd(loss, params, lr=0.1, momentum=0.9))
+    return step, params
+
+
+def test_sgd_steps_of_an_mlp_equal_the_reference():
+    rng = np.random.default_rng(6)
+    X, Y = rng.normal(size=(10, 6)), rng.integers(0, 3, 10)
+    (gpu, gpu_params), (ref, ref_params) = _mlp("cuda"), _mlp("numpy")
+    for k in range(3):
+        rows = slice(4 * k, 4 * k + 4)
+        np.testing.assert_allclose(gpu(X[rows], Y[rows]), ref(X[rows], Y[rows]), rtol=1e-12)
+    for p, q in zip(gpu_params, ref_params):
+        assert p._payload.device is not None            # the newest value lives on the device
+        np.testing.assert_allclose(p.value, q.value, rtol=1e-12, atol=1e-14)
+
+
+def test_an_index_out_of_bounds_raises_and_changes_no_param():
+    step, params = _mlp("cuda")
+    before = [p.value for p in params]
+    with pytest.raises(IndexError, match="out of bounds"):
+        step(np.ones((2, 6)), np.array([0, 7]))
+    for p, b in zip(params, before):
+        np.testing.assert_array_equal(p.value, b)
+
+
+def test_setting_a_param_on_the_host_reaches_the_device():
+    w = jg.param("w", np.ones(3))
+    x = jg.input("x", (3,))
+    f = jg.compile([x], jg.sum(w * x), target="cuda", updates={w: w * 2})
+    assert f(np.ones(3)) == 3.0 and f(np.ones(3)) == 6.0
+    w.value = np.full(3, 10.0)
+    assert f(np.ones(3)) == 30.0
+    np.testing.assert_array_equal(w.value, np.full(3, 20.0))
+
+
+def test_the_generated_source_is_kept():
+    x = jg.input("x", (4,))
+    f = jg.compile([x], [jg.sum(jg.exp(x))], target="cuda")
+    assert "@cuda.jit" in f.source and "cuda.syncthreads()" in f.source
