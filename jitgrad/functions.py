@@ -155,8 +155,13 @@ def silu(x): return multiply(x, sigmoid(x))
 
 
 def softplus(x) -> Tensor:
-    """log(1 + e^x), computed without overflow as max(x, 0) + log1p(e^-|x|)."""
-    return add(where(greater(x, 0), x, 0), log1p(exp(negative(abs(x)))))
+    """log(1 + e^x), without overflow: x + log1p(e^-x) for x > 0, else log1p(e^x).
+
+    (Not max(x, 0) + log1p(e^-|x|): the subgradient conventions of max and abs
+    at 0 would make its derivative there 0 instead of 1/2.)
+    """
+    x = as_tensor(x)
+    return where(greater(x, 0), add(x, log1p(exp(negative(x)))), log1p(exp(x)))
 
 
 def gelu(x, approximate: bool = False) -> Tensor:

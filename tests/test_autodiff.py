@@ -190,3 +190,14 @@ def test_checkpointed_reverse_pass_recomputes_instead_of_reading_forward_values(
     (g,) = jg.grad(jg.sum(y), [x])
     names = [e.op.name for e in jg.compile([x], [y, g], target="numpy").schedule.eqns]
     assert names.count("exp") == 2 and "barrier" in names
+
+
+def test_softplus_derivative_is_one_half_at_zero_and_exact_far_out():
+    x = jg.input("x", (5,))
+    (g,) = jg.grad(jg.sum(jg.softplus(x)), [x])
+    (t,) = jg.jvp([jg.softplus(x)], [x], [np.ones(5)])
+    points = np.array([-800.0, -1.0, 0.0, 1.0, 800.0])
+    want = 1 / (1 + np.exp(-points))
+    for target in ("numpy", "cpu"):
+        for got in jg.compile([x], [g, t], target=target)(points):
+            np.testing.assert_allclose(got, want, rtol=1e-15)

@@ -307,3 +307,8 @@ def test_a_program_that_reads_only_the_values_skips_the_vectors(shape):
     np.testing.assert_allclose(w, np.linalg.eigvalsh((A[:3, :3] + A[:3, :3].T) / 2), rtol=1e-12)
     g = jg.compile([a], [la.norm(a, "nuc")] + jg.grad(la.norm(a, "nuc"), [a]))   # needs U and V
     assert "lapack.svd_values(" not in g.source
+
+
+def test_slices_of_vectors_compile_beside_the_values_only_check():
+    x = jg.input("x", (5,))
+    np.testing.assert_array_equal(jg.compile([x], [jg.sum(x[1:])])(np.arange(5.0)), [10.0])

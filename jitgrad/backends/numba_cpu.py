@@ -398,7 +398,8 @@ def _values_only(schedule: Schedule) -> set:
     found = {e.out for e in schedule.eqns if e.op in (linalg.eigh_p, linalg.svd_p)}
     found -= set(schedule.outputs) | {v for _, v in schedule.updates}
     for e in schedule.eqns:
-        if not (e.op is sh.slice_p and e.attrs["index"][-2] == (0, 1, 1)):
+        reads_row_0 = e.op is sh.slice_p and len(e.ins[0].dims) >= 2 and e.attrs["index"][-2] == (0, 1, 1)
+        if not reads_row_0:
             found -= set(e.ins)
     return found
 
