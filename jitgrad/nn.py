@@ -29,12 +29,16 @@ def one_hot(labels, n: int, dtype="float64") -> Tensor:
 
 
 def cross_entropy(logits, labels) -> Tensor:
-    """Mean over the batch of -log softmax(logits)[label]; ``labels`` are class indices."""
+    """Mean over the batch of -log softmax(logits)[label]; ``labels`` are class indices
+    (negative ones count from the end, as in NumPy indexing; others out of range raise
+    IndexError when the function runs)."""
     logits, labels = F.as_tensor(logits), F.as_tensor(labels)
     if logits.ndim != labels.ndim + 1:
         raise ValueError(f"cross_entropy: logits of shape {logits.shape} need labels of rank "
                          f"{logits.ndim - 1}, got shape {labels.shape}")
-    picked = F.equal(F.expand_dims(labels, -1), F.as_tensor(np.arange(logits.shape[-1])))
+    # rows of the identity picked by a gather, which raises IndexError for a label out of range
+    # (an equality test against arange would silently give a wrong loss)
+    picked = F.greater(F.take(np.eye(logits.shape[-1], dtype=logits.dtype), labels, axis=0), 0)
     log_p = log_softmax(logits, axis=-1)
     return F.negative(F.mean(F.sum(F.where(picked, log_p, 0.0), axis=-1)))
 

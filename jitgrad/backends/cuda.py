@@ -178,7 +178,7 @@ class CudaProgram:
 
         def run(env, sizes):
             out = env[e.out] = self._alloc(e.out, sizes)
-            shape = out.shape
+            shape = tuple(out.shape)     # (the simulator's shapes take no negative indices)
             batch = math.prod(shape[:-2])
             k = resolve_dim(a.dims[-1], sizes)
             sources = []

@@ -111,12 +111,13 @@ class CudaKernelWriter(_KernelWriter):
     def signatures(self) -> dict:
         """The Numba argument types of each function of the module, as the driver calls them."""
         from numba import types
+        from numba.np.numpy_support import from_dtype
 
         def array(dtype, ndim=1):
-            return types.Array(types.from_dtype(dtype), max(ndim, 1), "C")
+            return types.Array(from_dtype(dtype), max(ndim, 1), "C")
 
         def buffer(v):
-            return types.from_dtype(v.dtype) if v in self.scalar_args else array(v.dtype, len(v.dims))
+            return from_dtype(v.dtype) if v in self.scalar_args else array(v.dtype, len(v.dims))
         reds = [e.out for e in self.k.reductions]
         kernel = [buffer(v) for v in self.reads + self.writes]
         kernel += [array(v.dtype) for v in reds] if self.strategy == "block" else []
@@ -206,8 +207,11 @@ class CudaKernelWriter(_KernelWriter):
         return lines + ["    " + line for line in inner]
 
     def _atomic(self, values, extents) -> list[str]:
-        step = [f"cuda.atomic.{_ATOMIC[e.op]}({self.arg[e.out]}, ({', '.join(self.out_index(e) or ['0'])},), "
-                f"{values[j]})" for j, e in enumerate(self.k.reductions)]
+        def where(e):       # a plain index for one axis, a tuple for more
+            idx = self.out_index(e) or ["0"]
+            return idx[0] if len(idx) == 1 else f"({', '.join(idx)})"
+        step = [f"cuda.atomic.{_ATOMIC[e.op]}({self.arg[e.out]}, {where(e)}, {values[j]})"
+                for j, e in enumerate(self.k.reductions)]
         inner = _decompose("flat", self.index, extents) + self.lines + step
         return self._grid_loop(_product(extents)) + ["    " + line for line in inner]
 

@@ -1,0 +1,415 @@
+"""The CUDA target's library operations: what a fused elementwise/reduction loop cannot do.
+
+A fused kernel reads each input element where its own output element is, or reduces along
+axes. The operations here break that pattern: a matrix product (every output reads a row
+and a column, best served from shared memory), a transpose made real, and the writes of
+``unslice``, ``scatter_add`` and ``concatenate``, whose output positions are not the
+loop's. Each is a host-side launcher mirroring an ``_emit_*`` of the CPU target
+(:mod:`jitgrad.backends.numba_cpu`): it takes numba.cuda device arrays (C-contiguous
+unless stated), writes into a preallocated output and launches one or a few kernels.
+
+Every kernel walks its work with a grid-stride loop, so any grid covers any size and
+``launch_config`` is free to launch few threads: under the CUDA simulator
+(``NUMBA_ENABLE_CUDASIM=1``), whose cost grows with the number of simulated threads, at
+most 4 blocks of 32; on a GPU, 256-thread blocks up to a few waves of the device. The
+simulator also runs matmul without shared-memory tiles (see `_matmul_rows`).
+
+Kernels take shapes and strides as tuples of ints (one specialisation per rank) and
+address flat views of their arrays, so one kernel serves every rank. They call no device
+functions: the index arithmetic is written out in each kernel, because numba 0.68's own
+numba.cuda compiles a called device function for the current device's compute capability
+(inline="always" or not), so ``compile_ptx`` of the caller fails on a machine without a GPU.
+``KERNELS`` lists each kernel with the signatures it is compiled for, for the PTX test.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import numba
+import numpy as np
+from numba import cuda, types
+
+__all__ = ["launch_config", "matmul", "transpose", "unslice", "scatter_add", "concatenate",
+           "fill", "reshape", "KERNELS"]
+
+_SIMULATED = bool(numba.config.ENABLE_CUDASIM)
+_SIM_BLOCKS, _SIM_THREADS = 4, 32
+_THREADS = 256
+_WAVES = 32                # blocks per multiprocessor a grid-stride launch asks for at most
+
+
+# ---------------------------------------------------------------------------------------------
+# Launch configuration and array views
+# ---------------------------------------------------------------------------------------------
+
+@functools.cache
+def _max_blocks() -> int:
+    return _WAVES * cuda.get_current_device().MULTIPROCESSOR_COUNT
+
+
+def _grid(units: int, per_block: int) -> int:
+    """Blocks for ``units`` work items, ``per_block`` per block, capped: the kernels stride."""
+    cap = _SIM_BLOCKS if _SIMULATED else _max_blocks()
+    return max(1, min(-(-units // per_block), cap))
+
+
+def launch_config(n_elements: int) -> tuple[int, int]:
+    """(blocks, threads per block) for a grid-stride kernel over ``n_elements``.
+
+    >>> launch_config(10)   # doctest: +SKIP
+    (1, 32)
+    """
+    threads = _SIM_THREADS if _SIMULATED else _THREADS
+    return _grid(n_elements, threads), threads
+
+
+def _contiguous(x) -> bool:
+    return x.size == 0 or x.is_c_contiguous()
+
+
+def _flat(x):
+    """A 1-d view of a C-contiguous device array (0-d arrays included)."""
+    if not _contiguous(x):
+        raise ValueError(f"expected a C-contiguous device array, got strides {x.strides}")
+    return x.reshape(x.size)
+
+
+def _c_strides(shape) -> tuple[int, ...]:
+    """Element strides of a C-ordered array of ``shape``."""
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
+
+
+# ---------------------------------------------------------------------------------------------
+# fill: full, full_like, and the zeros scatter_add starts from
+# ---------------------------------------------------------------------------------------------
+
+@cuda.jit
+def _fill(out, value):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = value
+
+
+def fill(out, value) -> None:
+    """out[...] = value."""
+    if out.size:
+        flat = _flat(out)
+        blocks, threads = launch_config(flat.size)
+        _fill[blocks, threads](flat, out.dtype.type(value))
+
+
+# ---------------------------------------------------------------------------------------------
+# reshape: a view, no kernel
+# ---------------------------------------------------------------------------------------------
+
+def reshape(x, shape):
+    """``x`` viewed with ``shape`` (one entry may be -1); ``x`` must be C-contiguous."""
+    if not _contiguous(x):
+        raise ValueError(f"reshape: a device array with strides {x.strides} is not C-contiguous")
+    shape = tuple(int(n) for n in shape)
+    if -1 in shape:
+        known = math.prod(n for n in shape if n != -1)
+        shape = tuple(x.size // known if known and n == -1 else n for n in shape)
+    if -1 in shape or math.prod(shape) != x.size:
+        raise ValueError(f"reshape: cannot reshape a device array of shape {x.shape} into {shape}")
+    return x.reshape(shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# Strided copy: transpose, and the parts of concatenate
+# ---------------------------------------------------------------------------------------------
+
+@cuda.jit
+def _copy_strided(src, dst, shape, src_strides, dst_strides, dst_start):
+    """dst[dst_start + p · dst_strides] = src[p · src_strides] for every index p of ``shape``.
+
+    Both arrays are flat; strides are in elements.
+    """
+    n = 1
+    for d in range(len(shape)):
+        n *= shape[d]
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        rest, src_at, dst_at = i, 0, dst_start
+        for d in range(len(shape) - 1, -1, -1):
+            p = rest % shape[d]
+            rest //= shape[d]
+            src_at += p * src_strides[d]
+            dst_at += p * dst_strides[d]
+        dst[dst_at] = src[src_at]
+
+
+def _launch_copy(src, dst, shape, src_strides, dst_strides, dst_start=0) -> None:
+    n = math.prod(shape)
+    if n:
+        blocks, threads = launch_config(n)
+        _copy_strided[blocks, threads](_flat(src), _flat(dst), tuple(shape), tuple(src_strides),
+                                       tuple(dst_strides), dst_start)
+
+
+def transpose(x, out, perm) -> None:
+    """out = np.transpose(x, perm), materialized (a matmul operand needs none: see trans_a)."""
+    perm = tuple(int(p) for p in perm)
+    if sorted(perm) != list(range(x.ndim)) or out.shape != tuple(x.shape[p] for p in perm):
+        raise ValueError(f"transpose: perm {perm} does not take shape {x.shape} to {out.shape}")
+    x_strides = _c_strides(x.shape)
+    # walk out in C order (coalesced writes); read x where each element comes from
+    _launch_copy(x, out, out.shape, [x_strides[p] for p in perm], _c_strides(out.shape))
+
+
+# ---------------------------------------------------------------------------------------------
+# concatenate
+# ---------------------------------------------------------------------------------------------
+
+def concatenate(parts, out, axis: int) -> None:
+    """out = np.concatenate(parts, axis): one strided copy per (non-empty) part."""
+    out_strides, start = _c_strides(out.shape), 0
+    for part in parts:
+        if part.ndim != out.ndim or any(part.shape[d] != out.shape[d]
+                                        for d in range(out.ndim) if d != axis):
+            raise ValueError(f"concatenate: part {part.shape} does not fit {out.shape} "
+                             f"off axis {axis}")
+        _launch_copy(part, out, part.shape, _c_strides(part.shape), out_strides,
+                     start * out_strides[axis])
+        start += part.shape[axis]
+    if start != out.shape[axis]:
+        raise ValueError(f"concatenate: parts sum to {start} along axis {axis}, "
+                         f"out has {out.shape[axis]}")
+
+
+# ---------------------------------------------------------------------------------------------
+# unslice: zeros with g written into a slice
+# ---------------------------------------------------------------------------------------------
+
+@cuda.jit
+def _unslice(g, out, shape, first, step, count):
+    """Every element of out (flat, C order over ``shape``): its g element, or zero.
+
+    Along axis d the slice is first[d] + j * step[d] for j < count[d]: position p is in it
+    when its distance from first[d] is a whole, in-range number of steps j.
+    """
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        rest, g_at, g_stride, inside = i, 0, 1, True
+        for d in range(len(shape) - 1, -1, -1):
+            distance, stride = rest % shape[d] - first[d], step[d]
+            rest //= shape[d]
+            if stride < 0:
+                distance, stride = -distance, -stride
+            j = distance // stride
+            inside = inside and distance >= 0 and distance == j * stride and j < count[d]
+            g_at += j * g_stride
+            g_stride *= count[d]
+        if inside:
+            out[i] = g[g_at]
+        else:
+            out[i] = 0
+
+
+def unslice(g, out, index) -> None:
+    """out = zeros; out[slices] = g, with ``index`` one (start, stop, step) per axis.
+
+    One pass over out: every element is written once, no separate zeroing.
+    """
+    if len(index) != out.ndim:
+        raise ValueError(f"unslice: {len(index)} slices for shape {out.shape}")
+    ranges = [range(n)[slice(*bounds)] for n, bounds in zip(out.shape, index)]
+    if tuple(len(r) for r in ranges) != tuple(g.shape):
+        raise ValueError(f"unslice: slices {index} of {out.shape} do not have shape {g.shape}")
+    if out.size == 0:
+        return
+    if out.ndim == 0:               # a 0-d out is its one element
+        ranges, shape = [range(1)], (1,)
+    else:
+        shape = tuple(out.shape)
+    blocks, threads = launch_config(out.size)
+    _unslice[blocks, threads](_flat(g), _flat(out), shape, tuple(r.start for r in ranges),
+                              tuple(r.step for r in ranges), tuple(len(r) for r in ranges))
+
+
+# ---------------------------------------------------------------------------------------------
+# scatter_add
+# ---------------------------------------------------------------------------------------------
+
+@cuda.jit
+def _scatter_add(g, idx, out, n, inner, info):
+    """out[p, wrap(idx[j]), q] += g[p, j, q] with g, out flat, ``n`` the size of out's axis
+    and ``inner`` the product of the sizes after it; an index out of range sets info[0]."""
+    per_outer = idx.shape[0] * inner
+    for i in range(cuda.grid(1), g.shape[0], cuda.gridsize(1)):
+        p, r = i // per_outer, i % per_outer
+        j, q = r // inner, r % inner
+        k = idx[j]
+        if k < 0:
+            k += n
+        if k < 0 or k >= n:
+            info[0] = 1             # every thread that sees one writes the same value
+        else:
+            cuda.atomic.add(out, (p * n + k) * inner + q, g[i])
+
+
+def scatter_add(g, idx, out, axis: int) -> None:
+    """out = zeros; out[..., wrap(idx[j...]), ...] += g, repeated indices accumulating.
+
+    ``g`` has shape out.shape[:axis] + idx.shape + out.shape[axis + 1:]. Negative indices
+    count from the end; an index out of range raises IndexError after the kernel (which
+    waits for it: the check reads a flag back from the device).
+    """
+    expected = tuple(out.shape[:axis]) + tuple(idx.shape) + tuple(out.shape[axis + 1:])
+    if tuple(g.shape) != expected:
+        raise ValueError(f"scatter_add: g has shape {g.shape}, expected {expected}")
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"scatter_add: indices must be integers, got {idx.dtype}")
+    fill(out, 0)
+    if g.size == 0:
+        return
+    info = cuda.to_device(np.zeros(1, np.int32))
+    inner = math.prod(out.shape[axis + 1:])
+    blocks, threads = launch_config(g.size)
+    _scatter_add[blocks, threads](_flat(g), _flat(idx), _flat(out), out.shape[axis], inner, info)
+    if info.copy_to_host()[0]:
+        raise IndexError("index out of bounds in take/gather/scatter")
+
+
+# ---------------------------------------------------------------------------------------------
+# matmul: shared-memory tiles
+# ---------------------------------------------------------------------------------------------
+
+TILE = 16                          # a block is TILE x TILE threads
+
+
+@cuda.jit
+def _matmul_rows(a, b, out, trans_a, trans_b):
+    """One output element per thread, no shared memory: the simulator's matmul.
+
+    The simulator busy-polls every thread of a block at each ``syncthreads``, so the tiled
+    kernel runs 10-20x slower there than this one (a 64^3 product: ~30 s with 8 x 8 tiles,
+    ~1.5 s here).
+    """
+    batch, m, n = out.shape
+    k = a.shape[1] if trans_a else a.shape[2]
+    for i in range(cuda.grid(1), batch * m * n, cuda.gridsize(1)):
+        s, r, c = i // (m * n), (i // n) % m, i % n
+        acc = (a[s, 0, r] if trans_a else a[s, r, 0]) * (b[s, c, 0] if trans_b else b[s, 0, c])
+        for t in range(1, k):
+            acc += (a[s, t, r] if trans_a else a[s, r, t]) * (b[s, c, t] if trans_b else b[s, t, c])
+        out[s, r, c] = acc
+
+
+@functools.cache
+def _matmul_kernel(dtype: np.dtype, tile: int):
+    """The tiled kernel for one dtype and tile size (shared arrays need both as constants).
+
+    A block of (tile, tile) threads computes one tile of out at a time, striding over the
+    tiles of all batch entries; along k it stages one tile of each operand in shared memory.
+    ``trans_a``/``trans_b`` say the buffer holds the operand's transpose, (B, k, m) or
+    (B, n, k): the load then swaps thread roles so that reads stay coalesced.
+    """
+    scalar = np.dtype(dtype).type
+    pad = tile + 1                  # a padded row: column accesses of a tile avoid bank conflicts
+
+    @cuda.jit
+    def matmul_tiles(a, b, out, trans_a, trans_b):
+        a_tile = cuda.shared.array((tile, pad), scalar)     # a_tile[r, t] = A[r0 + r, k0 + t]
+        b_tile = cuda.shared.array((tile, pad), scalar)     # b_tile[t, c] = B[k0 + t, c0 + c]
+        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+        batch, m, n = out.shape
+        k = a.shape[1] if trans_a else a.shape[2]
+        rows, cols = (m + tile - 1) // tile, (n + tile - 1) // tile
+        for job in range(cuda.blockIdx.x, batch * rows * cols, cuda.gridDim.x):
+            s = job // (rows * cols)
+            r0, c0 = (job // cols) % rows * tile, job % cols * tile
+            acc = scalar(0)
+            for k0 in range(0, k, tile):
+                if trans_a:         # A[r, t] = a[s, t, r]: consecutive tx read consecutive r
+                    r, t = r0 + tx, k0 + ty
+                    a_tile[tx, ty] = a[s, t, r] if r < m and t < k else scalar(0)
+                else:
+                    r, t = r0 + ty, k0 + tx
+                    a_tile[ty, tx] = a[s, r, t] if r < m and t < k else scalar(0)
+                if trans_b:         # B[t, c] = b[s, c, t]
+                    t, c = k0 + tx, c0 + ty
+                    b_tile[tx, ty] = b[s, c, t] if t < k and c < n else scalar(0)
+                else:
+                    t, c = k0 + ty, c0 + tx
+                    b_tile[ty, tx] = b[s, t, c] if t < k and c < n else scalar(0)
+                cuda.syncthreads()
+                for t in range(tile):
+                    acc += a_tile[ty, t] * b_tile[t, tx]
+                cuda.syncthreads()
+            if r0 + ty < m and c0 + tx < n:
+                out[s, r0 + ty, c0 + tx] = acc
+
+    return matmul_tiles
+
+
+def matmul(a, b, out, trans_a: bool = False, trans_b: bool = False,
+           tiled: bool | None = None) -> None:
+    """out[s] = A[s] @ B[s] for stacks a (B, m, k), b (B, k, n), out (B, m, n).
+
+    With ``trans_a`` the buffer ``a`` holds Aᵀ, shape (B, k, m); with ``trans_b``, ``b``
+    holds Bᵀ, (B, n, k); so a transpose feeding a matmul need not be materialized.
+    ``tiled`` picks the kernel: by default the tiled one on a GPU, `_matmul_rows` in the
+    simulator.
+    """
+    if a.ndim != 3 or b.ndim != 3 or out.ndim != 3:
+        raise ValueError(f"matmul: expected stacks of matrices, got {a.shape}, {b.shape}, "
+                         f"{out.shape}")
+    batch, m, n = out.shape
+    k = a.shape[1] if trans_a else a.shape[2]
+    a_want = (batch, k, m) if trans_a else (batch, m, k)
+    b_want = (batch, n, k) if trans_b else (batch, k, n)
+    if tuple(a.shape) != a_want or tuple(b.shape) != b_want:
+        raise ValueError(f"matmul: shapes {a.shape} (trans_a={trans_a}) and {b.shape} "
+                         f"(trans_b={trans_b}) do not give {out.shape}")
+    if not (a.dtype == b.dtype == out.dtype):
+        raise TypeError(f"matmul: dtypes {a.dtype}, {b.dtype}, {out.dtype} differ")
+    if out.size == 0:
+        return
+    if k == 0:
+        fill(out, 0)
+        return
+    flags = bool(trans_a), bool(trans_b)
+    if tiled is None:
+        tiled = not _SIMULATED
+    if tiled:
+        blocks = _grid(batch * -(-m // TILE) * -(-n // TILE), 1)
+        _matmul_kernel(out.dtype, TILE)[blocks, (TILE, TILE)](a, b, out, *flags)
+    else:
+        blocks, threads = launch_config(out.size)
+        _matmul_rows[blocks, threads](a, b, out, *flags)
+
+
+# ---------------------------------------------------------------------------------------------
+# Every kernel and the signatures it is compiled for (the PTX test)
+# ---------------------------------------------------------------------------------------------
+
+def _signatures(make, dtypes=(types.float64, types.float32, types.int64)):
+    return [make(t) for t in dtypes]
+
+
+_RANK = 3                                   # a representative rank for the tuple arguments
+_ints = types.UniTuple(types.int64, _RANK)
+_stack = lambda t: t[:, :, ::1]             # noqa: E731
+
+
+
+def _matmul_args(t):
+    return _stack(t), _stack(t), _stack(t), types.boolean, types.boolean
+
+
+KERNELS = [
+    ("fill", _fill, _signatures(lambda t: (t[::1], t))),
+    ("copy_strided", _copy_strided,
+     _signatures(lambda t: (t[::1], t[::1], _ints, _ints, _ints, types.int64))),
+    ("unslice", _unslice, _signatures(lambda t: (t[::1], t[::1], _ints, _ints, _ints, _ints))),
+    ("scatter_add", _scatter_add,
+     _signatures(lambda t: (t[::1], types.int64[::1], t[::1], types.int64, types.int64,
+                            types.int32[::1]))),
+    ("matmul_rows", _matmul_rows, _signatures(_matmul_args)),
+] + [
+    (f"matmul_{np.dtype(dt).name}", _matmul_kernel(np.dtype(dt), TILE), [_matmul_args(t)])
+    for dt, t in ((np.float64, types.float64), (np.float32, types.float32), (np.int64, types.int64))
+]
