@@ -1,0 +1,68 @@
+"""Every fused kernel the CUDA target generates for the primitive table (values and
+reverse mode) and for an MLP training step compiles to PTX for sm_80 and sm_90.
+
+Needs numba-cuda with NVIDIA's NVVM (``pip install numba-cuda nvidia-nvvm
+nvidia-cuda-nvrtc nvidia-cuda-runtime``), no GPU; skips where they are missing.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+if numba.config.ENABLE_CUDASIM:
+    pytest.skip("PTX compilation cannot run under the CUDA simulator", allow_module_level=True)
+
+import test_primitives as table  # noqa: E402
+
+import jitgrad as jg  # noqa: E402
+from jitgrad.backends.cache import load_module  # noqa: E402
+from jitgrad.backends.cuda_kernels import PRELUDE, CudaKernelWriter  # noqa: E402
+from jitgrad.backends.numba_cpu import _literal  # noqa: E402
+from jitgrad.fusion import Kernel, fuse  # noqa: E402
+
+CCS = [(8, 0), (9, 0)]
+
+
+def _mlp_step():
+    w1, b1 = jg.param("w1", np.zeros((6, 8), np.float32)), jg.param("b1", np.zeros(8, np.float32))
+    w2, b2 = jg.param("w2", np.zeros((8, 3), np.float32)), jg.param("b2", np.zeros(3, np.float32))
+    x, labels = jg.input("x", (None, 6), "float32"), jg.input("labels", (None,), "int64")
+    loss = jg.nn.cross_entropy(jg.nn.dense(jg.relu(jg.nn.dense(x, w1, b1)), w2, b2), labels)
+    f = jg.compile([x, labels], loss, target="numpy", updates=jg.optim.adam(loss, [w1, b1, w2, b2]))
+    return f.schedule
+
+
+def _schedules():
+    for case in table.CASES:
+        args = [g() for g in case.args]
+        xs, outputs = table._value_and_vjp(case, args)
+        yield jg.compile(xs, outputs, target="numpy").schedule
+    yield _mlp_step()
+
+
+def _kernels():
+    """Every distinct generated kernel module with its functions' signatures."""
+    seen = {}
+    for schedule in _schedules():
+        literals = {v: _literal(value, v.dtype) for v, value in schedule.consts if value.ndim == 0}
+        scalars = {v for v in schedule.inputs if not v.dims}
+        for step in fuse(schedule):
+            if isinstance(step, Kernel):
+                writer = CudaKernelWriter(step, literals, scalars, threads=256)
+                source = PRELUDE + "\n\n" + writer.source()
+                seen.setdefault(source, writer.signatures())
+    return list(seen.items())
+
+
+KERNELS = _kernels()
+
+
+@pytest.mark.parametrize("cc", CCS, ids=lambda cc: f"sm_{cc[0]}{cc[1]}")
+def test_every_fused_kernel_compiles_to_ptx(ptx_toolkit, cc):
+    from numba import cuda
+    for source, signatures in KERNELS:
+        module = load_module(source)
+        for name, signature in signatures.items():
+            ptx, _ = cuda.compile_ptx(getattr(module, name).py_func, signature, cc=cc)
+            assert f".target sm_{cc[0]}{cc[1]}" in ptx
