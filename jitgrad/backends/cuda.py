@@ -28,7 +28,7 @@ from ..ops import linalg, shape as sh
 from ..primitive import Dim, resolve_dim
 from ..schedule import Schedule, Var
 from .cache import load_module
-from .cuda_kernels import PRELUDE, CudaKernelWriter
+from .cuda_kernels import PRELUDE, CudaKernelWriter, strategy
 from .numba_cpu import _literal, _values_only
 
 
@@ -205,6 +205,18 @@ class CudaProgram:
             getattr(la, routine)(*stacked, _stacked(out, e.out.dims, out_core, sizes), *extra)
         return run
 
+    def launches_per_call(self) -> int:
+        """Kernel launches one call makes: a fused kernel is one (two with a second pass or
+        an identity fill); views are none; a library operation is one (a few for scatter_add
+        and concatenate), counted as one here."""
+        count = 0
+        for step in self.schedule.steps:
+            if isinstance(step, Kernel):
+                count += 2 if strategy(step) in ("block", "atomic") else 1
+            elif step.eqn.op is not sh.reshape_p and step.eqn.out not in self._transposed:
+                count += 1
+        return count
+
     # -- buffers ---------------------------------------------------------------
 
     def _array(self, env, v: Var):
@@ -233,7 +245,6 @@ class CudaProgram:
         """Run on checked arguments; returns the outputs (host arrays), then the new param
         values (device arrays, which become the params' states)."""
         s = self._s
-        self._prepare_workspace(sizes)
         env: dict = {}
         for v, a in zip(s.inputs, args):
             if v in self.scalar_inputs:
@@ -244,13 +255,20 @@ class CudaProgram:
             if state.device is None:
                 state.device = self.cuda.to_device(state.array.reshape(state.array.shape or (1,)))
             env[v] = state.device
+        self.run_on_device(env, sizes)
+        outputs = [self._to_host(env, v, sizes) for v in s.outputs]
+        updates = [self._owned(env, v) for _, v in s.updates]
+        return outputs + updates
+
+    def run_on_device(self, env: dict, sizes: dict) -> dict:
+        """Run every step on ``env`` (each input and param Var -> its device array); the
+        results stay on the device.  Raises what a kernel flagged."""
+        self._prepare_workspace(sizes)
         env.update(self._consts)
         for run in self._steps:
             run(env, sizes)
         self._raise_flagged_errors()
-        outputs = [self._to_host(env, v, sizes) for v in s.outputs]
-        updates = [self._owned(env, v) for _, v in s.updates]
-        return outputs + updates
+        return env
 
     def _raise_flagged_errors(self):
         flag = self._error.copy_to_host()
