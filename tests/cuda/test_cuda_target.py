@@ -95,3 +95,16 @@ def test_the_generated_source_is_kept():
     x = jg.input("x", (4,))
     f = jg.compile([x], [jg.sum(jg.exp(x))], target="cuda")
     assert "@cuda.jit" in f.source and "cuda.syncthreads()" in f.source
+
+
+import test_training as training  # noqa: E402  (the optimizers' NumPy references)
+
+
+@pytest.mark.parametrize("kind, kw", training.CONFIGS, ids=[f"{k}-{i}" for i, (k, _) in enumerate(training.CONFIGS)])
+def test_optimizers_on_the_device_match_numpy(kind, kw):
+    step, w, b = training.model("cuda", getattr(jg.optim, kind), **kw)
+    for _ in range(5):
+        step(training.X, training.Y)
+    want_w, want_b = training.reference(kind, 5, **kw)
+    np.testing.assert_allclose(w.value, want_w, rtol=1e-12)
+    np.testing.assert_allclose(b.value, want_b, rtol=1e-12)
