@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from ..fusion import Call, FusedSchedule, Kernel, fuse
+from ..fusion import INDEX_MAPS, FusedSchedule, Kernel, fuse
 from ..memory import plan_memory
 from ..ops import linalg, shape as sh
 from ..primitive import Dim, resolve_dim
@@ -88,6 +88,9 @@ class CudaProgram:
         self._transposed = {}           # a transpose only matmuls read -> the matrix it transposes
         self._values_only = _values_only(schedule)
         self.kernel_sources: list[str] = []
+        self._in_place = _in_place_updates(schedule, steps)
+        self._first_in_place = next((i for i, step in enumerate(steps) if isinstance(step, Kernel)
+                                     and set(step.stores) & set(self._in_place)), None)
         self._steps = [self._step(step) for step in steps]
         self.source = "\n\n".join(self.kernel_sources)
         self._error = self.cuda.to_device(np.zeros(1, np.int32))
@@ -110,7 +113,7 @@ class CudaProgram:
         def run(env, sizes):
             extents = [resolve_dim(d, sizes) for d in k.dims]
             for v in writes:
-                env[v] = self._alloc(v, sizes)
+                env[v] = env[self._in_place[v]] if v in self._in_place else self._alloc(v, sizes)
             args = [env[v] for v in reads + writes]
             if kind == "rows":
                 axes = k.reductions[0].attrs["axes"]
@@ -265,7 +268,9 @@ class CudaProgram:
         results stay on the device.  Raises what a kernel flagged."""
         self._prepare_workspace(sizes)
         env.update(self._consts)
-        for run in self._steps:
+        for i, run in enumerate(self._steps):
+            if i == self._first_in_place:
+                self._raise_flagged_errors()     # before any param is overwritten
             run(env, sizes)
         self._raise_flagged_errors()
         return env
@@ -290,6 +295,28 @@ class CudaProgram:
         copy = self.cuda.device_array(value.shape, value.dtype)
         copy.copy_to_device(value)
         return copy
+
+
+def _in_place_updates(schedule: Schedule, steps) -> dict:
+    """New param values a kernel can write straight into the param's own device buffer
+    (update value -> param Var): the kernel stores the value elementwise, is the last step to
+    read the param, reads it only at the loop's own index (no index map) and checks no
+    indices (so nothing can fail once it has run); the param is not also an output."""
+    param_var = {id(node): v for v, node in schedule.params}
+    found: dict = {}
+    for node, value in schedule.updates:
+        pv = param_var.get(id(node))
+        at = next((i for i, step in enumerate(steps) if isinstance(step, Kernel) and value in step.stores), None)
+        if pv is None or at is None or value in found or pv in schedule.outputs or value in schedule.outputs:
+            continue
+        k = steps[at]
+        if any(pv in (step.reads() if isinstance(step, Kernel) else step.eqn.ins) for step in steps[at + 1:]):
+            continue
+        if any(e.op in INDEX_MAPS and pv in e.ins for e in k.body) or any(e.op is sh.gather_p for e in k.body):
+            continue
+        if value.dims == pv.dims and value.dtype == pv.dtype:
+            found[value] = pv
+    return found
 
 
 def _resolved(value, sizes):

@@ -108,3 +108,14 @@ def test_optimizers_on_the_device_match_numpy(kind, kw):
     want_w, want_b = training.reference(kind, 5, **kw)
     np.testing.assert_allclose(w.value, want_w, rtol=1e-12)
     np.testing.assert_allclose(b.value, want_b, rtol=1e-12)
+
+
+def test_sgd_updates_are_written_in_place_on_the_device():
+    step, params = _mlp("cuda")
+    buffers = [None] * len(params)
+    X, Y = np.ones((4, 6)), np.array([0, 1, 2, 0])
+    step(X, Y)
+    buffers = [p._payload.device for p in params]
+    step(X, Y)
+    assert len(step._program._in_place) == 2 * len(params)     # params and velocities
+    assert all(p._payload.device is b for p, b in zip(params, buffers))   # same device buffers
