@@ -262,3 +262,14 @@ def test_a_data_file_holding_another_signature_is_a_miss(cache_at, request):
     (cache_at / "swap").rename(second)
     fresh = cache.jit()(module.kernel.py_func)  # a new dispatcher: it can only load from disk
     assert cache.call(fresh, X) == EXPECTED and sum(fresh.stats.cache_misses.values()) == 1
+
+
+def test_the_same_graph_built_twice_has_the_same_program_source():
+    """Dims are numbered per process; the generated source must not show it."""
+    import jitgrad as jg
+
+    def build():
+        x = jg.input("x", (None, 3))
+        y = jg.mean(x.reshape(-1) * 2.0)
+        return jg.compile([x], [y] + jg.grad(y, [x]))
+    assert build().source == build().source

@@ -9,6 +9,7 @@ shared through the on-disk cache.
 """
 from __future__ import annotations
 
+import re
 import threading
 
 import numpy as np
@@ -222,6 +223,14 @@ class _ProgramWriter:
     def name(self, v: Var) -> str:
         return f"v_{v.name}"
 
+    def comment(self, text: str) -> str:
+        """A comment line, with call-time sizes under their program names (``d0``): a Dim's
+        own label counts Dims made in the process, and the source must not depend on it, or
+        an identical graph built again would miss the cache."""
+        for d, name in self.dim_names.items():
+            text = re.sub(rf"\b{re.escape(d.label)}\b", name, text)
+        return "# " + text
+
     def use(self, statement: str) -> None:
         """Import a library module into the program (once)."""
         if statement not in self.imports:
@@ -255,7 +264,7 @@ class _ProgramWriter:
     def kernel(self, k: Kernel) -> None:
         serial = _KernelWriter(k, False, self.fastmath, self.literals, self.scalar_inputs)
         alias = self.import_kernel(serial)
-        self.lines.append(f"# {k.describe()}")
+        self.lines.append(self.comment(k.describe()))
         self.lines.extend(self.alloc(v) for v in serial.writes)
         args = [self.value(v) for v in serial.reads + serial.writes] + [self.size(d) for d in k.dims]
         call_serial = f"{alias}({', '.join(args)})"
@@ -272,7 +281,7 @@ class _ProgramWriter:
         emit = _LIBRARY.get(e.op)
         if emit is None:
             raise NotImplementedError(f"target 'cpu' cannot emit the primitive {e.op.name!r}")
-        self.lines.append(f"# {e}")
+        self.lines.append(self.comment(str(e)))
         if not is_view(step):
             self.lines.append(self.alloc(e.out))
         self.lines.extend(emit(self, e))

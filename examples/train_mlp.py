@@ -1,0 +1,300 @@
+"""Train a small MLP on scikit-learn's handwritten digits with jitgrad: the main job.
+
+The data is ``sklearn.datasets.load_digits`` (1,797 8x8 grey-level images of the
+digits 0-9, shipped with scikit-learn: no download).  Pixels are scaled from
+0..16 to 0..1 (float32) and 20% of the images are held out (a stratified split
+fixed by ``--seed``).  The model is a multi-layer perceptron, 64 inputs ->
+ReLU hidden layers (``--hidden``) -> 10 logits, trained with softmax
+cross-entropy on mini-batches.
+
+Two functions are compiled once, before training: the training step (inputs a
+mini-batch, outputs its loss, and updates the weights and the optimizer's state
+in place) and the evaluation (inputs the held-out images, outputs their
+logits).  The defaults (64-256-128-10, Adam with lr 3e-3, batches of 64, 30
+epochs) reach about 98% held-out accuracy (97.2-98.6% over seeds 0-19) in half
+a second of training on 2 cores.  Numba's first compile of the two functions
+takes about 20 s; it is cached on disk (``JITGRAD_CACHE_DIR``), so later runs
+compile in about a second.
+
+    python examples/train_mlp.py                    # the defaults
+    python examples/train_mlp.py --optimizer sgd --hidden 128 64 --epochs 40
+    python examples/train_mlp.py --small            # two epochs, a smoke test
+    python examples/train_mlp.py --help             # every flag, with its default
+
+A progress bar (stderr) shows each epoch's training loss and held-out accuracy.
+It writes, into ``--out`` (``examples/out`` by default):
+
+- ``mlp_params.npz``: the trained params and the optimizer's state
+  (``jg.save_params``; load them back with ``jg.load_params``);
+- ``train_mlp.png``: training loss and held-out accuracy per epoch.
+
+It ends with one summary line on stdout (held-out accuracy, training time, the
+files) saying whether the 97% target was reached.  The exit code is 0 for any
+finished run, whether or not it reached the target.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:       # imported from elsewhere (the tests): find _common
+    sys.path.insert(0, str(HERE))
+import _common  # noqa: E402  (also makes `import jitgrad` work from a source checkout)
+
+import jitgrad as jg  # noqa: E402
+
+TARGET_ACCURACY = 0.97
+SMALL_EPOCHS = 2
+PARAMS_FILE, FIGURE_FILE = "mlp_params.npz", "train_mlp.png"
+
+OPTIMIZERS = {          # name -> (function, its extra arguments)
+    "sgd": (jg.optim.sgd, dict(momentum=0.9)),
+    "adam": (jg.optim.adam, {}),
+    "adamw": (jg.optim.adamw, dict(weight_decay=1e-2)),
+}
+DEFAULT_LR = {"sgd": 0.1, "adam": 3e-3, "adamw": 3e-3}
+
+
+# -- data -------------------------------------------------------------------
+
+def load_data(seed: int = 0, test_size: float = 0.2):
+    """The digits, split into (X_train, y_train, X_test, y_test): float32 features in
+    [0, 1] of shape (n, 64) and int64 labels 0..9; ``test_size`` of the images held out,
+    stratified by digit, the split fixed by ``seed``."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    X = (digits.data / 16.0).astype(np.float32)
+    y = digits.target.astype(np.int64)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=test_size, stratify=y, random_state=seed)
+    return X_train, y_train, X_test, y_test
+
+
+# -- model --------------------------------------------------------------------
+
+def init_params(sizes, seed: int) -> list:
+    """One (W, b) pair of float32 params per layer: He-normal weights, zero biases."""
+    rng = np.random.default_rng(seed)
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        W = rng.normal(0.0, np.sqrt(2.0 / n_in), size=(n_in, n_out)).astype(np.float32)
+        layers.append((jg.param(f"W{i}", W), jg.param(f"b{i}", np.zeros(n_out, np.float32))))
+    return layers
+
+
+def forward(x, layers):
+    """The logits: ReLU after every layer but the last."""
+    for i, (W, b) in enumerate(layers):
+        x = jg.nn.dense(x, W, b)
+        if i < len(layers) - 1:
+            x = jg.relu(x)
+    return x
+
+
+def build(args, n_features: int = 64, n_classes: int = 10):
+    """Build and compile the model; returns ``(step, evaluate, params)``.
+
+    ``step(x, labels) -> loss`` runs one optimizer step on a mini-batch (updating the
+    params in place); ``evaluate(x) -> logits``; ``params`` are the model's params
+    (``step.params`` also holds the optimizer's state).  Both functions take any batch
+    size and are compiled here, on ``args.target``, once: they are called once each
+    (:func:`warm_up`), as Numba compiles at the first call.
+    """
+    layers = init_params([n_features, *args.hidden, n_classes], args.seed)
+    params = [p for layer in layers for p in layer]
+    x = jg.input("x", (None, n_features), "float32")
+    labels = jg.input("labels", (None,), "int64")
+    logits = forward(x, layers)
+    loss = jg.nn.cross_entropy(logits, labels)
+    optimizer, extra = OPTIMIZERS[args.optimizer]
+    updates = optimizer(loss, params, lr=args.lr, **extra)
+    step = jg.compile([x, labels], loss, updates=updates, target=args.target)
+    evaluate = jg.compile([x], logits, target=args.target)
+    warm_up(step, evaluate, n_features)
+    return step, evaluate, params
+
+
+def warm_up(step, evaluate, n_features: int = 64) -> None:
+    """Call both functions once, so Numba compiles them now and not inside the timed
+    training loop; the step's changes to the params (and the optimizer's state) are undone."""
+    saved = [p.value for p in step.params]
+    x = np.zeros((2, n_features), np.float32)
+    step(x, np.zeros(2, np.int64))
+    evaluate(x)
+    for p, value in zip(step.params, saved):
+        p.value = value
+
+
+def one_blas_thread():
+    """A context in which BLAS (the matrix products) runs on one thread.
+
+    The matrices here are tiny (a batch of 64 by at most a few hundred): threads cost
+    more than they save, and on a busy 2-core machine OpenBLAS's threads made a step
+    over 10x slower (4.7 ms instead of 0.3 ms).  ``threadpoolctl``
+    comes with scikit-learn."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:                 # pragma: no cover - scikit-learn requires it
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
+def accuracy(logits, labels) -> float:
+    return float(np.mean(np.argmax(logits, axis=1) == labels))
+
+
+# -- training -------------------------------------------------------------------
+
+def train(args) -> dict:
+    """Train as ``args`` say (see :func:`parse_args`), save the params and the figure.
+
+    Returns a dict: ``accuracy`` (final, held out), ``losses`` (training loss per epoch),
+    ``accuracies`` (held-out accuracy per epoch), ``seconds`` (the training loop),
+    ``compile_seconds``, ``epochs``, ``reached`` (accuracy >= 97%), ``n_test`` (held-out
+    images), and the paths ``params_path`` and ``figure_path``.
+    """
+    X_train, y_train, X_test, y_test = load_data(args.seed)
+    with one_blas_thread():
+        started = time.perf_counter()
+        step, evaluate, params = build(args, n_features=X_train.shape[1])
+        compile_seconds = time.perf_counter() - started
+        losses, accuracies, seconds = fit(args, step, evaluate, (X_train, y_train, X_test, y_test))
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    params_path = args.out / PARAMS_FILE
+    jg.save_params(params_path, step)
+    result = dict(accuracy=accuracies[-1], losses=losses, accuracies=accuracies,
+                  seconds=seconds, compile_seconds=compile_seconds, epochs=len(losses),
+                  reached=accuracies[-1] >= TARGET_ACCURACY, n_test=len(y_test),
+                  params_path=params_path)
+    result["figure_path"] = plot(result, args)
+    return result
+
+
+def fit(args, step, evaluate, data):
+    """The training loop: ``epochs`` passes over shuffled mini-batches, each followed by
+    an evaluation on the held-out set.  Returns (losses, accuracies, seconds): the
+    training loss (mean over the epoch's batches) and held-out accuracy per epoch,
+    and the loop's wall time."""
+    from tqdm import tqdm
+
+    X_train, y_train, X_test, y_test = data
+    epochs = SMALL_EPOCHS if args.small else args.epochs
+    batches = jg.data.batches((X_train, y_train), args.batch_size, shuffle=True, seed=args.seed)
+    losses, accuracies = [], []
+    started = time.perf_counter()
+    bar = tqdm(range(epochs), desc=f"{args.optimizer} lr={args.lr:g}", unit="epoch",
+               file=sys.stderr, dynamic_ncols=True)
+    for _ in bar:
+        total = 0.0
+        for xb, yb in batches:
+            total += float(step(xb, yb)) * len(yb)      # batch means -> the epoch's mean
+        losses.append(total / len(y_train))
+        accuracies.append(accuracy(evaluate(X_test), y_test))
+        bar.set_postfix(loss=f"{losses[-1]:.4f}", held_out_acc=f"{accuracies[-1]:.2%}")
+    bar.close()
+    return losses, accuracies, time.perf_counter() - started
+
+
+def plot(result: dict, args) -> Path:
+    """Two panels, training loss and held-out accuracy per epoch; returns the PNG's path."""
+    plt = _common.pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = np.arange(1, len(result["losses"]) + 1)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(epochs, result["losses"], marker=".", color="C0")
+    left.set_yscale("log")
+    left.set(xlabel="epoch", ylabel="cross-entropy (log scale)",
+             title="training loss (mean over the epoch's batches)")
+    right.plot(epochs, 100 * np.asarray(result["accuracies"]), marker=".", color="C1",
+               label="held-out accuracy")
+    right.axhline(100 * TARGET_ACCURACY, color="k", linestyle="--", linewidth=1,
+                  label=f"target {TARGET_ACCURACY:.0%}")
+    low = min(90.0, 100 * min(result["accuracies"]) - 1)
+    right.set_ylim(low, 100.5)
+    right.set(xlabel="epoch", ylabel="accuracy (%)",
+              title=f"held-out accuracy ({result['n_test']} images)")
+    right.legend(loc="lower right")
+    for ax in (left, right):
+        ax.grid(True, alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    hidden = "-".join(str(h) for h in (64, *args.hidden, 10))
+    fig.suptitle(f"MLP {hidden} on digits, {args.optimizer} lr={args.lr:g}, batch {args.batch_size}, "
+                 f"seed {args.seed}: final held-out accuracy {result['accuracy']:.2%}")
+    fig.tight_layout()
+    return _common.save_figure(fig, args.out, FIGURE_FILE)
+
+
+# -- command line ---------------------------------------------------------------
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = _common.parser(__doc__.splitlines()[0])
+    p.epilog = (f"Writes {PARAMS_FILE} (the trained params) and {FIGURE_FILE} (loss and "
+                f"accuracy per epoch) into --out, and prints one summary line.")
+    for action in p._actions:           # _common's help says figures only; params go there too
+        if "--out" in action.option_strings:
+            action.help = f"directory for {PARAMS_FILE} and {FIGURE_FILE}"
+    p.add_argument("--epochs", type=positive_int, default=30,
+                   help=f"passes over the training set (--small: {SMALL_EPOCHS})")
+    p.add_argument("--batch-size", type=positive_int, default=64,
+                   help="images per optimizer step (the last batch of an epoch may be smaller)")
+    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam",
+                   help="sgd (with momentum 0.9), adam, or adamw (adam with weight decay 0.01)")
+    p.add_argument("--lr", type=positive_float, default=argparse.SUPPRESS,
+                   help="learning rate (default: %s)" % ", ".join(
+                       f"{v:g} for {k}" for k, v in DEFAULT_LR.items()))
+    p.add_argument("--hidden", type=positive_int, nargs="+", default=[256, 128], metavar="N",
+                   help="sizes of the ReLU hidden layers, from input to output (the 64 inputs "
+                        "and 10 outputs are fixed)")
+    p.add_argument("--target", choices=["cpu", "numpy"], default="cpu",
+                   help="jitgrad target: cpu (compiled by Numba) or numpy (the reference interpreter)")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed of the held-out split, the initial weights and the batch order")
+    args = p.parse_args(argv)
+    if "lr" not in vars(args):
+        args.lr = DEFAULT_LR[args.optimizer]
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    result = train(args)
+    verdict = ("reached" if result["reached"] else "did NOT reach") + f" the {TARGET_ACCURACY:.0%} target"
+    print(f"held-out accuracy {result['accuracy']:.2%} ({verdict}) after {result['epochs']} epochs; "
+          f"training {result['seconds']:.2f} s (+ {result['compile_seconds']:.2f} s to compile); "
+          f"params in {result['params_path']}, plot in {result['figure_path']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""examples/train_mlp.py, the main job: it runs, writes what it says, and reaches its target."""
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import jitgrad as jg
+
+SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "train_mlp.py"
+FLAGS = ["--epochs", "--batch-size", "--lr", "--optimizer", "--target", "--seed", "--hidden",
+         "--small", "--out"]
+
+
+@pytest.fixture(scope="module")
+def script():
+    """The script's functions (its module globals), without running main."""
+    return runpy.run_path(str(SCRIPT))
+
+
+def test_small_run_writes_params_and_figure_that_load_back(script, tmp_path, capsys):
+    # On the NumPy reference target: no compile time here (the next test pays it for the
+    # cpu target); the script and its checkpoint do not depend on the target.
+    argv = ["--small", "--target", "numpy", "--out", str(tmp_path)]
+    assert script["main"](argv) == 0
+    out = capsys.readouterr().out
+    params_path, figure_path = tmp_path / "mlp_params.npz", tmp_path / "train_mlp.png"
+    assert params_path.stat().st_size > 0
+    assert figure_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = out.strip().splitlines()[-1]
+    assert "held-out accuracy" in summary and str(params_path) in summary and str(figure_path) in summary
+
+    # A fresh model of the same shape takes the checkpoint (names, shapes and dtypes must all
+    # match, optimizer state included) and then classifies as the trained one did.
+    args = script["parse_args"](argv)
+    step, evaluate, params = script["build"](args)
+    before = [p.value for p in params]
+    jg.load_params(params_path, step)
+    assert not all(np.array_equal(b, p.value) for b, p in zip(before, params))
+    with np.load(params_path) as saved:
+        assert {p.name for p in step.params} == set(saved.files)
+        for p in params:
+            np.testing.assert_array_equal(p.value, saved[p.name])
+    _, _, X_test, y_test = script["load_data"](args.seed)
+    acc = script["accuracy"](evaluate(X_test), y_test)
+    assert f"held-out accuracy {acc:.2%}" in summary
+
+
+def test_default_run_reaches_97_percent_held_out(script, tmp_path):
+    result = script["train"](script["parse_args"](["--out", str(tmp_path)]))
+    assert result["accuracy"] >= 0.97, result["accuracies"]
+    assert result["reached"] and result["epochs"] == len(result["losses"]) == len(result["accuracies"])
+    assert result["losses"][-1] < 0.2 * result["losses"][0]
+    assert result["params_path"].exists() and result["figure_path"].exists()
+
+
+def test_help_explains_every_flag(script, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        script["main"](["--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for flag in FLAGS:
+        assert flag in text, flag
+
+
+@pytest.mark.parametrize("argv", [["--epochs", "0"], ["--optimizer", "rmsprop"], ["--lr", "-1"],
+                                  ["--hidden"], ["--target", "gpu"], ["--seed", "-1"]])
+def test_bad_flags_are_rejected_by_name(script, argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        script["parse_args"](argv)
+    assert exit_.value.code == 2
+    assert argv[0] in capsys.readouterr().err
