@@ -109,6 +109,7 @@ class CudaProgram:
         module = load_module(source)
         reads, writes, reductions = writer.reads, writer.writes, [e.out for e in k.reductions]
         kind = writer.strategy
+        partials_for: dict = {}             # blocks -> the block strategy's partials, kept
 
         def run(env, sizes):
             extents = [resolve_dim(d, sizes) for d in k.dims]
@@ -122,7 +123,9 @@ class CudaProgram:
                 work = math.prod(extents)
             blocks, threads = launch_config(work)
             if kind == "block":
-                partials = [self.cuda.device_array(blocks, v.dtype) for v in reductions]
+                if blocks not in partials_for:
+                    partials_for[blocks] = [self.cuda.device_array(blocks, v.dtype) for v in reductions]
+                partials = partials_for[blocks]
                 args += partials
             if kind == "atomic":
                 flats = [env[v].reshape(env[v].size) for v in reductions]
@@ -148,26 +151,15 @@ class CudaProgram:
         if op in _LINALG:
             return self._linalg(e)
 
+        launch = _LIBRARY.get(op)
+        if launch is None:
+            raise NotImplementedError(f"target 'cuda' cannot run the primitive {op.name!r}")
+
         def run(env, sizes):
-            from . import cuda_library as lib
+            from . import cuda_library
             out = env[e.out] = self._alloc(e.out, sizes)
             ins = [self._array(env, v) for v in e.ins]
-            attrs = {k: _resolved(v, sizes) for k, v in e.attrs.items()}
-            if op is sh.transpose_p:
-                lib.transpose(ins[0], out, attrs["perm"])
-            elif op is sh.unslice_p:
-                lib.unslice(ins[0], out, attrs["index"])
-            elif op is sh.scatter_add_p:
-                lib.scatter_add(ins[0], ins[1], out, attrs["axis"])
-            elif op is sh.concatenate_p:
-                lib.concatenate(ins, out, attrs["axis"])
-            elif op in (sh.full_p, sh.full_like_p):
-                lib.fill(out, attrs["value"])
-            else:
-                raise NotImplementedError(f"target 'cuda' cannot run the primitive {op.name!r}")
-        if op not in (sh.transpose_p, sh.unslice_p, sh.scatter_add_p, sh.concatenate_p, sh.full_p,
-                      sh.full_like_p):
-            raise NotImplementedError(f"target 'cuda' cannot run the primitive {op.name!r}")
+            launch(cuda_library, ins, out, {k: _resolved(v, sizes) for k, v in e.attrs.items()})
         return run
 
     def _only_matmuls_read(self, v: Var) -> bool:
@@ -331,6 +323,15 @@ def _stacked(array, dims, core: int, sizes):
     batch = math.prod(shape[:len(shape) - core])
     return array.reshape((batch,) + shape[len(shape) - core:])
 
+
+_LIBRARY = {  # primitive -> its launch, given cuda_library, the input arrays, the output, the attrs
+    sh.transpose_p: lambda lib, ins, out, attrs: lib.transpose(ins[0], out, attrs["perm"]),
+    sh.unslice_p: lambda lib, ins, out, attrs: lib.unslice(ins[0], out, attrs["index"]),
+    sh.scatter_add_p: lambda lib, ins, out, attrs: lib.scatter_add(ins[0], ins[1], out, attrs["axis"]),
+    sh.concatenate_p: lambda lib, ins, out, attrs: lib.concatenate(ins, out, attrs["axis"]),
+    sh.full_p: lambda lib, ins, out, attrs: lib.fill(out, attrs["value"]),
+    sh.full_like_p: lambda lib, ins, out, attrs: lib.fill(out, attrs["value"]),
+}
 
 _LINALG = {   # primitive -> (routine, operand positions, core rank of the output, bool attrs)
     linalg.lu_p: ("lu_factor", (0,), 2, ()),
