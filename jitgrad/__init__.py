@@ -8,7 +8,7 @@
 >>> f(np.arange(3.0))
 (array(5.), array([0., 2., 4.]))
 """
-from . import data, linalg, nn, optim
+from . import data, distributed, linalg, nn, optim
 from .autodiff import checkpoint, grad, hessian, hvp, jacobian, jvp, stop_gradient, vjp
 from .compile import Executable, compile
 from .functions import (

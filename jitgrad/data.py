@@ -16,7 +16,7 @@ class Batches:
     """
 
     def __init__(self, arrays, batch_size: int, shuffle: bool = False, seed=None,
-                 drop_last: bool = False):
+                 drop_last: bool = False, shard=None):
         self._single = isinstance(arrays, np.ndarray) or not isinstance(arrays, (tuple, list))
         self.arrays = [np.asarray(arrays)] if self._single else [np.asarray(a) for a in arrays]
         if not self.arrays:
@@ -31,6 +31,15 @@ class Batches:
             raise ValueError(f"batches: batch_size must be a positive int, got {batch_size!r}")
         self.rows, self.batch_size = rows[0], int(batch_size)
         self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
+        if shard is None:
+            shard = (0, 1)
+        rank, size = shard
+        if not (isinstance(size, (int, np.integer)) and size >= 1 and 0 <= rank < size):
+            raise ValueError(f"batches: shard must be (rank, size) with 0 <= rank < size, got {shard!r}")
+        if shuffle and seed is None and size > 1:
+            raise ValueError("batches: sharded shuffling needs a seed, so that every rank draws "
+                             "the same permutation")
+        self.shard = (int(rank), int(size))
         self._seed = np.random.SeedSequence(seed).entropy if seed is None else seed
         self._epoch = 0
 
@@ -44,19 +53,23 @@ class Batches:
         if self.shuffle:
             order = np.random.default_rng([self._seed, self._epoch]).permutation(self.rows)
         self._epoch += 1
+        rank, size = self.shard
         for k in range(len(self)):
-            rows = slice(k * self.batch_size, (k + 1) * self.batch_size)
-            picked = [a[rows] if order is None else a[order[rows]] for a in self.arrays]
+            rows = np.arange(k * self.batch_size, min((k + 1) * self.batch_size, self.rows))
+            rows = np.array_split(rows if order is None else order[rows], size)[rank]
+            picked = [a[rows] for a in self.arrays]
             yield picked[0] if self._single else tuple(picked)
 
 
-def batches(arrays, batch_size: int, shuffle: bool = False, seed=None, drop_last: bool = False) -> Batches:
+def batches(arrays, batch_size: int, shuffle: bool = False, seed=None, drop_last: bool = False,
+            shard=None) -> Batches:
     """Aligned mini-batches of ``arrays`` (one array, or a tuple/list of arrays with the
     same number of rows), ``batch_size`` rows at a time (the last batch may be
-    smaller unless ``drop_last``).
+    smaller unless ``drop_last``).  ``shard=(rank, size)``: this rank's part of every
+    global batch (``np.array_split`` of its rows), for data-parallel training.
 
     >>> X, Y = np.arange(10).reshape(5, 2), np.arange(5)
     >>> [yb.tolist() for _, yb in batches((X, Y), batch_size=2)]
     [[0, 1], [2, 3], [4]]
     """
-    return Batches(arrays, batch_size, shuffle, seed, drop_last)
+    return Batches(arrays, batch_size, shuffle, seed, drop_last, shard)

@@ -204,6 +204,56 @@ def _with_stores(groups: list, schedule: Schedule) -> tuple:
     return tuple(steps)
 
 
+def is_collective(step) -> bool:
+    from .ops.collective import psum_p
+    return isinstance(step, Call) and step.eqn.op is psum_p
+
+
+def _step_reads(step) -> list:
+    return step.reads() if isinstance(step, Kernel) else list(step.eqn.ins)
+
+
+def _step_writes(step) -> list:
+    if isinstance(step, Kernel):
+        return list(step.stores) + [e.out for e in step.reductions]
+    return [step.eqn.out]
+
+
+def defer_collectives(steps) -> tuple:
+    """Order the steps so that collectives run in as few groups as possible.
+
+    Everything that does not wait for a collective runs first; then every collective
+    whose input is ready runs, side by side, so that a backend packs them into one
+    all-reduce (the gradients of a training step become one bucket); and so on.
+    """
+    if not any(is_collective(step) for step in steps):
+        return tuple(steps)
+    produced = {v for step in steps for v in _step_writes(step)}
+    ready: set = set()
+    remaining, ordered = list(steps), []
+
+    def runnable(step):
+        return all(v in ready or v not in produced for v in _step_reads(step))
+    while remaining:
+        progress = True
+        while progress:                         # all the computation that can run now
+            progress = False
+            for step in list(remaining):
+                if not is_collective(step) and runnable(step):
+                    ordered.append(step)
+                    ready.update(_step_writes(step))
+                    remaining.remove(step)
+                    progress = True
+        group = [step for step in remaining if is_collective(step) and runnable(step)]
+        if not group and remaining:
+            raise AssertionError("jitgrad internal error: steps wait for each other")
+        for step in group:                      # then one round of communication
+            ordered.append(step)
+            ready.update(_step_writes(step))
+            remaining.remove(step)
+    return tuple(ordered)
+
+
 class FusedSchedule:
     """A schedule together with its kernels: prints every kernel and the ops it fused.
 

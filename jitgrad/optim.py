@@ -55,17 +55,20 @@ def _like(value, p: Tensor):
 
 
 def sgd(loss, params, lr, momentum: float = 0.0, nesterov: bool = False,
-        weight_decay: float = 0.0) -> dict:
+        weight_decay: float = 0.0, grads=None) -> dict:
     """Stochastic gradient descent, as PyTorch's ``torch.optim.SGD`` (no dampening):
 
         g = dL/dp + weight_decay p;  v = momentum v + g;
         p -= lr (g + momentum v) if nesterov else lr v      (v = g without momentum)
+
+    ``grads``: the gradients to use instead of dL/dp (``jg.distributed.data_parallel``
+    passes them averaged over the ranks).
     """
     params, lr = _params("sgd", params), _rate("sgd", lr)
     if nesterov and momentum <= 0:
         raise ValueError("sgd: nesterov momentum needs momentum > 0")
     updates = {}
-    for p, g in zip(params, grad(loss, params)):
+    for p, g in zip(params, _gradients(loss, params, grads)):
         if weight_decay:
             g = g + weight_decay * p
         step = g
@@ -78,7 +81,16 @@ def sgd(loss, params, lr, momentum: float = 0.0, nesterov: bool = False,
     return updates
 
 
-def _adam(name, loss, params, lr, b1, b2, eps, weight_decay) -> dict:
+def _gradients(loss, params, grads):
+    if grads is None:
+        return grad(loss, params)
+    grads = list(grads)
+    if len(grads) != len(params):
+        raise ValueError(f"{len(grads)} gradients for {len(params)} params")
+    return grads
+
+
+def _adam(name, loss, params, lr, b1, b2, eps, weight_decay, grads=None) -> dict:
     params, lr = _params(name, params), _rate(name, lr)
     for what, value in (("b1", b1), ("b2", b2)):
         if not 0 <= value < 1:
@@ -87,7 +99,7 @@ def _adam(name, loss, params, lr, b1, b2, eps, weight_decay) -> dict:
     t = count + 1.0
     updates = {count: t}
     first_fix, second_fix = 1.0 - F.power(b1, t), 1.0 - F.power(b2, t)     # bias corrections
-    for p, g in zip(params, grad(loss, params)):
+    for p, g in zip(params, _gradients(loss, params, grads)):
         m, v = _state(p, f"{name}_m"), _state(p, f"{name}_v")
         m_new, v_new = b1 * m + (1.0 - b1) * g, b2 * v + (1.0 - b2) * (g * g)
         m_hat, v_hat = m_new / _like(first_fix, p), v_new / _like(second_fix, p)
@@ -98,20 +110,20 @@ def _adam(name, loss, params, lr, b1, b2, eps, weight_decay) -> dict:
     return updates
 
 
-def adam(loss, params, lr=1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> dict:
+def adam(loss, params, lr=1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, grads=None) -> dict:
     """Adam (Kingma & Ba, 2015), bias-corrected, ``eps`` added to ``sqrt(v_hat)``:
 
         m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g²;  t += 1
         p -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
     """
-    return _adam("adam", loss, params, lr, b1, b2, eps, 0.0)
+    return _adam("adam", loss, params, lr, b1, b2, eps, 0.0, grads)
 
 
 def adamw(loss, params, lr=1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
-          weight_decay: float = 1e-2) -> dict:
+          weight_decay: float = 1e-2, grads=None) -> dict:
     """AdamW (Loshchilov & Hutter, 2019), as ``torch.optim.AdamW``: Adam with the weight
     decay applied to the param directly, not through the moments:
 
         p -= lr (m_hat / (sqrt(v_hat) + eps) + weight_decay p)
     """
-    return _adam("adamw", loss, params, lr, b1, b2, eps, weight_decay)
+    return _adam("adamw", loss, params, lr, b1, b2, eps, weight_decay, grads)

@@ -152,6 +152,7 @@ CASES = [
          lambda a: _singular_function(*np.linalg.svd(a, full_matrices=False)), (uniform(-2, 2, 4, 3),)),
     Case("norm_nuclear", lambda a: jg.linalg.norm(a, "nuc"), lambda a: np.linalg.norm(a, "nuc"), (X34,)),
     Case("norm", jg.linalg.norm, np.linalg.norm, (X34,)),
+    Case("psum", lambda x: jg.distributed.psum(x) * 2.0, lambda x: x * 2.0, (X34,)),   # a world of one
     Case("relu", jg.relu, lambda x: np.maximum(x, 0), (X34,)),
     Case("leaky_relu", lambda x: jg.leaky_relu(x, 0.1), lambda x: np.where(x > 0, x, 0.1 * x), (X34,)),
     Case("elu", jg.elu, lambda x: np.where(x > 0, x, np.expm1(x)), (X34,)),

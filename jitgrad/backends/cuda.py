@@ -25,6 +25,7 @@ import numpy as np
 from ..fusion import INDEX_MAPS, FusedSchedule, Kernel, fuse
 from ..memory import plan_memory
 from ..ops import linalg, shape as sh
+from ..ops.collective import psum_p
 from ..primitive import Dim, resolve_dim
 from ..schedule import Schedule, Var
 from .cache import load_module
@@ -146,6 +147,8 @@ class CudaProgram:
         if op is sh.transpose_p and len(e.out.dims) == 2 and self._only_matmuls_read(e.out):
             self._transposed[e.out] = e.ins[0]
             return lambda env, sizes: None
+        if op is psum_p:
+            return self._collective(e)
         if op is linalg.matmul_p:
             return self._matmul(e)
         if op in _LINALG:
@@ -160,6 +163,17 @@ class CudaProgram:
             out = env[e.out] = self._alloc(e.out, sizes)
             ins = [self._array(env, v) for v in e.ins]
             launch(cuda_library, ins, out, {k: _resolved(v, sizes) for k, v in e.attrs.items()})
+        return run
+
+    def _collective(self, e):
+        """psum, staged through the host: MPI gets host buffers (a CUDA-aware MPI could take
+        device pointers instead)."""
+        from ..distributed import world
+
+        def run(env, sizes):
+            summed = world().allreduce(self._array(env, e.ins[0]).copy_to_host())
+            env[e.out] = self._alloc(e.out, sizes)
+            env[e.out].copy_to_device(summed)
         return run
 
     def _only_matmuls_read(self, v: Var) -> bool:

@@ -14,7 +14,7 @@ import threading
 
 import numpy as np
 
-from ..fusion import INDEX_MAPS, Call, FusedSchedule, Kernel, fuse, is_view
+from ..fusion import INDEX_MAPS, Call, FusedSchedule, Kernel, defer_collectives, fuse, is_collective, is_view
 from ..memory import MemoryPlan, plan_memory
 from ..ops import linalg, reduce as rd, shape as sh
 from ..primitive import Dim, resolve_dim
@@ -286,9 +286,31 @@ class _ProgramWriter:
             self.lines.append(self.alloc(e.out))
         self.lines.extend(emit(self, e))
 
+    def collectives(self, group: list) -> None:
+        """Consecutive collectives: one all-reduce of their packed buffers, run by Python
+        (mpi4py) between the kernels, on the program's own arrays."""
+        self.use("from numba import objmode")
+        self.use("from jitgrad.distributed import allreduce_pairs")
+        pairs = []
+        for step in group:
+            e = step.eqn
+            self.lines.append(self.comment(str(e)))
+            self.lines.append(self.alloc(e.out))
+            pairs += [self.name(e.ins[0]), self.name(e.out)]
+        self.lines += ["with objmode():", f"    allreduce_pairs({', '.join(pairs)})"]
+
     def source(self) -> str:
+        group: list = []
         for step in self.steps:
+            if is_collective(step):
+                group.append(step)
+                continue
+            if group:
+                self.collectives(group)
+                group = []
             self.kernel(step) if isinstance(step, Kernel) else self.library(step)
+        if group:
+            self.collectives(group)
         params = ([self.value(v) for v in self.s.inputs] + [self.name(v) for v, _ in self.s.params]
                   + [self.name(v) for v, _ in self.s.consts if v not in self.inlined]
                   + [f"ws{k}" for k in range(len(self.plan.slots))] + (["dims"] if self.dim_names else []))
@@ -453,7 +475,7 @@ class CpuProgram:
     """A schedule compiled for the CPU: call it like the numpy reference program."""
 
     def __init__(self, schedule: Schedule, *, parallel: bool = False, fastmath: bool = False):
-        steps = fuse(schedule)
+        steps = defer_collectives(fuse(schedule))
         self.schedule = FusedSchedule(schedule, steps)
         self._dims = _all_dims(schedule)
         self._plan = plan_memory(steps, schedule)

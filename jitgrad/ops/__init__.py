@@ -1,7 +1,7 @@
 """The registry of primitives: an explicit tuple built from the family modules."""
-from . import control, elementwise, leaf, linalg, reduce, shape
+from . import collective, control, elementwise, leaf, linalg, reduce, shape
 
 PRIMITIVES = (leaf.PRIMITIVES + elementwise.PRIMITIVES + reduce.PRIMITIVES + shape.PRIMITIVES
-              + linalg.PRIMITIVES + control.PRIMITIVES)
+              + linalg.PRIMITIVES + control.PRIMITIVES + collective.PRIMITIVES)
 BY_NAME = {p.name: p for p in PRIMITIVES}
 assert len(BY_NAME) == len(PRIMITIVES), "two primitives share a name"
