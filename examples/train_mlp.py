@@ -19,6 +19,7 @@ compile in about a second.
     python examples/train_mlp.py                    # the defaults
     python examples/train_mlp.py --optimizer sgd --hidden 128 64 --epochs 40
     python examples/train_mlp.py --small            # two epochs, a smoke test
+    mpiexec -n 2 python examples/train_mlp.py --distributed   # data-parallel on 2 processes
     python examples/train_mlp.py --help             # every flag, with its default
 
 A progress bar (stderr) shows each epoch's training loss and held-out accuracy.
@@ -31,6 +32,13 @@ It writes, into ``--out`` (``examples/out`` by default):
 It ends with one summary line on stdout (held-out accuracy, training time, the
 files) saying whether the 97% target was reached.  The exit code is 0 for any
 finished run, whether or not it reached the target.
+
+With ``--distributed`` (``jg.distributed``, over MPI) every process started by
+``mpiexec`` trains on its part of each global batch of ``--batch-size`` images;
+the gradients are averaged over the processes before each update, so all of them
+keep the same params, those of one process with the same batches (up to
+rounding).  Rank 0 alone shows the progress bar, evaluates, and writes the
+files and the summary.
 """
 from __future__ import annotations
 
@@ -107,6 +115,10 @@ def build(args, n_features: int = 64, n_classes: int = 10):
     (``step.params`` also holds the optimizer's state).  Both functions take any batch
     size and are compiled here, on ``args.target``, once: they are called once each
     (:func:`warm_up`), as Numba compiles at the first call.
+
+    With ``args.distributed`` (after ``jg.distributed.init()``) every rank passes its
+    shard of the global batch: the loss is the global batch's mean and the gradients
+    are averaged over the ranks, and the params start as rank 0's.
     """
     layers = init_params([n_features, *args.hidden, n_classes], args.seed)
     params = [p for layer in layers for p in layer]
@@ -115,11 +127,24 @@ def build(args, n_features: int = 64, n_classes: int = 10):
     logits = forward(x, layers)
     loss = jg.nn.cross_entropy(logits, labels)
     optimizer, extra = OPTIMIZERS[args.optimizer]
+    if args.distributed:
+        loss = global_batch_mean(loss, labels)
+        optimizer = jg.distributed.data_parallel(optimizer)
     updates = optimizer(loss, params, lr=args.lr, **extra)
     step = jg.compile([x, labels], loss, updates=updates, target=args.target)
     evaluate = jg.compile([x], logits, target=args.target)
     warm_up(step, evaluate, n_features)
+    if args.distributed:                # after warm_up, which restores this rank's values
+        jg.distributed.broadcast_params(step)
     return step, evaluate, params
+
+
+def global_batch_mean(local_mean, labels):
+    """The mean over the global batch, from the mean over this rank's shard of it: the
+    shards of a batch may differ by a row (the last batch of an epoch), and then the mean
+    of the ranks' means is not the batch's mean, nor its gradient the one-process one."""
+    n = jg.sum(jg.functions.ones_like(jg.astype(labels, local_mean.dtype)))
+    return jg.distributed.psum(local_mean * n) / jg.distributed.psum(n)
 
 
 def warm_up(step, evaluate, n_features: int = 64) -> None:
@@ -156,17 +181,24 @@ def accuracy(logits, labels) -> float:
 def train(args) -> dict:
     """Train as ``args`` say (see :func:`parse_args`), save the params and the figure.
 
+    With ``args.distributed``, joins the MPI job first; every rank trains, and rank 0
+    alone evaluates and writes the files (the other ranks return None).
+
     Returns a dict: ``accuracy`` (final, held out), ``losses`` (training loss per epoch),
     ``accuracies`` (held-out accuracy per epoch), ``seconds`` (the training loop),
     ``compile_seconds``, ``epochs``, ``reached`` (accuracy >= 97%), ``n_test`` (held-out
     images), and the paths ``params_path`` and ``figure_path``.
     """
+    world = jg.distributed.init() if args.distributed else jg.distributed.World()
     X_train, y_train, X_test, y_test = load_data(args.seed)
     with one_blas_thread():
         started = time.perf_counter()
         step, evaluate, params = build(args, n_features=X_train.shape[1])
         compile_seconds = time.perf_counter() - started
-        losses, accuracies, seconds = fit(args, step, evaluate, (X_train, y_train, X_test, y_test))
+        losses, accuracies, seconds = fit(args, step, evaluate, (X_train, y_train, X_test, y_test),
+                                          world)
+    if world.rank != 0:
+        return None
 
     args.out.mkdir(parents=True, exist_ok=True)
     params_path = args.out / PARAMS_FILE
@@ -179,25 +211,30 @@ def train(args) -> dict:
     return result
 
 
-def fit(args, step, evaluate, data):
+def fit(args, step, evaluate, data, world=None):
     """The training loop: ``epochs`` passes over shuffled mini-batches, each followed by
     an evaluation on the held-out set.  Returns (losses, accuracies, seconds): the
     training loss (mean over the epoch's batches) and held-out accuracy per epoch,
-    and the loop's wall time."""
+    and the loop's wall time.  In a ``world`` of several ranks each trains on its shard
+    of every batch; rank 0 alone evaluates (the others' accuracies are empty)."""
     from tqdm import tqdm
 
+    world = world or jg.distributed.World()
     X_train, y_train, X_test, y_test = data
     epochs = SMALL_EPOCHS if args.small else args.epochs
-    batches = jg.data.batches((X_train, y_train), args.batch_size, shuffle=True, seed=args.seed)
+    batches = jg.data.batches((X_train, y_train), args.batch_size, shuffle=True, seed=args.seed,
+                              shard=(world.rank, world.size))
     losses, accuracies = [], []
     started = time.perf_counter()
     bar = tqdm(range(epochs), desc=f"{args.optimizer} lr={args.lr:g}", unit="epoch",
-               file=sys.stderr, dynamic_ncols=True)
+               file=sys.stderr, dynamic_ncols=True, disable=world.rank != 0)
     for _ in bar:
         total = 0.0
         for xb, yb in batches:
             total += float(step(xb, yb)) * len(yb)      # batch means -> the epoch's mean
-        losses.append(total / len(y_train))
+        losses.append(float(world.allreduce(total)) / len(y_train))    # summed over the ranks
+        if world.rank != 0:
+            continue
         accuracies.append(accuracy(evaluate(X_test), y_test))
         bar.set_postfix(loss=f"{losses[-1]:.4f}", held_out_acc=f"{accuracies[-1]:.2%}")
     bar.close()
@@ -280,6 +317,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="jitgrad target: cpu (compiled by Numba) or numpy (the reference interpreter)")
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed of the held-out split, the initial weights and the batch order")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel training over MPI: start with `mpiexec -n N python "
+                        "train_mlp.py --distributed`; each process trains on 1/N of every "
+                        "--batch-size batch and rank 0 writes the files. Without mpiexec "
+                        "(or mpi4py) it runs as a world of one process")
     args = p.parse_args(argv)
     if "lr" not in vars(args):
         args.lr = DEFAULT_LR[args.optimizer]
@@ -289,6 +331,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     result = train(args)
+    if result is None:                  # a rank other than 0 of a --distributed run
+        return 0
     verdict = ("reached" if result["reached"] else "did NOT reach") + f" the {TARGET_ACCURACY:.0%} target"
     print(f"held-out accuracy {result['accuracy']:.2%} ({verdict}) after {result['epochs']} epochs; "
           f"training {result['seconds']:.2f} s (+ {result['compile_seconds']:.2f} s to compile); "
