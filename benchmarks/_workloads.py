@@ -154,8 +154,8 @@ def w3_data(seed: int = 1):
     return x, labels
 
 
-def w3_jitgrad(target="cpu", seed: int = 0, **options):
-    """The SGD step as one compiled function: returns the loss, updates the params."""
+def w3_graph(seed: int = 0):
+    """The MLP's inputs, params and loss: ([x, labels], params, loss)."""
     names = ["W0", "b0", "W1", "b1", "W2", "b2"]
     params = [jg.param(n, w) for n, w in zip(names, w3_weights(seed))]
     x = jg.input("x", (W3_BATCH, W3_SIZES[0]), "float32")
@@ -165,7 +165,12 @@ def w3_jitgrad(target="cpu", seed: int = 0, **options):
         h = jg.matmul(h, params[2 * layer]) + params[2 * layer + 1]
         if layer < 2:
             h = jg.relu(h)
-    loss = jg.nn.cross_entropy(h, labels)
+    return [x, labels], params, jg.nn.cross_entropy(h, labels)
+
+
+def w3_jitgrad(target="cpu", seed: int = 0, **options):
+    """The SGD step as one compiled function: returns the loss, updates the params."""
+    (x, labels), params, loss = w3_graph(seed)
     grads = jg.grad(loss, params)
     lr = np.float32(W3_LR)
     updates = {p: p - lr * g for p, g in zip(params, grads)}

@@ -57,22 +57,12 @@ except ImportError:                     # run as a script
 
 import jitgrad as jg
 
-NAMES = ["W0", "b0", "W1", "b1", "W2", "b2"]
-
 
 def w3_step(distributed: bool):
     """The W3 step with ``jg.optim.sgd``, its gradients averaged over the ranks if ``distributed``."""
-    params = [jg.param(n, w) for n, w in zip(NAMES, W.w3_weights(0))]
-    x = jg.input("x", (W.W3_BATCH, W.W3_SIZES[0]), "float32")
-    labels = jg.input("labels", (W.W3_BATCH,), "int64")
-    h = x
-    for layer in range(3):
-        h = jg.matmul(h, params[2 * layer]) + params[2 * layer + 1]
-        if layer < 2:
-            h = jg.relu(h)
-    loss = jg.nn.cross_entropy(h, labels)
+    inputs, params, loss = W.w3_graph(0)
     optimizer = jg.distributed.data_parallel(jg.optim.sgd) if distributed else jg.optim.sgd
-    step = jg.compile([x, labels], loss, updates=optimizer(loss, params, lr=np.float32(W.W3_LR)))
+    step = jg.compile(inputs, loss, updates=optimizer(loss, params, lr=np.float32(W.W3_LR)))
     return step, params
 
 
