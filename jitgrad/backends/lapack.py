@@ -342,29 +342,45 @@ def triangular_solve(t, b, x, lower, trans):
 # ---------------------------------------------------------------------------------------------
 
 @njit(cache=True)
-def eigh(a, out):
-    """a (b, n, n) -> out (b, n+1, n): out[i, 0] the eigenvalues of s = (a + aᵀ)/2, ascending;
-    out[i, 1:] = V, column j the unit eigenvector of eigenvalue j, its largest entry positive.
-    Raises LinAlgError if LAPACK does not converge."""
+def _eigh(a, out, vectors):
+    """`eigh`, or with `vectors` False only its row 0 (syevd skips the vectors: about half
+    the work)."""
     n = a.shape[1]
     if a.shape[0] == 0 or n == 0:
         return
+    jobz = _V if vectors else _N
     s = np.empty((n, n), a.dtype)
     work, iwork = np.empty(1, a.dtype), np.empty(1, np.intc)
-    _syevd(_V, n, s, out[0, 0], work, -1, iwork, -1)
-    work = np.empty(_lwork(work[0], 1 + 6 * n + 2 * n * n), a.dtype)
-    iwork = np.empty(_lwork(iwork[0], 3 + 5 * n), np.intc)
+    _syevd(jobz, n, s, out[0, 0], work, -1, iwork, -1)
+    work = np.empty(_lwork(work[0], 1 + 6 * n + 2 * n * n if vectors else 2 * n + 1), a.dtype)
+    iwork = np.empty(_lwork(iwork[0], 3 + 5 * n if vectors else 1), np.intc)
     for i in range(a.shape[0]):
         for r in range(n):
             for c in range(r + 1):
                 s[r, c] = s[c, r] = 0.5 * (a[i, r, c] + a[i, c, r])
-        if _syevd(_V, n, s, out[i, 0], work, work.size, iwork, iwork.size) != 0:
+        if _syevd(jobz, n, s, out[i, 0], work, work.size, iwork, iwork.size) != 0:
             raise LinAlgError("Eigenvalues did not converge")
-        v = out[i, 1:]
-        _copy(s.T, v)
-        for j in range(n):
-            if _largest_is_negative(v, j):
-                _negate_column(v, j)
+        if vectors:
+            v = out[i, 1:]
+            _copy(s.T, v)
+            for j in range(n):
+                if _largest_is_negative(v, j):
+                    _negate_column(v, j)
+
+
+@njit(cache=True)
+def eigh(a, out):
+    """a (b, n, n) -> out (b, n+1, n): out[i, 0] the eigenvalues of s = (a + aᵀ)/2, ascending;
+    out[i, 1:] = V, column j the unit eigenvector of eigenvalue j, its largest entry positive.
+    Raises LinAlgError if LAPACK does not converge."""
+    _eigh(a, out, True)
+
+
+@njit(cache=True)
+def eigh_values(a, out):
+    """Row 0 of what `eigh` writes, the eigenvalues; the rest of `out` is left unwritten (for
+    a program that reads nothing else)."""
+    _eigh(a, out, False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,71 +390,45 @@ def eigh(a, out):
 # ---------------------------------------------------------------------------------------------
 
 @njit(cache=True)
-def svd(a, out):
-    """a (b, m, n) -> out (b, 1+m+n, k), k = min(m, n): out[i, 0] the singular values,
-    descending; out[i, 1:1+m] = U, out[i, 1+m:] = V with a[i] = U diag(s) Vᵀ, each pair of
-    columns signed so that u_j's largest entry is positive. Raises LinAlgError if LAPACK does
-    not converge (NaN input included)."""
+def _svd(a, out, vectors):
+    """`svd`, or with `vectors` False only its row 0 (gesdd with jobz 'N')."""
     m, n = a.shape[1], a.shape[2]
     k = min(m, n)
     if a.shape[0] == 0 or k == 0:
         return
     copy = np.empty((m, n), a.dtype)          # gesdd destroys its input
-    v_t = np.empty((k, n), a.dtype)
+    unused = np.empty((1, 1), a.dtype)        # u and vt are not referenced with jobz 'N'
+    v_t = np.empty((k, n), a.dtype) if vectors else unused
+    jobz, ldu, ldvt = (_S, k, n) if vectors else (_N, 1, 1)
     work, iwork = np.empty(1, a.dtype), np.empty(8 * k, np.intc)
-    _gesdd(_S, n, m, copy, out[0, 0], v_t, n, out[0, 1:1 + m], k, work, -1, iwork)
-    work = np.empty(_lwork(work[0], 4 * k * k + 6 * k + max(m, n)), a.dtype)
+    _gesdd(jobz, n, m, copy, out[0, 0], v_t, ldvt, out[0, 1:1 + m] if vectors else unused, ldu,
+           work, -1, iwork)
+    minimum = 4 * k * k + 6 * k + max(m, n) if vectors else 3 * k + max(max(m, n), 7 * k)
+    work = np.empty(_lwork(work[0], minimum), a.dtype)
     for i in range(a.shape[0]):
         _copy(a[i], copy)
-        u = out[i, 1:1 + m]
-        if _gesdd(_S, n, m, copy, out[i, 0], v_t, n, u, k, work, work.size, iwork) != 0:
+        u = out[i, 1:1 + m] if vectors else unused
+        if _gesdd(jobz, n, m, copy, out[i, 0], v_t, ldvt, u, ldu, work, work.size, iwork) != 0:
             raise LinAlgError("SVD did not converge")
-        v = out[i, 1 + m:]
-        _copy(v_t.T, v)
-        for j in range(k):
-            if _largest_is_negative(u, j):
-                _negate_column(u, j)
-                _negate_column(v, j)
+        if vectors:
+            v = out[i, 1 + m:]
+            _copy(v_t.T, v)
+            for j in range(k):
+                if _largest_is_negative(u, j):
+                    _negate_column(u, j)
+                    _negate_column(v, j)
 
-
-# ---------------------------------------------------------------------------------------------
-# Values only: when a program reads nothing but row 0 of a packed eigh or svd result (the
-# eigenvalues, the singular values), LAPACK skips the vectors, which is about half the work.
-# The rest of `out` is left unwritten.
-# ---------------------------------------------------------------------------------------------
 
 @njit(cache=True)
-def eigh_values(a, out):
-    """Row 0 of what `eigh` writes: the eigenvalues of (a + aᵀ)/2, ascending."""
-    n = a.shape[1]
-    if a.shape[0] == 0 or n == 0:
-        return
-    s = np.empty((n, n), a.dtype)
-    work, iwork = np.empty(1, a.dtype), np.empty(1, np.intc)
-    _syevd(_N, n, s, out[0, 0], work, -1, iwork, -1)
-    work = np.empty(_lwork(work[0], 2 * n + 1), a.dtype)
-    iwork = np.empty(_lwork(iwork[0], 1), np.intc)
-    for i in range(a.shape[0]):
-        for r in range(n):
-            for c in range(r + 1):
-                s[r, c] = s[c, r] = 0.5 * (a[i, r, c] + a[i, c, r])
-        if _syevd(_N, n, s, out[i, 0], work, work.size, iwork, iwork.size) != 0:
-            raise LinAlgError("Eigenvalues did not converge")
+def svd(a, out):
+    """a (b, m, n) -> out (b, 1+m+n, k), k = min(m, n): out[i, 0] the singular values,
+    descending; out[i, 1:1+m] = U, out[i, 1+m:] = V with a[i] = U diag(s) Vᵀ, each pair of
+    columns signed so that u_j's largest entry is positive. Raises LinAlgError if LAPACK does
+    not converge (NaN input included)."""
+    _svd(a, out, True)
 
 
 @njit(cache=True)
 def svd_values(a, out):
-    """Row 0 of what `svd` writes: the singular values of a, descending."""
-    m, n = a.shape[1], a.shape[2]
-    k = min(m, n)
-    if a.shape[0] == 0 or k == 0:
-        return
-    copy = np.empty((m, n), a.dtype)
-    unused = np.empty(1, a.dtype)             # u and vt are not referenced with jobz 'N'
-    work, iwork = np.empty(1, a.dtype), np.empty(8 * k, np.intc)
-    _gesdd(_N, n, m, copy, out[0, 0], unused, 1, unused, 1, work, -1, iwork)
-    work = np.empty(_lwork(work[0], 3 * k + max(max(m, n), 7 * k)), a.dtype)
-    for i in range(a.shape[0]):
-        _copy(a[i], copy)
-        if _gesdd(_N, n, m, copy, out[i, 0], unused, 1, unused, 1, work, work.size, iwork) != 0:
-            raise LinAlgError("SVD did not converge")
+    """Row 0 of what `svd` writes, the singular values; the rest of `out` is left unwritten."""
+    _svd(a, out, False)
