@@ -13,7 +13,7 @@ import numpy as np
 
 from .graph import Tensor, as_dtype, bind, constant
 from .ops import elementwise as ew, linalg as la, reduce as rd, shape as sh
-from .ops._shapes import fmt_shape, normalize_axes
+from .ops._shapes import fmt_shape, normalize_axes, normalize_axis, normalize_axis_tuple
 from .primitive import Dim, Primitive
 
 # -- operands, promotion, broadcasting ---------------------------------------
@@ -175,8 +175,9 @@ def gelu(x, approximate: bool = False) -> Tensor:
 # -- reductions --------------------------------------------------------------
 
 def _reduce(op: Primitive, name: str, x, axis, keepdims) -> Tensor:
+    """A ufunc-style reduction: like NumPy's, it takes axis 0 or -1 of a 0-d array."""
     x = as_tensor(x)
-    return bind(op, x, axes=normalize_axes(axis, x.ndim, name), keepdims=bool(keepdims))
+    return bind(op, x, axes=normalize_axes(axis, x.ndim, name, int_axis_of_0d=True), keepdims=bool(keepdims))
 
 
 def sum(x, axis=None, keepdims=False): return _reduce(rd.reduce_sum_p, "sum", x, axis, keepdims)  # noqa: A001
@@ -206,7 +207,7 @@ def logsumexp(x, axis=None, keepdims=False) -> Tensor:
     """log(sum(exp(x))) without overflow: the max is factored out (and is stop-gradient,
     since the result does not depend on it)."""
     x = as_tensor(x)
-    axes = normalize_axes(axis, x.ndim, "logsumexp")
+    axes = normalize_axes(axis, x.ndim, "logsumexp", int_axis_of_0d=True)    # as scipy's
     peak = stop_gradient(max(x, axes, keepdims=True))
     peak = where(equal(abs(peak), np.inf), 0.0, peak)
     out = add(log(sum(exp(subtract(x, peak)), axes, keepdims=True)), peak)
@@ -235,11 +236,16 @@ def reshape(x, *shape) -> Tensor:
 
 
 def transpose(x, *axes) -> Tensor:
+    """numpy.transpose: ``transpose(x)``, ``transpose(x, axes)`` or ``transpose(x, *axes)``;
+    axes are axes (any in ``[-ndim, ndim)``), not sizes, so they skip the shape parser."""
     x = as_tensor(x)
-    axes = _shape_arg(axes) if axes and axes != (None,) else tuple(reversed(range(x.ndim)))
+    if len(axes) == 1 and isinstance(axes[0], (tuple, list, np.ndarray)):
+        axes = tuple(axes[0])
+    if not axes or axes == (None,):
+        return x if x.ndim < 2 else bind(sh.transpose_p, x, perm=tuple(reversed(range(x.ndim))))
     if len(axes) != x.ndim:
         raise ValueError(f"transpose: axes {axes} don't match an array of shape {fmt_shape(x.dims)}")
-    perm = tuple(a % x.ndim if x.ndim else a for a in axes)
+    perm = normalize_axis_tuple(axes, x.ndim, "transpose")
     return x if perm == tuple(range(x.ndim)) else bind(sh.transpose_p, x, perm=perm)
 
 
@@ -250,7 +256,9 @@ def broadcast_to(x, shape) -> Tensor:
 
 def expand_dims(x, axis) -> Tensor:
     x = as_tensor(x)
-    axes = normalize_axes(axis, x.ndim + (1 if isinstance(axis, int) else len(axis)), "expand_dims")
+    if isinstance(axis, (int, np.integer)) and not isinstance(axis, bool):
+        axis = (axis,)
+    axes = normalize_axes(axis, x.ndim + len(axis), "expand_dims")
     dims = list(x.dims)
     for a in axes:
         dims.insert(a, 1)
@@ -262,7 +270,7 @@ def squeeze(x, axis=None) -> Tensor:
     if axis is None:
         axes = tuple(i for i, d in enumerate(x.dims) if isinstance(d, int) and d == 1)
     else:
-        axes = normalize_axes(axis, x.ndim, "squeeze")
+        axes = normalize_axes(axis, x.ndim, "squeeze", int_axis_of_0d=True)     # as NumPy's
         for a in axes:
             if x.dims[a] != 1:
                 raise ValueError(f"squeeze: cannot select axis {a} of shape {fmt_shape(x.dims)}: "
@@ -271,13 +279,16 @@ def squeeze(x, axis=None) -> Tensor:
 
 
 def concatenate(tensors, axis=0) -> Tensor:
+    """numpy.concatenate; ``axis=None`` joins the flattened arrays."""
     if not tensors:
         raise ValueError("concatenate: need at least one array")
     dtype = _promote("concatenate", tensors, "same")
     tensors = [as_tensor(t, dtype) for t in tensors]
+    if axis is None:
+        tensors, axis = [reshape(t, (-1,)) for t in tensors], 0
     if builtins.any(t.ndim == 0 for t in tensors):
         raise ValueError("concatenate: zero-dimensional arrays cannot be concatenated")
-    axis = normalize_axes(axis, tensors[0].ndim, "concatenate")[0]
+    axis = normalize_axis(axis, tensors[0].ndim, "concatenate")
     return tensors[0] if len(tensors) == 1 else bind(sh.concatenate_p, *tensors, axis=axis)
 
 
@@ -285,7 +296,7 @@ def stack(tensors, axis=0) -> Tensor:
     if not tensors:
         raise ValueError("stack: need at least one array")
     tensors = [as_tensor(t) for t in tensors]
-    axis = normalize_axes(axis, tensors[0].ndim + 1, "stack")[0]
+    axis = normalize_axis(axis, tensors[0].ndim + 1, "stack")
     return concatenate([expand_dims(t, axis) for t in tensors], axis)
 
 
@@ -295,9 +306,9 @@ def take(x, indices, axis=None) -> Tensor:
     idx = as_tensor(indices)
     if not np.issubdtype(idx.dtype, np.integer):
         raise TypeError(f"take: indices must be integers, got dtype {idx.dtype}")
-    if axis is None:
-        x, axis = reshape(x, (-1,)), 0
-    axis = normalize_axes(axis, x.ndim, "take")[0]
+    if axis is None or x.ndim == 0:      # NumPy takes from a 0-d array as from its 1-d view
+        x, axis = reshape(x, (-1,)), 0 if axis is None else axis
+    axis = normalize_axis(axis, x.ndim, "take")
     return bind(sh.gather_p, x, astype(idx, np.int64), axis=axis)
 
 

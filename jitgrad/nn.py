@@ -5,18 +5,26 @@ import numpy as np
 
 from . import functions as F
 from .graph import Tensor
+from .ops._shapes import normalize_axes
+
+
+def _softmax_axes(x: Tensor, axis, name: str) -> tuple:
+    """Checked here so that errors name the function called; a 0-d ``x`` takes the
+    default ``axis=-1`` as scipy.special.softmax does."""
+    return normalize_axes(axis, x.ndim, name, int_axis_of_0d=True)
 
 
 def softmax(x, axis=-1) -> Tensor:
     """exp(x) / sum(exp(x)) along ``axis``, with the max subtracted first."""
     x = F.as_tensor(x)
-    e = F.exp(F.subtract(x, F.stop_gradient(F.max(x, axis, keepdims=True))))
-    return F.divide(e, F.sum(e, axis, keepdims=True))
+    axes = _softmax_axes(x, axis, "softmax")
+    e = F.exp(F.subtract(x, F.stop_gradient(F.max(x, axes, keepdims=True))))
+    return F.divide(e, F.sum(e, axes, keepdims=True))
 
 
 def log_softmax(x, axis=-1) -> Tensor:
     x = F.as_tensor(x)
-    return F.subtract(x, F.logsumexp(x, axis, keepdims=True))
+    return F.subtract(x, F.logsumexp(x, _softmax_axes(x, axis, "log_softmax"), keepdims=True))
 
 
 def one_hot(labels, n: int, dtype="float64") -> Tensor:

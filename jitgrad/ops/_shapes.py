@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.exceptions import AxisError
 
 from ..primitive import Aval, Dim
 
@@ -36,19 +37,49 @@ def same_shape(name: str, avals, out_dtype=None) -> Aval:
     return Aval(dims, np.dtype(out_dtype or first.dtype), tuple(constraints))
 
 
-def normalize_axes(axis, ndim: int, name: str) -> tuple[int, ...]:
-    """Axes as a sorted tuple of non-negative ints; ``None`` means all."""
+def _axis_error(name: str, axis, ndim: int) -> AxisError:
+    """NumPy's own AxisError (a ValueError and an IndexError), naming the op, axis and rank."""
+    return AxisError(f"{name}: axis {axis} is out of bounds for an array of rank {ndim}")
+
+
+def normalize_axis(axis, ndim: int, name: str) -> int:
+    """One axis in ``[-ndim, ndim)`` as a non-negative int, as numpy.normalize_axis_index."""
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"{name}: axis must be an integer, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise _axis_error(name, axis, ndim)
+    return int(axis) % ndim
+
+
+def normalize_axis_tuple(axes, ndim: int, name: str) -> tuple[int, ...]:
+    """Distinct axes, non-negative, in the order given (a permutation keeps its order)."""
+    out = tuple(normalize_axis(a, ndim, name) for a in axes)
+    for i, a in enumerate(out):
+        if a in out[:i]:
+            raise ValueError(f"{name}: repeated axis {a} in {tuple(axes)} for an array of rank {ndim}")
+    return out
+
+
+def normalize_axes(axis, ndim: int, name: str, *, int_axis_of_0d: bool = False) -> tuple[int, ...]:
+    """Axes as a sorted tuple of non-negative ints; ``None`` means all.
+
+    ``int_axis_of_0d``: a lone int axis 0 or -1 of a 0-d array selects no axis, as NumPy's
+    ufunc reductions allow (``np.sum(np.float64(1), axis=0)``; ``np.mean`` does not).
+    """
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-    out = []
-    for a in axes:
-        if not isinstance(a, (int, np.integer)) or not -ndim <= a < ndim:
-            raise ValueError(f"{name}: axis {a} is out of range for an array of rank {ndim}")
-        out.append(int(a) % ndim)
-    if len(set(out)) != len(out):
-        raise ValueError(f"{name}: repeated axis in {axis}")
-    return tuple(sorted(out))
+    if isinstance(axis, (int, np.integer)) and not isinstance(axis, bool):
+        if int_axis_of_0d and ndim == 0 and axis in (0, -1):
+            return ()
+        axis = (axis,)
+    return tuple(sorted(normalize_axis_tuple(_as_axis_tuple(axis, name), ndim, name)))
+
+
+def _as_axis_tuple(axis, name: str) -> tuple:
+    try:
+        return tuple(axis)
+    except TypeError:
+        raise TypeError(f"{name}: axis must be an integer or a tuple of integers, got {axis!r}") from None
 
 
 def is_static(dims) -> bool:

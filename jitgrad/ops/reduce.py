@@ -82,8 +82,9 @@ def _reduction(name, ref, vjp, jvp, doc=""):
 
 def _in_order(reduce):
     """NumPy sums in an order that depends on memory layout; reduce a C-ordered copy so the
-    reference's rounding depends on the values alone, not on which views led to them."""
-    return lambda x, axes, keepdims: reduce(np.ascontiguousarray(x), axis=axes, keepdims=keepdims)
+    reference's rounding depends on the values alone, not on which views led to them.
+    (``np.asarray(order="C")``, not ``np.ascontiguousarray``: the latter makes a 0-d array 1-d.)"""
+    return lambda x, axes, keepdims: reduce(np.asarray(x, order="C"), axis=axes, keepdims=keepdims)
 
 
 reduce_sum_p = _reduction(

@@ -91,6 +91,28 @@ def test_setting_a_param_on_the_host_reaches_the_device():
     np.testing.assert_array_equal(w.value, np.full(3, 20.0))
 
 
+@pytest.mark.parametrize("build, shape", [(lambda w: jg.sum(w), r"\(\)"), (lambda w: w[:2], r"\(2,\)"),
+                                          (lambda w: w.reshape(1, 3), r"\(1, 3\)")],
+                         ids=["scalar", "shorter", "higher-rank"])
+def test_an_update_of_another_shape_is_refused_at_compile(build, shape):
+    w = jg.param("w", np.arange(3.0))
+    x = jg.input("x", (3,))
+    with pytest.raises(ValueError, match=rf"update of param 'w' has shape {shape}, the param has shape \(3,\)"):
+        jg.compile([x], jg.sum(w * x), target="cuda", updates={w: build(w)})
+    np.testing.assert_array_equal(w.value, np.arange(3.0))
+
+
+def test_a_fixed_shape_input_of_another_shape_is_refused():
+    x = jg.input("x", (3,))
+    f = jg.compile([x], jg.sum(x * 2.0), target="cuda")
+    assert f(np.ones(3)) == 6.0
+    for bad, message in [(np.ones(2), r"\(3,\), got \(2,\)"), (np.ones((3, 1)), r"\(3,\), got \(3, 1\)")]:
+        with pytest.raises(ValueError, match=rf"input 'x': expected shape {message}"):
+            f(bad)
+    with pytest.raises(TypeError, match="input 'x'.*complex128"):
+        f(np.ones(3, complex))
+
+
 def test_the_generated_source_is_kept():
     x = jg.input("x", (4,))
     f = jg.compile([x], [jg.sum(jg.exp(x))], target="cuda")
@@ -119,3 +141,16 @@ def test_sgd_updates_are_written_in_place_on_the_device():
     step(X, Y)
     assert len(step._program._in_place) == 2 * len(params)     # params and velocities
     assert all(p._payload.device is b for p, b in zip(params, buffers))   # same device buffers
+
+
+def test_reductions_of_a_0d_tensor_and_their_derivatives():
+    """Every reduction of a 0-d tensor, each axis NumPy accepts, keepdims or not: values and
+    first and second derivatives in both modes, all 0-d, equal to the reference."""
+    import test_axes
+    inputs, outputs = test_axes.zero_d_reduction_graph()
+    x, t = np.array(0.4), np.array(1.3)
+    got = jg.compile(inputs, outputs, target="cuda")(x, t)
+    for g, e in zip(got, test_axes.zero_d_reduction_expected(x, t), strict=True):
+        assert g.shape == () and g.dtype == np.float64
+        np.testing.assert_allclose(g, e, rtol=1e-13)
+    jg.check_grads(test_axes.all_0d_reductions, [np.array(0.8)], order=2, target="cuda")
