@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from .graph import Tensor, bind, constant, topological_order
-from .ops import control, elementwise as ew, leaf, shape as sh
+from .ops import control, elementwise as ew, leaf, linalg as la, shape as sh
 from .primitive import Dim
 
 FOLD_LIMIT = 4096   # largest constant (in elements) that folding may create
@@ -139,6 +139,8 @@ def _simplify(node: Tensor):
         return _replacement(node, ins[1] if _fill_value(ins[0]) else ins[2])
     if op in (ew.stop_gradient_p, control.checkpoint_p):   # derivatives are built by now
         return ins[0]
+    if op in (la.eigh_function_p, la.svd_function_p):      # so is the matrix their rule needs
+        return ins[0]
     if op is sh.reshape_p and ins[0].op is sh.reshape_p:
         return bind(sh.reshape_p, ins[0].inputs[0], shape=node.attrs["shape"])
     if op is sh.transpose_p and ins[0].op is sh.transpose_p:
@@ -170,7 +172,11 @@ def _fold(node: Tensor):
             value = node.op.ref(*(i.const_value for i in node.inputs), **node.attrs)
     except Exception:        # leave it for run time, where the error names the call
         return None
-    return constant(np.asarray(value).astype(node.dtype, copy=False))
+    value = np.asarray(value)
+    if value.shape != tuple(node.dims):
+        raise RuntimeError(f"jitgrad internal error: folding {node.op.name} gave shape "
+                           f"{value.shape}, its shape rule said {tuple(node.dims)}")
+    return constant(value.astype(node.dtype, copy=False))
 
 
 def rewrite(roots: list[Tensor]) -> list[Tensor]:

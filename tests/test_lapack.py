@@ -167,6 +167,58 @@ def test_singular_matrices(dtype):
             ref.lu_solve(f, b, trans)
 
 
+def lu_cofactor(f):
+    out = np.full(f.shape[:-2] + (f.shape[-1],) * 2, np.nan, f.dtype)
+    lapack.lu_cofactor(f, out)
+    return out
+
+
+def cofactor_expansion(a):
+    """C_ij = (-1)^(i+j) M_ij by NumPy determinants of the minors: the independent oracle."""
+    n = a.shape[-1]
+    out = np.empty(a.shape, np.float64)
+    for i in range(n):
+        for j in range(n):
+            minor = np.delete(np.delete(a.astype(np.float64), i, -2), j, -1)
+            out[..., i, j] = (-1) ** (i + j) * (np.linalg.det(minor) if n > 1 else 1.0)
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("n", SIZES + [4])
+def test_lu_cofactor_matches_the_reference_and_cofactor_expansion_at_every_corank(dtype, batch, n):
+    rng = np.random.default_rng(n + 10 * batch)
+    for corank in range(n + 1):
+        r = n - corank      # a product of random factors: rank r exactly (up to rounding)
+        a = (rng.standard_normal((batch, n, r)) @ rng.standard_normal((batch, r, n))).astype(dtype)
+        f = lu_factor(a)
+        got, expected = lu_cofactor(f), ref.lu_cofactor(f)
+        assert expected.dtype == dtype
+        unit = max(1.0, np.abs(a).max(initial=0) * n) ** (n - 1)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=(1e-13 if dtype == np.float64 else 1e-5) * unit)
+        np.testing.assert_allclose(got, cofactor_expansion(a), rtol=0,
+                                   atol=(1e-13 if dtype == np.float64 else 1e-5) * unit, err_msg=f"corank {corank}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lu_cofactor_at_exact_zero_pivots(dtype):
+    """A zero pivot first, last, two of them, the zero matrix: exact, never raises; and the
+    well-conditioned case is det(a) a⁻ᵀ."""
+    a = np.array([[[1, 2, 3], [2, 4, 6], [0, 1, 1]], [[0, 1, 2], [0, 3, 4], [0, 5, 7]],
+                  [[0, 1, 0], [0, 0, 1], [0, 0, 0]], [[1, 1, 1], [1, 1, 1], [1, 1, 1]],
+                  np.zeros((3, 3))], dtype)
+    f = lu_factor(a)
+    assert np.count_nonzero(np.diagonal(f[:, :3], axis1=1, axis2=2) == 0) >= 6
+    for got in (lu_cofactor(f), ref.lu_cofactor(f)):
+        np.testing.assert_allclose(got, cofactor_expansion(a), rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(got[3:], 0)
+    for z in (lu_cofactor(lu_factor(np.zeros((2, 1, 1), dtype))), ref.lu_cofactor(ref.lu_factor(np.zeros((1, 1))))):
+        np.testing.assert_array_equal(z, 1)
+    w = matrix(np.random.default_rng(1), 3, 4, 4, dtype)
+    close(lu_cofactor(lu_factor(w)), (np.linalg.det(w)[:, None, None] * np.linalg.inv(w).mT).astype(dtype))
+
+
 # Cholesky, triangular solve ------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -133,6 +133,8 @@ CASES = [
          (lambda: SQUARE3() + np.zeros((2, 1, 1)), uniform(-1, 1, 2, 3))),
     Case("inv", jg.linalg.inv, np.linalg.inv, (SQUARE3,)),
     Case("det", jg.linalg.det, np.linalg.det, (SQUARE3,)),
+    Case("lu_cofactor", lambda a: bind(la.lu_cofactor_p, bind(la.lu_p, a), a),
+         lambda a: np.linalg.det(a) * np.linalg.inv(a).T, (SQUARE3,)),
     Case("slogdet", lambda a: jg.linalg.slogdet(a)[1], lambda a: np.linalg.slogdet(a)[1], (SQUARE3,)),
     Case("slogdet_sign", lambda a: jg.linalg.slogdet(a)[0], lambda a: np.linalg.slogdet(a)[0],
          (lambda: SQUARE3() * np.array([[-1.0], [1], [1]]),), differentiable=False),
@@ -149,6 +151,10 @@ CASES = [
     Case("svd_function", lambda a: _singular_function(*jg.linalg.svd(a)),
          lambda a: _singular_function(*np.linalg.svd(a, full_matrices=False)), (X34,)),
     Case("svd_function_tall", lambda a: _singular_function(*jg.linalg.svd(a)),
+         lambda a: _singular_function(*np.linalg.svd(a, full_matrices=False)), (uniform(-2, 2, 4, 3),)),
+    Case("eigh_function_exact", lambda a: jg.linalg.eigh_function(a, jg.sin),
+         lambda a: _matrix_function(*np.linalg.eigh((a + a.T) / 2)), (X33,)),
+    Case("svd_function_exact", lambda a: jg.linalg.svd_function(a, jg.tanh),
          lambda a: _singular_function(*np.linalg.svd(a, full_matrices=False)), (uniform(-2, 2, 4, 3),)),
     Case("norm_nuclear", lambda a: jg.linalg.norm(a, "nuc"), lambda a: np.linalg.norm(a, "nuc"), (X34,)),
     Case("norm", jg.linalg.norm, np.linalg.norm, (X34,)),
@@ -172,6 +178,76 @@ CASES = [
 ]
 
 
+# -- 0-d operands: every primitive that takes one, once ---------------------
+# Elementwise primitives share a case per family, so the table stays cheap to compile.
+
+X0, POS0, SMALL0 = uniform(-2, 2), uniform(0.5, 2), uniform(0.2, 0.9)   # no kink of relu, abs, clip
+
+
+def _unary_0d(x, m=None):
+    m = m or jg
+    return (-x + m.exp(x) + m.log(x) + m.log1p(x) + m.expm1(x) + m.sqrt(x) + m.sin(x) + m.cos(x)
+            + m.tan(x) + m.tanh(x) + m.abs(x) + m.sign(x) * x)
+
+
+def _binary_0d(x, y, m=None):
+    m = m or jg
+    return x + y - y * x + y / x + x ** y + m.maximum(x, y) * m.minimum(x, y)
+
+
+ZERO_D_CASES = [
+    Case("unary_0d", lambda x: _unary_0d(x) + jg.sigmoid(x) + jg.erf(x),
+         lambda x: _unary_0d(x, np) + scipy.special.expit(x) + scipy.special.erf(x), (SMALL0,)),
+    Case("binary_0d", _binary_0d, lambda x, y: _binary_0d(x, y, np), (POS0, X0)),
+    Case("safe_0d", lambda x, y: F.safe_mul(x, y) + F.safe_div(y, x), lambda x, y: x * y + y / x, (POS0, X0)),
+    Case("compare_0d", lambda x, y: jg.stack([x < y, x <= y, x > y, x >= y, x == y, x != y]),
+         lambda x, y: np.stack([x < y, x <= y, x > y, x >= y, x == y, x != y]), (X0, X0),
+         differentiable=False),
+    Case("select_0d", lambda c, x, y: jg.where(c > 0, x, y), lambda c, x, y: np.where(c > 0, x, y),
+         (X0, X0, X0)),
+    Case("broadcast_0d", lambda x, y: x * y + jg.broadcast_to(x, (2, 3)),
+         lambda x, y: x * y + np.broadcast_to(x, (2, 3)), (X0, uniform(-2, 2, 3))),
+    Case("convert_0d", lambda x: jg.astype(jg.astype(x, "float32"), "float64") * x,
+         lambda x: x.astype(np.float32).astype(np.float64) * x, (X0,),
+         tol=dict(eps=1e-2, rtol=1e-4, atol=1e-4)),
+    Case("convert_int_0d", lambda x: jg.astype(x * 3, "int64"), lambda x: (x * 3).astype(np.int64),
+         (X0,), differentiable=False),
+    Case("stop_gradient_0d", jg.stop_gradient, lambda x: x, (X0,), differentiable=False),
+    Case("reduce_sum_0d", jg.sum, np.sum, (X0,)),
+    Case("reduce_prod_0d", lambda x: jg.prod(x, axis=()), lambda x: np.prod(x, axis=()), (X0,)),
+    Case("reduce_max_0d", lambda x: jg.max(x, axis=0) * x, lambda x: np.max(x, axis=0) * x, (X0,)),
+    Case("reduce_min_0d", lambda x: jg.min(x, axis=-1, keepdims=True) * x,
+         lambda x: np.min(x, axis=-1, keepdims=True) * x, (X0,)),
+    Case("mean_0d", lambda x: jg.mean(x * x), lambda x: np.mean(x * x), (X0,)),
+    Case("logsumexp_0d", lambda x: jg.logsumexp(jg.sin(x), axis=0), lambda x: np.sin(x), (X0,)),
+    Case("reshape_0d", lambda x: jg.reshape(x, (1, 1)) * x, lambda x: np.reshape(x, (1, 1)) * x, (X0,)),
+    Case("transpose_0d", lambda x: bind(sh.transpose_p, x, perm=()) * x, lambda x: x * x, (X0,)),
+    Case("slice_0d", lambda x: bind(sh.slice_p, x, index=()) * x, lambda x: x * x, (X0,)),
+    Case("unslice_0d", lambda x: bind(sh.unslice_p, x, shape=(), index=()) * x, lambda x: x * x, (X0,)),
+    Case("gather_0d", lambda x: jg.take(x, np.array([0, 0]), axis=-1) * jg.take(x * x, 0),
+         lambda x: np.take(x, np.array([0, 0]), axis=-1) * np.take(x * x, 0), (X0,)),
+    Case("gather_0d_index", lambda v: jg.take(v, np.array(2)), lambda v: np.take(v, np.array(2)),
+         (uniform(-2, 2, 4),)),
+    Case("scatter_add_0d", lambda x: bind(sh.scatter_add_p, x, F.as_tensor(np.array(2)), shape=(4,), axis=0),
+         lambda x: np.eye(4, dtype=x.dtype)[2] * x, (X0,)),
+    Case("full_0d", lambda x: x + jg.functions.full((), 2.5) + bind(sh.full_like_p, x, value=2.0) * x,
+         lambda x: x + np.full((), 2.5) + 2.0 * x, (X0,)),
+    Case("dot_0d", jg.dot, np.dot, (X0, uniform(-2, 2, 3))),
+    Case("checkpoint_0d", jg.checkpoint(lambda x, y: jg.sin(x) * y), lambda x, y: np.sin(x) * y, (X0, X0)),
+    Case("barrier_0d", lambda x: bind(BY_NAME["barrier"], x, region=0) * x, lambda x: x * x, (X0,)),
+    Case("psum_0d", lambda x: jg.distributed.psum(x) * x, lambda x: x * x, (X0,)),
+    Case("activations_0d", lambda x: jg.relu(x) + jg.leaky_relu(-x, 0.1) + jg.elu(-x) + jg.gelu(x)
+         + jg.gelu(x, approximate=True) + jg.silu(x) + jg.softplus(x) + jg.square(x) + jg.clip(x, -1, 1),
+         lambda x: x - 0.1 * x + np.expm1(-x) + 0.5 * x * (1 + scipy.special.erf(x / math.sqrt(2)))
+         + 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+         + x * scipy.special.expit(x) + np.logaddexp(0, x) + x * x + x, (SMALL0,)),
+    Case("softmax_0d", lambda x: jg.nn.softmax(x) * x, lambda x: x, (X0,)),
+    Case("log_softmax_0d", lambda x: jg.nn.log_softmax(x) + x, lambda x: x, (X0,)),
+    Case("mse_0d", jg.nn.mse, lambda p, t: (p - t) ** 2, (X0, X0)),
+    Case("norm_0d", jg.linalg.norm, np.linalg.norm, (POS0,)),
+]
+CASES += ZERO_D_CASES
+
 def _scatter_add(x):
     out = np.zeros((3, 5), x.dtype)
     for i in range(2):
@@ -189,8 +265,9 @@ def _build(case, args, dtype="float64"):
 def test_forward_matches_numpy(case):
     args = [g() for g in case.args]
     xs, y = _build(case, args)
-    got = jg.compile(xs, y, target="numpy")(*args)
-    np.testing.assert_allclose(got, case.ref(*args), rtol=1e-12, atol=1e-12)
+    got, expected = jg.compile(xs, y, target="numpy")(*args), case.ref(*args)
+    assert np.shape(got) == np.shape(expected)     # assert_allclose would broadcast (1,) against ()
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)

@@ -142,7 +142,7 @@ class CudaProgram:
         op = e.op
         if op is sh.reshape_p:
             def run(env, sizes):
-                env[e.out] = env[e.ins[0]].reshape(_device_shape(e.out.dims, sizes))
+                env[e.out] = self._array(env, e.ins[0]).reshape(_device_shape(e.out.dims, sizes))
             return run
         if op is sh.transpose_p and len(e.out.dims) == 2 and self._only_matmuls_read(e.out):
             self._transposed[e.out] = e.ins[0]
@@ -162,7 +162,8 @@ class CudaProgram:
             from . import cuda_library
             out = env[e.out] = self._alloc(e.out, sizes)
             ins = [self._array(env, v) for v in e.ins]
-            launch(cuda_library, ins, out, {k: _resolved(v, sizes) for k, v in e.attrs.items()})
+            attrs = {k: _resolved(v, sizes) for k, v in e.attrs.items()}
+            launch(cuda_library, ins, out, _one_element_attrs(op, attrs) if not e.out.dims else attrs)
         return run
 
     def _collective(self, e):
@@ -229,10 +230,11 @@ class CudaProgram:
     # -- buffers ---------------------------------------------------------------
 
     def _array(self, env, v: Var):
-        """``v`` as a device array (0-d inputs arrive as numbers)."""
+        """``v`` as a device array (0-d inputs arrive as numbers).  The number stays in ``env``:
+        the kernels that read ``v`` take it as a scalar argument."""
         value = env[v]
         if isinstance(value, (int, float, bool, np.generic)):
-            value = env[v] = self.cuda.to_device(np.array([value], v.dtype))
+            return self.cuda.to_device(np.array([value], v.dtype))
         return value
 
     def _alloc(self, v: Var, sizes):
@@ -331,6 +333,16 @@ def _resolved(value, sizes):
     return resolve_dim(value, sizes) if isinstance(value, Dim) else value
 
 
+def _one_element_attrs(op, attrs: dict) -> dict:
+    """A 0-d value is a one-element array on the device (``_device_shape``): an index or a
+    permutation over its no axes becomes one over that single axis."""
+    if op is sh.unslice_p:
+        return {**attrs, "index": ((None, None, None),)}
+    if op is sh.transpose_p:
+        return {**attrs, "perm": (0,)}
+    return attrs
+
+
 def _stacked(array, dims, core: int, sizes):
     """``array`` with its batch axes flattened into one: the linalg kernels' layout."""
     shape = tuple(resolve_dim(d, sizes) for d in dims)
@@ -351,6 +363,7 @@ _LINALG = {   # primitive -> (routine, operand positions, core rank of the outpu
     linalg.lu_p: ("lu_factor", (0,), 2, ()),
     linalg.lu_solve_p: ("lu_solve", (0, 2), 2, ("trans",)),
     linalg.lu_det_p: ("lu_det", (0,), 0, ()),
+    linalg.lu_cofactor_p: ("lu_cofactor", (0,), 2, ()),
     linalg.lu_logabsdet_p: ("lu_logabsdet", (0,), 0, ()),
     linalg.lu_sign_p: ("lu_sign", (0,), 0, ()),
     linalg.cholesky_p: ("cholesky", (0,), 2, ()),

@@ -74,7 +74,7 @@ import numpy as np
 from numba import cuda, types
 from numpy.linalg import LinAlgError
 
-__all__ = ["lu_factor", "lu_solve", "lu_det", "lu_sign", "lu_logabsdet", "cholesky",
+__all__ = ["lu_factor", "lu_solve", "lu_det", "lu_sign", "lu_logabsdet", "lu_cofactor", "cholesky",
            "triangular_solve", "eigh", "eigh_values", "svd", "svd_values", "KERNELS"]
 
 _SIMULATED = bool(numba.config.ENABLE_CUDASIM)
@@ -351,6 +351,95 @@ def lu_sign(f, out) -> None:
 def lu_logabsdet(f, out) -> None:
     """out (b,) = log |det a[i]| (-inf if singular)."""
     _lu_scalar("lu_logabsdet", f, out, _LOGABSDET)
+
+
+# ---------------------------------------------------------------------------------------------
+# The cofactor matrix from the factors (lapack.lu_cofactor's formula): g = f with the smallest
+# pivot u_kk replaced by s = max |u_jj| and out = I (a block per matrix, thread 0 picks k);
+# the solve kernel turns out into W = M'⁻¹ in place; then out = c (u_kk W + (1 - u_kk/s) x rᵀ),
+# x = s U'⁻¹ e_k by thread 0's back substitution, r = s W[k], a thread per column. Where c = 0
+# (two zero pivots) the solve is skipped (its info is ignored) and out = 0.
+# aux[i] = (k, s, c, u_kk).
+# ---------------------------------------------------------------------------------------------
+
+@cuda.jit
+def _cofactor_prepare_kernel(f, g, out, aux):
+    T = f.dtype.type
+    tid, nt = cuda.threadIdx.x, cuda.blockDim.x
+    n = f.shape[2]
+    for i in range(cuda.blockIdx.x, f.shape[0], cuda.gridDim.x):
+        for e in range(tid, (n + 1) * n, nt):
+            g[i, e // n, e % n] = f[i, e // n, e % n]
+        for e in range(tid, n * n, nt):
+            out[i, e // n, e % n] = T(1) if e // n == e % n else T(0)
+        if tid == 0:
+            k, smallest, s = 0, abs(f[i, 0, 0]), abs(f[i, 0, 0])
+            c = T(1)
+            for j in range(n):
+                if f[i, n, j] != T(j + 1):
+                    c = -c
+                if abs(f[i, j, j]) < smallest:
+                    k, smallest = j, abs(f[i, j, j])
+                if abs(f[i, j, j]) > s:
+                    s = abs(f[i, j, j])
+            if s == 0:
+                s = T(1)
+            for j in range(n):
+                if j != k:
+                    c *= f[i, j, j]
+            aux[i, 0], aux[i, 1], aux[i, 2], aux[i, 3] = T(k), s, c, f[i, k, k]
+        cuda.syncthreads()
+        if tid == 0:
+            g[i, int(aux[i, 0]), int(aux[i, 0])] = aux[i, 1]
+        cuda.syncthreads()
+
+
+@cuda.jit
+def _cofactor_finish_kernel(g, out, aux, x):
+    T = g.dtype.type
+    tid, nt = cuda.threadIdx.x, cuda.blockDim.x
+    n = g.shape[2]
+    for i in range(cuda.blockIdx.x, g.shape[0], cuda.gridDim.x):
+        k, s, c, u = int(aux[i, 0]), aux[i, 1], aux[i, 2], aux[i, 3]
+        if tid == 0 and c != 0:     # x = s U'⁻¹ e_k, U'[r, q] = g[q, r] for r <= q
+            for r in range(n):
+                x[i, r] = T(0)
+            x[i, k] = T(1)
+            for r in range(k - 1, -1, -1):
+                total = T(0)
+                for q in range(r + 1, k + 1):
+                    total += g[i, q, r] * x[i, q]
+                x[i, r] = -total / g[i, r, r]
+        cuda.syncthreads()
+        weight = (T(1) - u / s) * s
+        for q in range(tid, n, nt):
+            if c == 0:
+                for r in range(n):
+                    out[i, r, q] = T(0)
+            else:
+                w = weight * out[i, k, q]
+                for r in range(n):
+                    out[i, r, q] = c * (u * out[i, r, q] + x[i, r] * w)
+        cuda.syncthreads()
+
+
+def lu_cofactor(f, out) -> None:
+    """out (b, n, n) = the cofactor matrix adj(a[i])ᵀ, exact at singular matrices too, as
+    lapack.lu_cofactor. Never raises."""
+    batch, _, n = _stack("lu_cofactor", f)
+    _check("lu_cofactor", f, (batch, n + 1, n), out, (batch, n, n))
+    if batch == 0 or n == 0:
+        return
+    g = cuda.device_array(f.shape, f.dtype)
+    aux = cuda.device_array((batch, 4), f.dtype)
+    x = cuda.device_array((batch, n), f.dtype)
+    info = cuda.device_array(batch, np.int32)
+    blocks, threads = _block_launch(batch, n)
+    _cofactor_prepare_kernel[blocks, threads](f, g, out, aux)
+    blocks, threads = _block_launch(batch, n * n)
+    _solve_kernel[blocks, threads](g, out, out, True, False, True, info)     # info: see above
+    blocks, threads = _block_launch(batch, n)
+    _cofactor_finish_kernel[blocks, threads](g, out, aux, x)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -799,6 +888,10 @@ KERNELS = [
     ("lu_factor", _lu_factor_kernel, _signatures(lambda t: (_3d(t), _3d(t)))),
     ("solve", _solve_kernel, _signatures(lambda t: (_3d(t), _3d(t), _3d(t), _b, _b, _b, _i32))),
     ("lu_scalar", _lu_scalar_kernel, _signatures(lambda t: (_3d(t), t[::1], types.int64))),
+    ("cofactor_prepare", _cofactor_prepare_kernel,
+     _signatures(lambda t: (_3d(t), _3d(t), _3d(t), _2d(t)))),
+    ("cofactor_finish", _cofactor_finish_kernel,
+     _signatures(lambda t: (_3d(t), _3d(t), _2d(t), _2d(t)))),
     ("cholesky", _cholesky_kernel, _signatures(lambda t: (_3d(t), _3d(t), _i32))),
     ("prepare", _prepare_kernel,
      _signatures(lambda t: (_3d(t), _3d(t), _3d(t), _2d(t), _2d(t), types.int64, _b))),

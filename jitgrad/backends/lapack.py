@@ -299,6 +299,62 @@ def lu_logabsdet(f, out):
         out[i] = total
 
 
+@njit(cache=True)
+def lu_cofactor(f, out):
+    """out (b, n, n) = the cofactor matrix adj(a[i])ᵀ = ∂det(a[i])/∂a[i], finite and exact at
+    singular matrices too (the formula is the reference's): the factors are copied with the
+    smallest pivot u_kk replaced by s = max |u_jj|, one getrs against the identity gives W =
+    M'⁻¹ (M = aᵀ), and out = c (u_kk W + (1 - u_kk/s) x rᵀ), x = s U'⁻¹ e_k by back
+    substitution, r = s W[k]. As costly as det(a) a⁻ᵀ, never divides by u_kk. Never raises."""
+    n = f.shape[2]
+    ipiv = np.empty(n, np.intc)
+    g = np.empty((n, n), f.dtype)
+    x = np.empty(n, f.dtype)
+    row = np.empty(n, f.dtype)
+    for i in range(f.shape[0]):
+        if n == 0:
+            continue
+        k, smallest, s = 0, np.abs(f[i, 0, 0]), np.abs(f[i, 0, 0])
+        for j in range(1, n):
+            if np.abs(f[i, j, j]) < smallest:
+                k, smallest = j, np.abs(f[i, j, j])
+            if np.abs(f[i, j, j]) > s:
+                s = np.abs(f[i, j, j])
+        if s == 0:
+            s = f.dtype.type(1)
+        c = _parity(f, i)
+        for j in range(n):
+            if j != k:
+                c *= f[i, j, j]
+        if c == 0:      # two zero pivots: rank n - 2 at most, adj = 0
+            out[i] = 0
+            continue
+        u = f[i, k, k]
+        _copy(f[i, :n], g)
+        g[k, k] = s
+        for j in range(n):
+            ipiv[j] = np.intc(f[i, n, j])
+        for r in range(n):      # getrs 'T' on the C-ordered identity: M'⁻ᵀ, read in C order M'⁻¹
+            for q in range(n):
+                out[i, r, q] = 1 if r == q else 0
+        _getrs(_T, n, n, g, ipiv, out[i])
+        # x = s U'⁻¹ e_k (U'[r, c] = g[c, r] for r <= c): x_k = 1, x_r = 0 below k
+        for r in range(n):
+            x[r] = 0
+        x[k] = 1
+        for r in range(k - 1, -1, -1):
+            total = f.dtype.type(0)
+            for q in range(r + 1, k + 1):
+                total += g[q, r] * x[q]
+            x[r] = -total / g[r, r]
+        weight = (1 - u / s) * s
+        for q in range(n):
+            row[q] = weight * out[i, k, q]
+        for r in range(n):
+            for q in range(n):
+                out[i, r, q] = c * (u * out[i, r, q] + x[r] * row[q])
+
+
 # ---------------------------------------------------------------------------------------------
 # Cholesky: s = (a + aᵀ)/2 = l lᵀ. l's C-ordered lower triangle is LAPACK's upper one, so
 # potrf('U') factors s = UᵀU in place, and U read in C order is l.

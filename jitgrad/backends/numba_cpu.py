@@ -445,6 +445,7 @@ _LIBRARY = {sh.reshape_p: _emit_reshape, sh.transpose_p: _emit_transpose, sh.uns
             linalg.lu_p: _lapack("lu_factor", (0,)),
             linalg.lu_solve_p: _lapack("lu_solve", (0, 2), attrs=("trans",)),
             linalg.lu_det_p: _lapack("lu_det", (0,), out_core=0),
+            linalg.lu_cofactor_p: _lapack("lu_cofactor", (0,)),
             linalg.lu_logabsdet_p: _lapack("lu_logabsdet", (0,), out_core=0),
             linalg.lu_sign_p: _lapack("lu_sign", (0,), out_core=0),
             linalg.cholesky_p: _lapack("cholesky", (0,)),

@@ -6,6 +6,7 @@ plainness, one matrix at a time where the library call does not batch:
 
 - ``lu_factor(a) -> f (..., n+1, n)``: f[:n] the getrf factors of aᵀ (read in column-major
   order), f[n] the 1-based pivots as floats.
+- ``lu_cofactor(f) -> (..., n, n)``: the cofactor matrix adj(a)ᵀ, finite at singular a.
 - ``eigh(a) -> (..., n+1, n)``: eigenvalues ascending in row 0, eigenvectors V below.
 - ``svd(a) -> (..., 1+m+n, k)``: singular values descending in row 0, then U (m rows), V (n rows).
 
@@ -89,6 +90,40 @@ def lu_logabsdet(f):
     diagonal, _ = _factors(f)
     with np.errstate(divide="ignore"):
         return np.sum(np.log(np.abs(diagonal)), axis=-1)
+
+
+def lu_cofactor(f):
+    """The cofactor matrix adj(a)ᵀ = ∂det(a)/∂a, from the factors, at singular a too.
+
+    f holds P L U = M = aᵀ, and adj(aᵀ) = adj(a)ᵀ, so this is adj(M) = adj(U) L⁻¹ det(P) Pᵀ.
+    With k the smallest pivot (first on ties), c = det(P) ∏_{j≠k} u_jj, s = max |u_jj| (1 if
+    all are 0) and M' the factors with u_kk replaced by s (adj is affine in u_kk):
+
+        adj(M) = c [u_kk M'⁻¹ + (1 - u_kk/s) x rᵀ],   x = s U'⁻¹ e_k,   rᵀ = s e_kᵀ M'⁻¹,
+
+    which never divides by u_kk; c = 0 (two zero pivots) gives 0.
+    """
+    n = f.shape[-1]
+    out = np.empty(f.shape[:-2] + (n, n), f.dtype)
+    diagonal, parity = _factors(f)
+    for i in _batch(f):
+        if n == 0:
+            continue
+        d = diagonal[i]
+        k = int(np.argmin(np.abs(d)))
+        s = np.max(np.abs(d)) or f.dtype.type(1)
+        c = parity[i] * np.prod(np.delete(d, k))
+        if c == 0:
+            out[i] = 0
+            continue
+        lu = f[i][:n].T.copy()
+        lu[k, k] = s
+        piv = f[i][n].astype(np.intc) - 1
+        w = scipy.linalg.lu_solve((lu, piv), np.eye(n, dtype=f.dtype), check_finite=False)
+        x = s * scipy.linalg.solve_triangular(np.triu(lu), np.eye(n, dtype=f.dtype)[:, k],
+                                              check_finite=False)
+        out[i] = c * (d[k] * w + (1 - d[k] / s) * np.outer(x, s * w[k]))
+    return out
 
 
 # Cholesky, triangular solve --------------------------------------------------------------------

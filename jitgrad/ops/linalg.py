@@ -124,15 +124,20 @@ def _block(b, g, lo: int, hi: int):
     return rows(b, g, lo, hi)
 
 
-def _inverse_gaps(b, values, squared: bool):
-    """F_ij = 1 / (v_j - v_i) (of squares if ``squared``), and 0 where i = j or the two
-    values are equal to within rounding (``n * eps * max |v|``).
+def _inverse_gaps(b, values, plus: bool = False):
+    """E_ij = 1 / (v_j - v_i) (1 / (v_j + v_i) if ``plus``), and 0 where the denominator
+    is zero to within rounding (``n * eps * max |v|``): i = j, repeated values, or (for
+    ``plus``) two zero values.
 
-    Zeroing repeated values keeps every product with F finite; the ``where`` inside
-    the division keeps its derivatives finite too.
+    Zeroing repeated values keeps every product with E finite; the ``where`` inside
+    the division keeps its derivatives finite too.  The SVD rules use the two kinds
+    instead of ``1 / (s_j² - s_i²)``, which loses ``eps s² / (s_j² - s_i²)`` to
+    cancellation when s_i ≈ s_j: ``s_j / (s_j² - s_i²) = (E⁻ + E⁺) / 2`` and
+    ``s_i / (s_j² - s_i²) = (E⁻ - E⁺) / 2``, where ``s_j - s_i`` is exact.
     """
-    v = b.multiply(values, values) if squared else values
-    diff = b.subtract(b.expand_dims(v, -2), b.expand_dims(v, -1))        # (i, j) -> v_j - v_i
+    v = values
+    pair = b.add if plus else b.subtract
+    diff = pair(b.expand_dims(v, -2), b.expand_dims(v, -1))        # (i, j) -> v_j ∓ v_i
     scale = b.max(b.abs(v), axis=-1, keepdims=True)
     tol = b.multiply(b.expand_dims(scale, -1), float(v.dims[-1] * np.finfo(v.dtype).eps))
     distinct = b.greater(b.abs(diff), tol)
@@ -240,23 +245,97 @@ def _per_matrix(b, x):
 
 
 def _lu_det_vjp(b, g, y, f, a):
-    """d = det A:  Ā = d̄ d A⁻ᵀ  (Jacobi's formula).
+    """d = det A:  Ā = d̄ C,  C = adj(A)ᵀ the cofactor matrix (Jacobi's formula; d A⁻ᵀ
+    where A is invertible).
 
-    Reference: Giles (2008), sec. 2.2.4.  Degenerate cases: at a singular A the
-    solve for A⁻ᵀ raises ``LinAlgError`` (the adjugate is not formed).
+    Reference: Giles (2008), sec. 2.2.4.  Degenerate cases: none.  det is a polynomial,
+    and ``lu_cofactor`` forms C from the factors without dividing by the smallest pivot,
+    so it is exact at singular A: rank-one at corank 1, zero at corank 2 or more.
     """
-    return None, b.multiply(_per_matrix(b, b.multiply(g, y)), _inverse_transpose(b, f, a))
+    return None, b.multiply(_per_matrix(b, g), b.bind(lu_cofactor_p, f, a))
 
 
 def _lu_det_jvp(b, dots, y, f, a):
-    """dd = d tr(A⁻¹ dA).  Reference and degenerate cases as for the VJP."""
-    return on(dots[1], lambda t: b.multiply(y, _trace(b, b.bind(lu_solve_p, f, a, t, trans=False))))
+    """dd = tr(adj(A) dA) = <C, dA>.  Reference and degenerate cases as for the VJP."""
+    return on(dots[1], lambda t: b.sum(b.multiply(b.bind(lu_cofactor_p, f, a), t), axis=(-2, -1)))
 
 
 lu_det_p = Primitive(
     "lu_det", shape=_scalar_per_matrix("lu_det"), nin=2,
     ref=lambda f, a: ref.lu_det(f), vjp=_lu_det_vjp, jvp=_lu_det_jvp,
     doc="det A from its LU factors: the product of U's diagonal times the pivots' parity.",
+)
+
+
+def _cofactor_shape(f, a):
+    _, constraints = _factors_and_matrix("lu_cofactor", f, a)
+    return Aval(a.dims, a.dtype, tuple(constraints))
+
+
+def _pair_products(b, s):
+    """P_ij = prod_{l != i, j} s_l for i != j, 0 on the diagonal, for a stack of vectors s.
+
+    prod / (s_i s_j) where no s_l is 0; with zeros, only the pairs that cover every zero
+    get the product of the others (as reduce_prod's rule does for one factor out).
+    """
+    n = s.dims[-1]
+    zero = b.equal(s, 0.0)
+    nonzero = b.where(zero, 1.0, s)
+    zeros = b.astype(zero, s.dtype)
+    total = b.expand_dims(b.prod(nonzero, axis=-1, keepdims=True), -1)          # (..., 1, 1)
+    count = b.expand_dims(b.sum(zeros, axis=-1, keepdims=True), -1)
+    quotient = b.divide(total, b.multiply(b.expand_dims(nonzero, -1), b.expand_dims(nonzero, -2)))
+    left = b.subtract(b.subtract(count, b.expand_dims(zeros, -1)), b.expand_dims(zeros, -2))
+    off_diagonal = b.as_tensor((1 - np.eye(n)).astype(s.dtype))
+    return b.multiply(b.where(b.equal(left, 0.0), quotient, 0.0), off_diagonal)
+
+
+def _det_hessian(b, a, e):
+    """H[E] = D²det(A)[E, ·] as a matrix: the derivative of the cofactor matrix C(A) in the
+    direction E, and (the form being symmetric) C's VJP of the cotangent E.
+
+    With A = U S Vᵀ and Ẽ = Uᵀ E V, det(A + E) = σ det(S + Ẽ), σ = det U det V = ±1, so
+
+        H[E] = σ U K Vᵀ,   K_ii = Σ_{j≠i} P_ij Ẽ_jj,   K_ij = -P_ij Ẽ_ji (i ≠ j),
+
+    P_ij = prod_{l≠i,j} s_l: products of singular values, no division by a small one,
+    so it is exact at every A (nonzero up to corank 2).  Reference: the second derivative
+    of det is the signed (n-2)-minors (Magnus & Neudecker, "Matrix Differential Calculus",
+    ch. 8); in the SVD basis only the diagonal minors of S survive.  The SVD and the LUs
+    of U and V are nodes of the graph, shared by every H of the same A.
+    """
+    n = a.dims[-1]
+    y = b.bind(svd_p, a)
+    s, u, v = _svd_parts(b, y, n, n)
+    sigma = b.multiply(b.bind(lu_sign_p, b.bind(lu_p, u)), b.bind(lu_sign_p, b.bind(lu_p, v)))
+    et = b.matmul(b.matmul(_mT(b, u), e), v)
+    pairs = _pair_products(b, s)
+    diagonal = b.sum(b.multiply(pairs, b.expand_dims(_diagonal(b, et), -2)), axis=-1)
+    k = b.subtract(_diag_embed(b, diagonal), b.multiply(_mT(b, et), pairs))
+    return b.multiply(_per_matrix(b, sigma), b.matmul(b.matmul(u, k), _mT(b, v)))
+
+
+def _lu_cofactor_vjp(b, g, c, f, a):
+    """C = adj(A)ᵀ = ∇det(A):  Ā = H[C̄], H = D²det(A) (symmetric, so VJP and JVP are the
+    same map; see ``_det_hessian``).
+
+    Degenerate cases: none at second order of det.  The SVD's rules and the divisions
+    of ``_pair_products`` carry the third and higher orders: exact where the singular
+    values are distinct and not small, finite but inexact at (near) singular A.
+    """
+    return None, _det_hessian(b, a, g)
+
+
+def _lu_cofactor_jvp(b, dots, c, f, a):
+    """dC = H[dA].  Reference and degenerate cases as for the VJP."""
+    return on(dots[1], lambda t: _det_hessian(b, a, t))
+
+
+lu_cofactor_p = Primitive(
+    "lu_cofactor", shape=_cofactor_shape, nin=2,
+    ref=lambda f, a: ref.lu_cofactor(f), vjp=_lu_cofactor_vjp, jvp=_lu_cofactor_jvp,
+    doc="The cofactor matrix adj(A)ᵀ = ∂det A/∂A from A's LU factors, exact at singular A: "
+        "d A⁻ᵀ's cost, without dividing by the smallest pivot.",
 )
 
 
@@ -396,9 +475,13 @@ def _eigh_vjp(b, g, y, a):
     Reference: M. Giles (2008), sec. 3.1; the symmetric part because the primitive
     decomposes sym(A).  Degenerate cases: the F term is formed only when V̄ is
     not structurally zero, so a loss of the eigenvalues alone is exact at repeated
-    eigenvalues.  Where V̄ is present, F_ij is 0 for equal (to rounding) eigenvalues:
-    exact for losses invariant to the basis chosen inside an eigenspace, finite
-    otherwise (the true derivative does not exist there).
+    eigenvalues.  Where V̄ is present, F_ij is 0 for equal (to rounding) eigenvalues.
+    That is exact for losses of V unchanged by a rotation of the basis inside each
+    eigenspace (a projector onto a whole eigenspace); for other losses of V it is
+    finite but not the derivative: none exists for a general loss of V there, and
+    for a loss smooth in A (``V diag(g(w)) Vᵀ``) the limit of F_ij (Vᵀ V̄)_ij is not
+    determined by V̄ at the degenerate point.  ``eigh_function_p`` has the exact
+    rule for that case.  Near-degenerate, the error grows like eps / (w_j - w_i).
     """
     n = a.dims[-1]
     w, v = row(b, y, 0), rows(b, y, 1, n + 1)
@@ -406,7 +489,7 @@ def _eigh_vjp(b, g, y, a):
     w_bar = on(w_bar, lambda t: b.reshape(t, w.dims))
     if v_bar is None:       # V diag(w̄) Vᵀ, symmetric already: one product
         return (on(w_bar, lambda t: b.matmul(b.multiply(v, b.expand_dims(t, -2)), _mT(b, v))),)
-    inner = b.multiply(_inverse_gaps(b, w, squared=False), b.matmul(_mT(b, v), v_bar))
+    inner = b.multiply(_inverse_gaps(b, w), b.matmul(_mT(b, v), v_bar))
     inner = sum_tangents(b, on(w_bar, lambda t: _diag_embed(b, t)), inner)
     return (_sym(b, b.matmul(b.matmul(v, inner), _mT(b, v))),)
 
@@ -419,7 +502,7 @@ def _eigh_jvp(b, dots, y, a):
         w, v = row(b, y, 0), rows(b, y, 1, n + 1)
         k = b.matmul(b.matmul(_mT(b, v), _sym(b, da)), v)
         dw = b.expand_dims(_diagonal(b, k), -2)
-        dv = b.matmul(v, b.multiply(_inverse_gaps(b, w, squared=False), k))
+        dv = b.matmul(v, b.multiply(_inverse_gaps(b, w), k))
         return b.concatenate([dw, dv], axis=-2)
     return on(dots[0], tangent)
 
@@ -447,17 +530,24 @@ def _svd_parts(b, y, m, n):
 def _svd_vjp(b, g, y, a):
     """A = U S Vᵀ (thin, k = min(m, n)):
 
-        Ā = U [diag(s̄) + (F ∘ (UᵀŪ - ŪᵀU)) S + S (F ∘ (VᵀV̄ - V̄ᵀV))] Vᵀ
+        Ā = U [diag(s̄) + (F ∘ J) S + S (F ∘ K)] Vᵀ
             + (I - UUᵀ) Ū S⁻¹ Vᵀ        (m > k only)
             + U S⁻¹ V̄ᵀ (I - VVᵀ)        (n > k only)
 
-    with F_ij = 1/(s_j² - s_i²).  Reference: J. Townsend (2016), "Differentiating
-    the singular value decomposition", eq. (30) and the rectangular terms.
+    with J = UᵀŪ - ŪᵀU, K = VᵀV̄ - V̄ᵀV and F_ij = 1/(s_j² - s_i²).  Reference:
+    J. Townsend (2016), "Differentiating the singular value decomposition",
+    eq. (30) and the rectangular terms.  The F terms are formed as
+    ``(E⁻ ∘ (J + K) + E⁺ ∘ (J - K)) / 2`` with E⁻_ij = 1/(s_j - s_i) and
+    E⁺_ij = 1/(s_j + s_i) (see ``_inverse_gaps``): no cancellation in s_j² - s_i².
 
     Degenerate cases: terms are formed only for the blocks of the cotangent that
     are not structurally zero, so a loss of s alone is exact at repeated and zero
-    singular values.  F_ij is 0 for equal (to rounding) singular values: exact for
-    losses invariant to the basis inside a singular subspace, finite otherwise.
+    singular values.  E⁻_ij is 0 for equal (to rounding) singular values (E⁺_ij
+    only where both are zero): exact for losses of U, V unchanged by a rotation of
+    the basis inside a singular subspace; for other losses of U, V finite but not
+    the derivative (none exists for a general loss, and for a loss smooth in A the
+    limit of the E⁻ part is not determined by Ū, V̄ at the degenerate point; see
+    ``svd_function_p``).  Near-degenerate, the error grows like eps / (s_j - s_i).
     The S⁻¹ divisions are 0/0 = 0 where a column of Ū (V̄) is zero, so a loss that
     ignores the null-space vectors of a rank-deficient A has finite gradients.
     """
@@ -465,48 +555,51 @@ def _svd_vjp(b, g, y, a):
     k = min(m, n)
     s, u, v = _svd_parts(b, y, m, n)
     s_bar, u_bar, v_bar = _block(b, g, 0, 1), _block(b, g, 1, 1 + m), _block(b, g, 1 + m, 1 + m + n)
-    s_row, s_col = b.expand_dims(s, -2), b.expand_dims(s, -1)
+    s_row = b.expand_dims(s, -2)
     s_bar = on(s_bar, lambda t: b.reshape(t, s.dims))
     if u_bar is None and v_bar is None:     # U diag(s̄) Vᵀ: one product
         return (on(s_bar, lambda t: b.matmul(b.multiply(u, b.expand_dims(t, -2)), _mT(b, v))),)
-    gaps = _inverse_gaps(b, s, squared=True)
-    inner = on(s_bar, lambda t: _diag_embed(b, t))
+    j_part = k_part = None
     terms = []
     if u_bar is not None:
         utu = b.matmul(_mT(b, u), u_bar)
-        inner = sum_tangents(b, inner, b.multiply(b.multiply(gaps, b.subtract(utu, _mT(b, utu))), s_row))
+        j_part = b.subtract(utu, _mT(b, utu))
         if m > k:
             rest = b.subtract(u_bar, b.matmul(u, utu))
             terms.append(b.matmul(b.safe_div(rest, s_row), _mT(b, v)))
     if v_bar is not None:
         vtv = b.matmul(_mT(b, v), v_bar)
-        inner = sum_tangents(b, inner, b.multiply(s_col, b.multiply(gaps, b.subtract(vtv, _mT(b, vtv)))))
+        k_part = b.subtract(vtv, _mT(b, vtv))
         if n > k:
             rest = b.subtract(v_bar, b.matmul(v, vtv))
             terms.append(b.matmul(u, _mT(b, b.safe_div(rest, s_row))))
-    if inner is not None:
-        terms.insert(0, b.matmul(b.matmul(u, inner), _mT(b, v)))
+    both = sum_tangents(b, j_part, k_part)                              # J + K
+    apart = sum_tangents(b, j_part, on(k_part, b.negative))            # J - K
+    coupled = b.multiply(b.add(b.multiply(_inverse_gaps(b, s), both),
+                               b.multiply(_inverse_gaps(b, s, plus=True), apart)), 0.5)
+    inner = sum_tangents(b, on(s_bar, lambda t: _diag_embed(b, t)), coupled)
+    terms.insert(0, b.matmul(b.matmul(u, inner), _mT(b, v)))
     return (sum_tangents(b, *terms),)
 
 
 def _svd_jvp(b, dots, y, a):
     """K = Uᵀ dA V:  ds = diag(K),
     dU = U (F ∘ (K S + S Kᵀ)) + (I - UUᵀ) dA V S⁻¹  (second term for m > k only),
-    dV = V (F ∘ (S K + Kᵀ S)) + (I - VVᵀ) dAᵀ U S⁻¹  (second term for n > k only).
-    Reference and degenerate cases as for the VJP."""
+    dV = V (F ∘ (S K + Kᵀ S)) + (I - VVᵀ) dAᵀ U S⁻¹  (second term for n > k only),
+    the F terms formed as E⁻ ∘ sym(K) ± E⁺ ∘ skew(K).  Reference and degenerate
+    cases as for the VJP."""
     m, n = a.dims[-2:]
     k = min(m, n)
 
     def tangent(da):
         s, u, v = _svd_parts(b, y, m, n)
-        s_row, s_col = b.expand_dims(s, -2), b.expand_dims(s, -1)
-        gaps = _inverse_gaps(b, s, squared=True)
+        s_row = b.expand_dims(s, -2)
         da_v = b.matmul(da, v)
         kk = b.matmul(_mT(b, u), da_v)
-        ks = b.multiply(kk, s_row)
-        sk = b.multiply(s_col, kk)
-        du = b.matmul(u, b.multiply(gaps, b.add(ks, _mT(b, ks))))
-        dv = b.matmul(v, b.multiply(gaps, b.add(sk, _mT(b, sk))))
+        sym = b.multiply(_inverse_gaps(b, s), _sym(b, kk))
+        skew = b.multiply(_inverse_gaps(b, s, plus=True), b.multiply(b.subtract(kk, _mT(b, kk)), 0.5))
+        du = b.matmul(u, b.add(sym, skew))
+        dv = b.matmul(v, b.subtract(sym, skew))
         if m > k:
             du = b.add(du, b.safe_div(b.subtract(da_v, b.matmul(u, kk)), s_row))
         if n > k:
@@ -523,5 +616,146 @@ svd_p = Primitive(
 )
 
 
-PRIMITIVES = (matmul_p, lu_p, lu_solve_p, lu_det_p, lu_logabsdet_p, lu_sign_p, cholesky_p,
-              triangular_solve_p, eigh_p, svd_p)
+# -- spectral functions: derivatives exact at repeated values -------------------
+#
+# ``jg.linalg.eigh_function(A, g) = V diag(g(w)) Vᵀ`` is built from ordinary ops
+# (eigh, g applied to w, matmuls) and then passed through ``eigh_function``: a
+# primitive whose value is its first input unchanged and whose derivative with
+# respect to A is the Daleckii–Krein one.  Its other inputs are graph nodes the
+# rule needs: V, the divided differences D of g (computed in the graph from g, g'
+# and the eigenvalues, see jg.linalg), and g(w).  So no code is stored: the node
+# saves and loads like any other, and a rule's output is ordinary graph that
+# differentiates again.  ``svd_function`` is the same for ``U diag(g(s)) Vᵀ``.
+# Both are elementwise copies of input 0 to the backends (``scalar="{0}"``).
+
+def _top(b, x, n: int):
+    """The first ``n`` rows of ``x`` (the rule's inputs are padded to the output's rows)."""
+    return x if x.dims[-2] == n else rows(b, x, 0, n)
+
+
+def _pad_rows(b, x, m: int):
+    """``x`` with zero rows appended up to ``m`` rows."""
+    if x.dims[-2] == m:
+        return x
+    full = (None, None, None)
+    index = tuple(full for _ in x.dims[:-2]) + ((0, x.dims[-2], 1), full)
+    return b.bind(unslice_p, x, shape=x.dims[:-2] + (m, x.dims[-1]), index=index)
+
+
+def _spectral_shape(name: str):
+    def shape(y, *rest):
+        for x in rest:
+            if len(x.dims) != len(y.dims) or x.dims[-2:] != y.dims[-2:]:
+                raise ValueError(f"{name}: operands of shapes {fmt_shape(y.dims)} and "
+                                 f"{fmt_shape(x.dims)} differ")
+        return Aval(y.dims, y.dtype, tuple(_same_batch(name, y, *rest)))
+    return shape
+
+
+def _eigh_function_vjp(b, g, out, y, a, v, d, gw):
+    """Y = V diag(g(w)) Vᵀ, P = sym(Vᵀ Ȳ V):  Ā = V (D ∘ P) Vᵀ + (the diag(P) part below),
+    ḡ(w) = diag(P), with D_ij = (g(w_i) - g(w_j)) / (w_i - w_j) off the diagonal (0 on it).
+
+    Reference: Daleckii & Krein (1965); N. J. Higham, "Functions of Matrices" (2008),
+    thm. 3.11.  The diagonal of the derivative, g'(w_i) P_ii, reaches A through ḡ(w):
+    jitgrad's own derivative of g, then eigh's rule for a loss of w alone (exact at
+    repeated eigenvalues).  That path also reaches whatever g reads besides w.
+    Degenerate cases: none at first order; D has the limit g'(w_i) at w_i = w_j (the
+    divided differences are computed without cancellation there, see jg.linalg), so
+    the gradient is exact at repeated eigenvalues.  Second derivatives go through
+    eigh's rule for V: exact at distinct eigenvalues.  Y, V and D get no cotangent:
+    ``gw`` holds g(w) on its diagonal, and only its diagonal is read.
+    """
+    n = a.dims[-1]
+    p = _sym(b, b.matmul(b.matmul(_mT(b, v), g), v))
+    a_bar = b.matmul(b.matmul(v, b.multiply(d, p)), _mT(b, v))
+    return None, a_bar, None, None, b.multiply(p, _eye(b, n, p.dtype))
+
+
+def _eigh_function_jvp(b, dots, out, y, a, v, d, gw):
+    """dY = V (D ∘ sym(Vᵀ dA V) + diag(d g(w))) Vᵀ.  Reference and degenerate cases as for
+    the VJP."""
+    n = a.dims[-1]
+    _, da, _, _, dgw = dots
+    inner = sum_tangents(
+        b, on(da, lambda t: b.multiply(d, _sym(b, b.matmul(b.matmul(_mT(b, v), t), v)))),
+        on(dgw, lambda t: b.multiply(t, _eye(b, n, t.dtype))))
+    return on(inner, lambda t: b.matmul(b.matmul(v, t), _mT(b, v)))
+
+
+eigh_function_p = Primitive(
+    "eigh_function", shape=_spectral_shape("eigh_function"), nin=5,
+    ref=lambda y, a, v, d, gw: y, scalar="{0}",
+    vjp=_eigh_function_vjp, jvp=_eigh_function_jvp,
+    doc="V diag(g(w)) Vᵀ (input 0, as computed) with the Daleckii–Krein derivative in A "
+        "(input 1), from V (2), the divided differences of g (3) and g(w) (4, diagonal).",
+)
+
+
+def _svd_function_parts(b, a, u, v, dm, dp):
+    n = a.dims[-1]
+    v, dm, dp = _top(b, v, n), _top(b, dm, n), _top(b, dp, n)
+    return n, v, dm, dp, b.expand_dims(_diagonal(b, dp), -2)
+
+
+def _svd_function_vjp(b, g, out, y, a, u, v, dm, dp, gs):
+    """Y = U diag(g(s)) Vᵀ (thin, m >= n), P = Uᵀ Ȳ V:
+
+        Ā = U (D⁻ ∘ sym(P) + D⁺ ∘ skew(P)) Vᵀ + (Ȳ V - U P) diag(g(s) / s) Vᵀ,
+        ḡ(s) = diag(P),
+
+    D⁻_ij = (g(s_i) - g(s_j)) / (s_i - s_j) off the diagonal (0 on it), D⁺_ij =
+    (g(s_i) + g(s_j)) / (s_i + s_j) (so diag(D⁺) = g(s) / s), the second term for m > n
+    only.  Reference: the Daleckii–Krein theorem for generalized matrix functions,
+    V. Noferini (2017), "A formula for the Fréchet derivative of a generalized matrix
+    function", thm. 3.  Degenerate cases: exact at repeated singular values; at zero
+    ones D⁺ has the limit g'(0), which is the derivative when g(0) = 0 (otherwise
+    U diag(g(s)) Vᵀ is not even continuous there).  Inputs v, dm, dp, gs are padded
+    with zero rows to m rows; gs holds g(s) on the diagonal of its top n rows.
+    """
+    n, v, dm, dp, ratio = _svd_function_parts(b, a, u, v, dm, dp)
+    m = a.dims[-2]
+    p = b.matmul(b.matmul(_mT(b, u), g), v)
+    skew = b.multiply(b.subtract(p, _mT(b, p)), 0.5)
+    inner = b.add(b.multiply(dm, _sym(b, p)), b.multiply(dp, skew))
+    a_bar = b.matmul(b.matmul(u, inner), _mT(b, v))
+    if m > n:
+        rest = b.subtract(b.matmul(g, v), b.matmul(u, p))
+        a_bar = b.add(a_bar, b.matmul(b.multiply(rest, ratio), _mT(b, v)))
+    gs_bar = _pad_rows(b, b.multiply(p, _eye(b, n, p.dtype)), m)
+    return None, a_bar, None, None, None, None, gs_bar
+
+
+def _svd_function_jvp(b, dots, out, y, a, u, v, dm, dp, gs):
+    """K = Uᵀ dA V:  dY = U (D⁻ ∘ sym(K) + D⁺ ∘ skew(K) + diag(d g(s))) Vᵀ
+    + (dA V - U K) diag(g(s) / s) Vᵀ.  Reference and degenerate cases as for the VJP."""
+    n, v, dm, dp, ratio = _svd_function_parts(b, a, u, v, dm, dp)
+    m = a.dims[-2]
+    _, da, _, _, _, _, dgs = dots
+    terms = [on(dgs, lambda t: b.multiply(_top(b, t, n), _eye(b, n, t.dtype)))]
+    rest = None
+    if da is not None:
+        da_v = b.matmul(da, v)
+        k = b.matmul(_mT(b, u), da_v)
+        skew = b.multiply(b.subtract(k, _mT(b, k)), 0.5)
+        terms.append(b.add(b.multiply(dm, _sym(b, k)), b.multiply(dp, skew)))
+        if m > n:
+            rest = b.multiply(b.subtract(da_v, b.matmul(u, k)), ratio)
+    inner = sum_tangents(b, *terms)
+    out_dot = on(inner, lambda t: b.matmul(u, t))
+    out_dot = sum_tangents(b, out_dot, rest)
+    return on(out_dot, lambda t: b.matmul(t, _mT(b, v)))
+
+
+svd_function_p = Primitive(
+    "svd_function", shape=_spectral_shape("svd_function"), nin=7,
+    ref=lambda y, a, u, v, dm, dp, gs: y, scalar="{0}",
+    vjp=_svd_function_vjp, jvp=_svd_function_jvp,
+    doc="U diag(g(s)) Vᵀ (input 0, as computed, m >= n) with the exact derivative in A "
+        "(input 1), from U, V, the divided differences D⁻, D⁺ of g and g(s) (inputs 2-6; "
+        "all but U padded with zero rows to m rows).",
+)
+
+
+PRIMITIVES = (matmul_p, lu_p, lu_solve_p, lu_det_p, lu_cofactor_p, lu_logabsdet_p, lu_sign_p,
+              cholesky_p, triangular_solve_p, eigh_p, svd_p, eigh_function_p, svd_function_p)

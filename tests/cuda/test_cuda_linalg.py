@@ -101,6 +101,38 @@ def test_singular_matrices_factor_and_then_fail_to_solve(dtype):
             _run(cl.lu_solve, [f, np.ones((3, 3, 1), dtype)], _empty((3, 3, 1), dtype), trans)
 
 
+def _of_corank(rng, batch, n, corank, dtype):
+    """Products of random factors: rank n - corank, exactly singular where corank > 0."""
+    r = n - corank
+    return (rng.standard_normal((batch, n, r)) @ rng.standard_normal((batch, r, n))).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=ids)
+@pytest.mark.parametrize("batch, n", SHAPES + [(2, 0)])
+def test_cofactor_matrix(dtype, batch, n):
+    rng = _rng("cofactor", batch, n)
+    for corank in range(n + 1) if n else [0]:
+        f = ref.lu_factor(_of_corank(rng, batch, n, corank, dtype))
+        out = _run(cl.lu_cofactor, [f], _empty((batch, n, n), dtype))
+        np.testing.assert_allclose(out, ref.lu_cofactor(f), **TOL[dtype], err_msg=f"corank {corank}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=ids)
+def test_cofactor_matrix_at_exact_zero_pivots(dtype):
+    """Zero pivots first, last, two of them, the zero matrix, 1x1 zero: never raises."""
+    a = np.array([[[1, 2, 3], [2, 4, 6], [0, 1, 1]], [[0, 1, 2], [0, 3, 4], [0, 5, 7]],
+                  [[0, 1, 0], [0, 0, 1], [0, 0, 0]], [[1, 1, 1], [1, 1, 1], [1, 1, 1]],
+                  np.zeros((3, 3))], dtype)
+    f = ref.lu_factor(a)
+    got = _run(cl.lu_cofactor, [f], _empty(a.shape, dtype))
+    want = [[[-2, -2, 2], [1, 1, -1], [0, 0, 0]], [[1, 0, 0], [3, 0, 0], [-2, 0, 0]],
+            [[0, 0, 0], [0, 0, 0], [1, 0, 0]], np.zeros((3, 3)), np.zeros((3, 3))]
+    np.testing.assert_allclose(got, np.array(want, dtype), **TOL[dtype])
+    np.testing.assert_allclose(got, ref.lu_cofactor(f), **TOL[dtype])
+    one = _run(cl.lu_cofactor, [ref.lu_factor(np.zeros((2, 1, 1), dtype))], _empty((2, 1, 1), dtype))
+    np.testing.assert_array_equal(one, 1)
+
+
 def test_one_singular_matrix_in_a_batch_fails_the_solve():
     f = ref.lu_factor(np.stack([np.eye(2), np.eye(2), [[1.0, 1.0], [1.0, 1.0]]]))
     with pytest.raises(np.linalg.LinAlgError, match="Singular matrix"):
@@ -263,3 +295,52 @@ def test_any_launch_shape_gives_the_same_results(monkeypatch, blocks, threads):
     g = a[:, :, :3]
     np.testing.assert_allclose(_run(cl.svd, [g], _empty((4, 9, 3), np.float64)), ref.svd(g),
                                **TOL[np.float64])
+    f[1, 2, 2] = 0      # a zero pivot: the rank-one case
+    np.testing.assert_allclose(_run(cl.lu_cofactor, [f], _empty(a.shape, np.float64)),
+                               ref.lu_cofactor(f), **TOL[np.float64])
+
+
+# The derivatives of det on target="cuda" ---------------------------------------------------------
+
+def test_det_derivatives_on_the_device_at_singular_matrices():
+    """Cofactors (first order, reverse and forward) and the second derivatives, at coranks
+    0..3 of a stack, as the numpy target computes them: finite, rank-one, zero."""
+    import jitgrad as jg
+    from jitgrad import linalg as la
+    rng = _rng("det target")
+    stack = np.stack([_of_corank(rng, 1, 3, c, np.float64)[0] for c in range(4)])
+    stack[3] = 0
+    e = rng.standard_normal(stack.shape)
+    a, t = jg.input("a", stack.shape), jg.input("t", stack.shape)
+    d = la.det(a)
+    (g,) = jg.grad(jg.sum(d), [a])
+    outputs = [d, g] + jg.jvp([d], [a], [t]) + jg.jvp([g], [a], [t]) + jg.grad(jg.sum(g * t), [a])
+    want = jg.compile([a, t], outputs, target="numpy")(stack, e)
+    got = jg.compile([a, t], outputs, target="cuda")(stack, e)
+    for name, x, y in zip(["det", "grad", "jvp", "fwd_rev", "rev_rev"], got, want):
+        np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-9, err_msg=name)
+    assert np.abs(want[1][1]).max() > 0.1 and np.abs(want[1][2:]).max() < 1e-12
+
+
+# Spectral functions on target="cuda": derivatives exact at repeated values ------------------------
+
+def test_spectral_functions_on_the_device():
+    """eigh_function / svd_function (values, gradients forward and reverse, second order) at
+    repeated, distinct and zero values, as the numpy target computes them."""
+    import jitgrad as jg
+    rng = _rng("spectral target")
+    m = rng.standard_normal((3, 3))
+    stack = np.stack([2 * np.eye(3), np.diag([1.0, 1.0, 2.0]), (m + m.T) / 2])
+    tall = np.stack([np.eye(4, 3) * 1.5, rng.standard_normal((4, 3))])
+    a, b = jg.input("a", stack.shape), jg.input("b", tall.shape)
+    y = jg.linalg.eigh_function(a, jg.exp)
+    z = jg.linalg.svd_function(b, jg.tanh)
+    loss = jg.sum(m * y)
+    (ga,) = jg.grad(loss, [a])
+    (gb,) = jg.grad(jg.sum(z * z), [b])
+    outputs = [y, ga, jg.hvp(loss, a, a * 0.0 + 1.0), z, gb] + jg.jvp([y], [a], [stack * 0.5])
+    want = jg.compile([a, b], outputs, target="numpy")(stack, tall)
+    got = jg.compile([a, b], outputs, target="cuda")(stack, tall)
+    for name, x, w in zip(["eigh_function", "grad", "hvp", "svd_function", "svd grad", "jvp"], got, want):
+        np.testing.assert_allclose(x, w, rtol=1e-9, atol=1e-9, err_msg=name)
+    np.testing.assert_allclose(got[1][0], np.exp(2) * (m + m.T) / 2, rtol=1e-9)   # exact at 2 I
