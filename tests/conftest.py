@@ -1,39 +1,80 @@
-"""Shared fixtures."""
+"""Shared fixtures, and the probe that decides whether the PTX tests can run here."""
+import functools
+
 import pytest
 
+# What a missing NVVM, NVRTC, libdevice or CUDA driver library raises. numba's own numba.cuda
+# raises NvvmSupportError, CudaSupportError & co. (ImportError subclasses); numba-cuda finds
+# the libraries with cuda.pathfinder, whose errors are RuntimeErrors.
+_MISSING_LIBRARY = {"NvvmSupportError", "NvrtcSupportError", "CudaSupportError", "DynamicLibNotFoundError",
+                    "DynamicLibNotAvailableError", "BitcodeLibNotFoundError"}
+INSTALL = 'python -m pip install -e ".[dev]" brings numba-cuda with NVIDIA\'s NVVM and NVRTC wheels'
 
-def _missing_library_errors() -> tuple:
-    """What compile_ptx raises when NVVM, NVRTC or the CUDA libraries are missing: numba's own
-    numba.cuda raises NvvmSupportError & co. (ImportError subclasses); numba-cuda finds them
-    with cuda.pathfinder, whose DynamicLibNotFoundError is a RuntimeError."""
-    from numba.cuda.cudadrv import error as cuda_errors
-    errors = [getattr(cuda_errors, name) for name in ("NvvmSupportError", "NvrtcSupportError", "CudaSupportError")
-              if hasattr(cuda_errors, name)]
+
+def _is_missing_library(error: BaseException) -> bool:
+    return (isinstance(error, ImportError) or type(error).__name__ in _MISSING_LIBRARY
+            or "libdevice" in str(error))      # "Missing libdevice file." (both numba.cuda flavours)
+
+
+def _reason(what: str, error: BaseException) -> str:
+    message = " ".join(str(error).split())
+    message = message if len(message) <= 120 else message[:117] + "..."
+    return f"{what}: {type(error).__name__}: {message} ({INSTALL})"
+
+
+@functools.lru_cache(maxsize=None)
+def numba_cuda_missing():
+    """Why ``numba.cuda`` cannot be imported here (None if it can): only a missing package or
+    library is a reason; any other error importing it is raised."""
     try:
-        import cuda.pathfinder as pathfinder
-    except ImportError:
-        pass
-    else:
-        errors += [getattr(pathfinder, name) for name in
-                   ("DynamicLibNotFoundError", "DynamicLibNotAvailableError", "BitcodeLibNotFoundError")
-                   if hasattr(pathfinder, name)]
-    return tuple(errors)
+        from numba import cuda  # noqa: F401
+    except Exception as error:
+        if _is_missing_library(error):
+            return _reason("numba.cuda cannot be imported", error)
+        raise
+    return None
 
 
-def _probe(a):
-    a[0] = 1.0
+def _probe_device(x):
+    return x + 1.0
+
+
+def _probe_kernel(a):
+    a[0] = _probe_device_jit(a[0])
+
+
+_probe_device_jit = None
+
+
+@functools.lru_cache(maxsize=None)
+def ptx_unavailable():
+    """Why a kernel calling a device function cannot be compiled to PTX here (None if it can).
+
+    What the PTX tests need, probed by doing it: the libraries (NVVM, libdevice) and a compiler
+    that needs no GPU for a kernel calling an inlined device function, as jitgrad's kernels do
+    (jitgrad/backends/cuda_scalars.py). Numba's built-in numba.cuda finds a system NVVM and
+    compiles a lone kernel, but asks the driver for the current device as soon as a kernel
+    calls a device function (CudaSupportError without a driver); numba-cuda does not when the
+    call is inlined. Only such a missing library is a reason to skip; any other error is
+    raised, so the tests fail."""
+    global _probe_device_jit
+    missing = numba_cuda_missing()
+    if missing:
+        return missing
+    from numba import cuda, types
+    try:
+        _probe_device_jit = cuda.jit(device=True, inline="always")(_probe_device)
+        cuda.compile_ptx(_probe_kernel, (types.float64[::1],), cc=(8, 0))
+    except Exception as error:
+        if _is_missing_library(error):
+            return _reason("a kernel calling a device function cannot be compiled to PTX here", error)
+        raise
+    return None
 
 
 @pytest.fixture(scope="session")
 def ptx_toolkit():
-    """Skip unless a trivial kernel compiles to PTX here (numba-cuda with NVIDIA's NVVM, no GPU
-    needed). Only a missing library skips; any error compiling our own kernels is a failure."""
-    try:
-        from numba import cuda, types
-        cuda.compile_ptx(_probe, (types.float64[::1],), cc=(8, 0))
-    except (ImportError, *_missing_library_errors()) as e:
-        pytest.skip(f"numba.cuda.compile_ptx cannot run: {type(e).__name__}: {str(e).splitlines()[0]}")
-    except RuntimeError as e:           # "Missing libdevice file." (both numba.cuda flavours)
-        if "libdevice" not in str(e):
-            raise
-        pytest.skip(f"numba.cuda.compile_ptx cannot run: {str(e).splitlines()[0]}")
+    """Skip unless a kernel calling a device function compiles to PTX here (no GPU needed)."""
+    reason = ptx_unavailable()
+    if reason:
+        pytest.skip(reason)

@@ -1,6 +1,7 @@
 """The on-disk cache of generated modules: hashed files, Numba cache hits across processes, and
 every way the cache can break (corrupted entries, truncated files, unusable directories,
 concurrent writers) costing at most a warning and a recompile, never a wrong result."""
+import json
 import os
 import shutil
 import subprocess
@@ -116,6 +117,49 @@ def test_a_second_process_loads_from_the_numba_cache(populated, tmp_path):
     shutil.copytree(populated, tmp_path / "cache")
     value, hits, err = run(tmp_path / "cache", "populated")
     assert (value, hits) == (EXPECTED, 1) and "CacheWarning" not in err
+
+
+# A new process building, compiling and calling whole graphs: one with a call-time size (the
+# program is called directly) and one with fixed shapes, params and updates (called through
+# jitgrad.entry). Prints the results, which functions Numba compiled (numba:compile events,
+# which Numba fires only when it compiles, not when it loads from its disk cache) and the
+# programs' disk-cache hits.
+GRAPH_SCRIPT = """
+import json, numpy as np
+from numba.core import event
+import jitgrad as jg
+
+with event.install_recorder("numba:compile") as recorder:
+    x = jg.input("x", (None, 3))
+    y = jg.sum(jg.tanh(x * np.arange(3.0))) + jg.mean(jg.exp(-x) @ np.ones((3, 2)))
+    f = jg.compile([x], [y, *jg.grad(y, [x])])
+    w = jg.param("w", np.arange(3.0))
+    z = jg.input("z", (4, 3))
+    loss = jg.sum(jg.sin(z * w) ** 2)
+    (gw,) = jg.grad(loss, [w])
+    g = jg.compile([z], [loss, gw], updates={w: w - 0.1 * gw})
+    values = [float(f(np.ones((5, 3)))[0]), float(g(np.ones((4, 3)))[0]), float(g(np.ones((4, 3)))[0])]
+compiled = sorted({e.data["dispatcher"].py_func.__qualname__ for _, e in recorder.buffer if e.is_start})
+hits = [sum(h._program._entry.stats.cache_hits.values()) for h in (f, g)]
+print(json.dumps(dict(values=values, compiled=compiled, program_hits=hits)))
+"""
+
+
+def compile_graphs_in_a_new_process(directory) -> dict:
+    done = subprocess.run([sys.executable, "-c", GRAPH_SCRIPT], env=process_env(directory),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_a_new_process_compiling_the_same_graphs_compiles_nothing(tmp_path):
+    """End to end: the second process loads every program and kernel from disk, and Numba
+    compiles no function at all (not the programs, not a kernel, not a helper)."""
+    first = compile_graphs_in_a_new_process(tmp_path / "cache")
+    assert "program" in first["compiled"] and first["program_hits"] == [0, 0]
+    second = compile_graphs_in_a_new_process(tmp_path / "cache")
+    assert second["compiled"] == [] and second["program_hits"] == [1, 1]
+    assert second["values"] == first["values"]
 
 
 def _flip_a_bit(path):

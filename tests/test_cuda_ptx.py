@@ -2,8 +2,8 @@
 
 Compiling needs NVVM and libdevice: numba-cuda with NVIDIA's pip packages (nvidia-nvvm,
 nvidia-cuda-nvrtc, nvidia-cuda-runtime) or a CUDA toolkit numba finds. Whether they are here
-is decided once, by compiling a trivial kernel: only an error saying that a library is missing
-skips; any error compiling one of our kernels is a failure. The simulator cannot compile PTX,
+is decided once, by compiling a trivial kernel that calls a device function (tests/conftest.py):
+only an error saying that a library is missing skips; any error compiling one of our kernels is a failure. The simulator cannot compile PTX,
 so this file runs with it off (the normal suite).
 """
 import re
@@ -15,10 +15,12 @@ if numba.config.ENABLE_CUDASIM:
     pytest.skip("PTX compilation cannot run under the CUDA simulator (NUMBA_ENABLE_CUDASIM=1)",
                 allow_module_level=True)
 
-try:
-    from numba import cuda, types
-except (ImportError, RuntimeError) as e:    # numba-cuda without the CUDA runtime library
-    pytest.skip(f"numba.cuda cannot be imported: {type(e).__name__}: {e}", allow_module_level=True)
+from conftest import numba_cuda_missing  # noqa: E402
+
+if numba_cuda_missing():                   # only a missing package or library skips
+    pytest.skip(numba_cuda_missing(), allow_module_level=True)
+
+from numba import cuda, types  # noqa: E402
 
 from jitgrad.backends import cuda_linalg  # noqa: E402
 

@@ -12,6 +12,11 @@ if numba.config.ENABLE_CUDASIM:
     pytest.skip("PTX compilation cannot run under the CUDA simulator (NUMBA_ENABLE_CUDASIM=1)",
                 allow_module_level=True)
 
+from conftest import numba_cuda_missing  # noqa: E402
+
+if numba_cuda_missing():                   # only a missing package or library skips
+    pytest.skip(numba_cuda_missing(), allow_module_level=True)
+
 from numba import cuda, types  # noqa: E402
 
 from jitgrad.backends import cuda_library  # noqa: E402

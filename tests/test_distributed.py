@@ -2,9 +2,11 @@
 subprocess with a timeout (tests/mpi/data_parallel.py holds the checks)."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -14,17 +16,38 @@ import jitgrad as jg
 
 SCRIPT = Path(__file__).resolve().parent / "mpi" / "data_parallel.py"
 
-try:
-    import mpi4py  # noqa: F401
-    HAVE_MPI = shutil.which("mpiexec") is not None
-except ImportError:
-    HAVE_MPI = False
-needs_mpi = pytest.mark.skipif(not HAVE_MPI, reason="needs mpi4py and mpiexec (pip install mpi4py mpich)")
+
+
+def find_mpiexec() -> str | None:
+    """The mpiexec of this interpreter's environment, else the one on PATH. pip's mpich puts it
+    in the environment's scripts folder (beside the interpreter), which is not on PATH when the
+    virtual environment is used without being activated."""
+    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        candidate = Path(folder) / "mpiexec"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return shutil.which("mpiexec")
+
+
+def _no_mpi_reason() -> str | None:
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError as e:
+        return f"mpi4py cannot be imported ({e}); python -m pip install -e \".[dev]\" brings mpi4py and mpich"
+    if find_mpiexec() is None:
+        return (f"no mpiexec beside {sys.executable} nor on PATH; "
+                "python -m pip install -e \".[dev]\" brings MPICH's wheel, which has one")
+    return None
+
+
+MPIEXEC, NO_MPI = find_mpiexec(), _no_mpi_reason()
+needs_mpi = pytest.mark.skipif(NO_MPI is not None, reason=NO_MPI or "")
 
 
 def mpiexec(n: int, check: str, timeout: float = 240):
-    return subprocess.run(["mpiexec", "-n", str(n), sys.executable, str(SCRIPT), check],
-                          capture_output=True, text=True, timeout=timeout)
+    env = dict(os.environ, PATH=os.pathsep.join([str(Path(MPIEXEC).parent), os.environ.get("PATH", "")]))
+    return subprocess.run([MPIEXEC, "-n", str(n), sys.executable, str(SCRIPT), check],
+                          capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @needs_mpi

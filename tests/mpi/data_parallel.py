@@ -16,8 +16,8 @@ X, Y = rng.normal(size=(48, 5)), rng.integers(0, 3, 48)
 BATCH = 12
 
 
-def model(optimizer, hidden=7, **kw):
-    init = np.random.default_rng(1)
+def model(optimizer, hidden=7, seed=1, **kw):
+    init = np.random.default_rng(seed)
     w1, b1 = jg.param("w1", init.normal(size=(5, hidden)) * 0.5), jg.param("b1", np.zeros(hidden))
     w2, b2 = jg.param("w2", init.normal(size=(hidden, 3)) * 0.5), jg.param("b2", np.zeros(3))
     x, y = jg.input("x", (None, 5)), jg.input("y", (None,), "int64")
@@ -27,11 +27,18 @@ def model(optimizer, hidden=7, **kw):
 
 
 def same_as_one_process(kind, kw):
-    """N ranks with global batch B give the params of one process with batch B."""
+    """N ranks with global batch B give the params of one process with batch B.
+
+    Each rank initialises its params from its own seed, so only broadcast_params makes them
+    rank 0's (the reference's): a broadcast that sent nothing would leave ranks apart."""
     optimizer = getattr(jg.optim, kind)
-    parallel, params = model(jg.distributed.data_parallel(optimizer), **kw)
+    parallel, params = model(jg.distributed.data_parallel(optimizer), seed=1 + world.rank, **kw)
+    alone, reference = model(optimizer, seed=1, **kw)
+    if world.rank != 0:
+        assert not np.allclose(params[0].value, reference[0].value), "ranks must start apart"
     jg.distributed.broadcast_params(parallel)
-    alone, reference = model(optimizer, **kw)
+    for p, q in zip(params, reference):
+        np.testing.assert_array_equal(p.value, q.value, err_msg=f"{p.name} after broadcast_params")
     mine = jg.data.batches((X, Y), BATCH, shuffle=True, seed=3, shard=(world.rank, world.size))
     everything = jg.data.batches((X, Y), BATCH, shuffle=True, seed=3)
     for _ in range(2):                                   # two epochs, 8 steps
