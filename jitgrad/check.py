@@ -14,6 +14,18 @@ from .autodiff import jvp, vjp
 from .compile import compile
 from .graph import Tensor, input
 
+# Defaults, in float64.  A central difference with step ``eps`` is off by about
+# ``eps**2 |f3| / 6`` (truncation; f3 the third derivative) plus
+# ``1e-16 |f| / eps`` (rounding).  At ``eps = 3e-6`` both are near 1e-11
+# relative for O(1) arguments: every primitive in tests/test_primitives.py
+# passes at order 2 with a margin of about 25x under ``rtol = 1e-7,
+# atol = 1e-8``, while a derivative rule wrong by a relative 1.5e-6 still
+# fails.  Pass coarser tolerances where ``f`` computes in float32 inside or the
+# point is ill-conditioned.
+DEFAULT_EPS = 3e-6
+DEFAULT_RTOL = 1e-7
+DEFAULT_ATOL = 1e-8
+
 
 def _evaluate(fn, args, target="numpy"):
     xs = [input(f"x{i}", a.shape, "float64") for i, a in enumerate(args)]
@@ -69,7 +81,10 @@ def check_grads(f, args, order: int = 1, modes=("fwd", "rev"), eps=None, rtol=No
 
     ``f`` builds a graph from Tensors (one per array in ``args``) to a Tensor.
     Every graph runs on ``target`` (the reference by default).  Raises
-    AssertionError describing the worst mismatch.
+    AssertionError describing the worst mismatch.  An element passes when
+    ``|analytic - numeric| <= atol + rtol * |numeric|``; ``eps``, ``rtol`` and
+    ``atol`` default to ``DEFAULT_EPS`` (3e-6), ``DEFAULT_RTOL`` (1e-7) and
+    ``DEFAULT_ATOL`` (1e-8).
 
     >>> import jitgrad as jg, numpy as np
     >>> jg.check_grads(lambda x: jg.sum(jg.sin(x) * x), [np.linspace(0.1, 1, 4)], order=2)
@@ -82,5 +97,6 @@ def check_grads(f, args, order: int = 1, modes=("fwd", "rev"), eps=None, rtol=No
         raise ValueError(f"check_grads: modes must be a subset of ('fwd', 'rev'), got {modes}")
     if order < 1:
         raise ValueError(f"check_grads: order must be at least 1, got {order}")
-    _check_once(f, args, tuple(modes), 1e-6 if eps is None else eps, 1e-5 if rtol is None else rtol,
-                1e-6 if atol is None else atol, np.random.default_rng(seed), order, "order 1", target)
+    _check_once(f, args, tuple(modes), DEFAULT_EPS if eps is None else eps,
+                DEFAULT_RTOL if rtol is None else rtol, DEFAULT_ATOL if atol is None else atol,
+                np.random.default_rng(seed), order, "order 1", target)

@@ -62,7 +62,12 @@ def load_params(path, source, strict: bool = True) -> None:
     params = params_of(source)
     path = os.fspath(path)
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        # allow_pickle=False: a pickle (raw, a pickled .npy or an object array inside the
+        # archive) raises ValueError instead of being unpickled; nothing from the file runs.
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("it holds one array, not an .npz archive")
+        with archive:
             stored = {name: archive[name] for name in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         if isinstance(e, FileNotFoundError):

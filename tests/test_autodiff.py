@@ -69,14 +69,24 @@ def test_jacobian_modes_agree():
     np.testing.assert_allclose(fwd, rev, rtol=1e-14)
     np.testing.assert_allclose(fwd, auto, rtol=1e-14)
     assert fwd.shape == (4, 3)
+    x0, x1, x2 = xv                   # and both are right, not merely equal: the Jacobian by hand
+    e = np.exp(x0 * x2)
+    np.testing.assert_allclose(fwd, [[np.cos(x0) * x1, np.sin(x0), 0.0],
+                                     [0.0, 0.0, 3 * x2 ** 2],
+                                     [x2 * e, 0.0, x0 * e],
+                                     [0.0, 1.0, 0.0]], rtol=1e-14, atol=1e-15)
 
 
 def test_hvp_matches_hessian():
     x, v = jg.input("x", (4,)), jg.input("v", (4,))
     y = jg.sum(jg.exp(x) * jg.sin(x)) + jg.sum(x) ** 3
-    h, hv = run([x, v], [jg.hessian(y, x), jg.hvp(y, x, v)], rng.normal(size=4), np.arange(4.0))
+    xv = rng.normal(size=4)
+    h, hv = run([x, v], [jg.hessian(y, x), jg.hvp(y, x, v)], xv, np.arange(4.0))
     np.testing.assert_allclose(hv, h @ np.arange(4.0), rtol=1e-12)
     np.testing.assert_allclose(h, h.T, rtol=1e-12)
+    # and both are right: (e^x sin x)'' = 2 e^x cos x on the diagonal, (sum x)^3 gives 6 sum(x)
+    want = np.diag(2 * np.exp(xv) * np.cos(xv)) + 6 * xv.sum()
+    np.testing.assert_allclose(h, want, rtol=1e-12, atol=1e-12)
 
 
 def test_derivatives_of_any_order():

@@ -1,4 +1,6 @@
 """The compile-and-run contract of api.md on the numpy target."""
+import sys
+
 import numpy as np
 import pytest
 
@@ -55,6 +57,57 @@ def test_argument_errors_name_the_input(target, call, error, message):
     x, w, y = simple()
     with pytest.raises(error, match=message):
         call(jg.compile([x, w], y, target=target))
+
+
+def fixed():
+    """A graph whose inputs all have fixed shapes: calls may take the fast paths."""
+    x, w, s = jg.input("x", (3,)), jg.input("w", (2, 3)), jg.input("s", ())
+    f = lambda target: jg.compile([x, w, s], w @ x * s, target=target)   # noqa: E731
+    return f, (np.arange(3.0), np.ones((2, 3)), 2.0)
+
+
+FIXED_ERRORS = [       # (argument index, bad value, error, message)
+    (0, np.ones(2), ValueError, r"input 'x': expected shape \(3,\), got \(2,\)"),
+    (0, np.ones(4), ValueError, r"input 'x': expected shape \(3,\), got \(4,\)"),
+    (0, np.ones(1), ValueError, r"input 'x': expected shape \(3,\), got \(1,\)"),       # no broadcasting
+    (0, np.array(1.0), ValueError, r"input 'x': expected shape \(3,\), got \(\).*rank 0"),
+    (0, np.ones((3, 1)), ValueError, r"input 'x': expected shape \(3,\), got \(3, 1\).*rank 2"),
+    (1, np.ones((3, 2)), ValueError, r"input 'w': expected shape \(2, 3\), got \(3, 2\)"),
+    (1, np.ones(6), ValueError, r"input 'w': expected shape \(2, 3\), got \(6,\).*rank 1"),
+    (2, np.ones(2), ValueError, r"input 's': expected shape \(\), got \(2,\).*rank 1"),
+    (0, np.ones(3, complex), TypeError, r"input 'x': expected dtype float64, got complex128"),
+    (1, np.array([["a"] * 3] * 2), TypeError, r"input 'w': expected dtype float64"),
+    (2, 1j, TypeError, r"input 's': expected dtype float64, got complex128"),
+]
+
+
+@pytest.mark.parametrize("keywords", [False, True], ids=["positional", "keywords"])
+@pytest.mark.parametrize("k, bad, error, message", FIXED_ERRORS, ids=[
+    "x-short", "x-long", "x-one", "x-0d", "x-rank2", "w-transposed", "w-flat", "s-vector",
+    "x-complex", "w-strings", "s-complex"])
+def test_fixed_shape_inputs_check_every_call(target, keywords, k, bad, error, message):
+    """With every shape fixed, exact arguments skip the general checks (CPU: a generated
+    entry for positional calls, else a fast path); anything else must still be checked."""
+    make, args = fixed()
+    f = make(target)
+    want = np.ones((2, 3)) @ np.arange(3.0) * 2.0
+    np.testing.assert_array_equal(f(*args), want)      # the fast path is taken, and works
+    args = list(args)
+    args[k] = bad
+    with pytest.raises(error, match=message):
+        f(**dict(zip("xws", args))) if keywords else f(*args)
+    np.testing.assert_array_equal(f(*fixed()[1]), want)
+
+
+def test_fixed_shape_inputs_convert_like_the_general_path(target):
+    make, (xv, wv, sv) = fixed()
+    f = make(target)
+    want = wv @ xv * sv
+    for call in (lambda: f(xv.astype(np.float32), wv, sv),           # same_kind dtype
+                 lambda: f(np.arange(3), wv.astype(int), 2),          # ints, a Python int
+                 lambda: f((np.arange(6.0) / 2)[::2], np.ones((3, 2)).T, np.array(2.0)),   # strided, 0-d
+                 lambda: f([0.0, 1.0, 2.0], wv.tolist(), sv)):        # lists
+        np.testing.assert_array_equal(call(), want)
 
 
 def test_call_time_sizes_are_checked_across_inputs(target):
@@ -115,6 +168,34 @@ def test_param_value_get_and_set(target):
     np.testing.assert_array_equal(p.value, np.ones((2, 2)))
 
 
+BAD_UPDATES = {        # the update of a (3,) param, and the shape the error must name
+    "scalar": (lambda p, x: jg.sum(p), r"\(\)"),
+    "number": (lambda p, x: 1.0, r"\(\)"),
+    "shorter": (lambda p, x: p[:2], r"\(2,\)"),
+    "broadcastable": (lambda p, x: jg.sum(p, keepdims=True), r"\(1,\)"),
+    "higher rank": (lambda p, x: p.reshape(3, 1), r"\(3, 1\)"),
+    "call-time size": (lambda p, x: x * 2.0, r"\(None,\)"),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_UPDATES)
+def test_an_update_of_another_shape_is_a_compile_error(target, kind, monkeypatch):
+    """Refused by jg.compile, before anything runs, naming the param and both shapes."""
+    build, shape = BAD_UPDATES[kind]
+    p, x = jg.param("p", np.arange(3.0)), jg.input("x", (None,))
+    targets, ran = sys.modules["jitgrad.compile"].TARGETS, []
+    build_program = targets[target]
+    monkeypatch.setitem(targets, target, lambda *a, **k: ran.append(1) or build_program(*a, **k))
+    with pytest.raises(ValueError, match=rf"update of param 'p' has shape {shape}, the param has shape \(3,\)"):
+        jg.compile([x], jg.sum(x), updates={p: build(p, x)}, target=target)
+    assert not ran                                   # no program was even built
+    np.testing.assert_array_equal(p.value, np.arange(3.0))
+    f = jg.compile([x], jg.sum(x), updates={p: p * 2.0}, target=target)   # the right shape works
+    f(np.ones(2))
+    np.testing.assert_array_equal(p.value, [0.0, 2.0, 4.0])
+    assert p.value.shape == (3,)
+
+
 def test_a_failing_call_leaves_params_untouched(target):
     p = jg.param("p", np.array([1.0, 2.0]))
     idx = jg.input("idx", (1,), "int64")
@@ -160,9 +241,14 @@ def test_schedule_prints_one_line_per_equation(target):
 def test_rewrites_share_common_subexpressions_and_fold_constants(target):
     x = jg.input("x", (3,))
     y = jg.sin(x) * jg.sin(x) + jg.constant(2.0) * 3.0
-    eqns = jg.compile([x], y, target=target).schedule.eqns
-    assert [e.op.name for e in eqns].count("sin") == 1
-    assert all(e.op.name != "mul" or "const" not in str(e) for e in eqns)
+    schedule = jg.compile([x], y, target=target).schedule
+    eqns = schedule.eqns
+    assert [e.op.name for e in eqns] == ["sin", "mul", "add"]       # sin(x) once; 2 * 3 not computed
+    consts = {id(v): value for v, value in schedule.consts}
+    assert not [str(e) for e in eqns if all(id(v) in consts for v in e.ins)]   # nothing left to fold
+    (folded,) = [consts[id(v)] for e in eqns for v in e.ins if id(v) in consts]
+    np.testing.assert_array_equal(folded, 6.0)                      # the add reads the folded 2 * 3
+    np.testing.assert_allclose(jg.compile([x], y, target=target)(np.ones(3)), np.sin(1.0) ** 2 + 6)
 
 
 def test_rewrites_never_drop_inf_times_zero(target):

@@ -147,6 +147,39 @@ def test_object_array_is_refused_without_running_it(tmp_path):
     assert not sentinel.exists()
 
 
+def _pickle_checkpoints(tmp_path, sentinel):
+    """Params checkpoints that carry a pickle: raw, as a pickled .npy, and as an object array."""
+    raw = tmp_path / "raw.npz"
+    raw.write_bytes(pickle.dumps({"w": Payload(sentinel)}))
+    npy = tmp_path / "npy.npz"
+    with open(npy, "wb") as f:
+        np.save(f, np.array([Payload(sentinel)], dtype=object), allow_pickle=True)
+    member = tmp_path / "member.npz"
+    with open(member, "wb") as f:
+        np.savez(f, w=np.array([Payload(sentinel)], dtype=object), allow_pickle=True)
+    return {"raw pickle": raw, "pickled .npy": npy, "object array in the archive": member}
+
+
+@pytest.mark.parametrize("kind", ["raw pickle", "pickled .npy", "object array in the archive"])
+def test_load_params_refuses_a_pickle_payload_without_running_it(tmp_path, kind):
+    sentinel = tmp_path / "pwned"
+    path = _pickle_checkpoints(tmp_path, sentinel)[kind]
+    assert not sentinel.exists()                  # writing the file ran nothing
+    w = jg.param("w", np.arange(3.0))
+    with pytest.raises(ValueError, match="not a readable params checkpoint"):
+        jg.load_params(path, [w])
+    assert not sentinel.exists()
+    np.testing.assert_array_equal(w.value, np.arange(3.0))
+
+
+def test_load_params_refuses_a_single_array_file(tmp_path):
+    path = tmp_path / "one.npz"
+    with open(path, "wb") as f:
+        np.save(f, np.ones(3))
+    with pytest.raises(ValueError, match="not a readable params checkpoint"):
+        jg.load_params(path, [jg.param("w", np.zeros(3))])
+
+
 BAD_EDITS = {
     "unknown op": (lambda g: node(g, "add").update(op="system"), "unknown op 'system'"),
     "unknown node field": (lambda g: node(g, "add").update(code="rm -rf"), r"unknown fields \['code'\]"),
