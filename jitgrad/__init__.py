@@ -8,7 +8,8 @@
 >>> f(np.arange(3.0))
 (array(5.), array([0., 2., 4.]))
 """
-from . import data, distributed, linalg, nn, optim
+from . import data, distributed, linalg, nn, operators, optim
+from ._version import __version__
 from .autodiff import checkpoint, grad, hessian, hvp, jacobian, jvp, stop_gradient, vjp
 from .compile import Executable, compile
 from .functions import (
@@ -24,4 +25,4 @@ from .io import load, save
 from .params import load_params, save_params
 from .viz import render, to_dot
 
-__version__ = "0.1.0"
+operators.install_operators(Tensor)

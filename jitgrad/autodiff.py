@@ -13,7 +13,7 @@ import itertools
 
 import numpy as np
 
-from . import functions as b, graph
+from . import functions as F, graph
 from .graph import Tensor, topological_order
 from .ops import control
 from .primitive import Dim
@@ -31,6 +31,24 @@ def _as_list(xs, what: str) -> list[Tensor]:
         if not isinstance(x, Tensor):
             raise TypeError(f"{what} must hold Tensors, got {type(x).__name__}")
     return xs
+
+
+class Builder:
+    """The ``b`` that derivative rules receive: the builder functions of
+    :mod:`jitgrad.functions` (``b.multiply``, ``b.bind``, ...), and ``b.partial_vjp``
+    for a rule that differentiates a subgraph (checkpoint's).  Handed to the rules
+    here, so the builder functions never import autodiff."""
+
+    def __getattr__(self, name: str):
+        return getattr(F, name)
+
+    @staticmethod
+    def partial_vjp(outputs, wrt, cotangents) -> list[Tensor]:
+        """Reverse mode with ``wrt`` as independent variables: nothing propagates past them."""
+        return vjp(outputs, wrt, cotangents, partial=True)
+
+
+BUILDER = Builder()
 
 
 def _nodes_between(outputs, wrt) -> list[Tensor]:
@@ -52,8 +70,8 @@ def _check_like(value: Tensor, like: Tensor, what: str) -> Tensor:
     if value.ndim != like.ndim or static_clash:
         raise ValueError(f"{what} has shape {value.shape}, expected {like.shape}")
     if value.dims != like.dims:
-        value = b.broadcast_to(value, like.dims)
-    return b.astype(value, like.dtype) if value.dtype != like.dtype else value
+        value = F.broadcast_to(value, like.dims)
+    return F.astype(value, like.dtype) if value.dtype != like.dtype else value
 
 
 def vjp(outputs, wrt, cotangents, *, partial: bool = False) -> list[Tensor]:
@@ -64,7 +82,7 @@ def vjp(outputs, wrt, cotangents, *, partial: bool = False) -> list[Tensor]:
     entries are treated as independent variables: nothing propagates past them.
     """
     outputs, wrt = _as_list(outputs, "outputs"), _as_list(wrt, "wrt")
-    cotangents = [b.as_tensor(c) for c in cotangents]
+    cotangents = [F.as_tensor(c) for c in cotangents]
     if len(cotangents) != len(outputs):
         raise ValueError(f"vjp: {len(outputs)} outputs but {len(cotangents)} cotangents")
     contributions: dict[int, list[Tensor]] = {}
@@ -78,21 +96,21 @@ def vjp(outputs, wrt, cotangents, *, partial: bool = False) -> list[Tensor]:
             continue
         total = parts[0]
         for p in parts[1:]:
-            total = b.add(total, p)
+            total = F.add(total, p)
         totals[id(node)] = total
         if not node.inputs or (partial and id(node) in stop):
             continue
-        input_cts = node.op.vjp(b, total, node, *node.inputs, **node.attrs)
+        input_cts = node.op.vjp(BUILDER, total, node, *node.inputs, **node.attrs)
         for x, ct in zip(node.inputs, input_cts):
             if ct is not None and _differentiable(x):
                 contributions.setdefault(id(x), []).append(ct)
-    return [totals.get(id(w)) if id(w) in totals else b.zeros_like(w) for w in wrt]
+    return [totals.get(id(w)) if id(w) in totals else F.zeros_like(w) for w in wrt]
 
 
 def jvp(outputs, wrt, tangents) -> list[Tensor]:
     """Forward mode: the directional derivative of each output along ``tangents``."""
     outputs, wrt = _as_list(outputs, "outputs"), _as_list(wrt, "wrt")
-    tangents = [b.as_tensor(t) for t in tangents]
+    tangents = [F.as_tensor(t) for t in tangents]
     if len(tangents) != len(wrt):
         raise ValueError(f"jvp: {len(wrt)} wrt entries but {len(tangents)} tangents")
     dots: dict[int, Tensor] = {}
@@ -104,10 +122,10 @@ def jvp(outputs, wrt, tangents) -> list[Tensor]:
         in_dots = tuple(dots.get(id(x)) for x in node.inputs)
         if all(d is None for d in in_dots):
             continue
-        dot = node.op.jvp(b, in_dots, node, *node.inputs, **node.attrs)
+        dot = node.op.jvp(BUILDER, in_dots, node, *node.inputs, **node.attrs)
         if dot is not None:
             dots[id(node)] = dot
-    return [dots[id(o)] if id(o) in dots else b.zeros_like(o) for o in outputs]
+    return [dots[id(o)] if id(o) in dots else F.zeros_like(o) for o in outputs]
 
 
 def grad(y: Tensor, wrt) -> list[Tensor]:
@@ -121,7 +139,7 @@ def grad(y: Tensor, wrt) -> list[Tensor]:
         shape = y.shape if isinstance(y, Tensor) else type(y).__name__
         raise ValueError(f"grad: y must be a scalar Tensor (shape ()), got shape {shape}; "
                          f"use jg.vjp for non-scalar outputs")
-    return vjp([y], wrt, [b.ones_like(y)])
+    return vjp([y], wrt, [F.ones_like(y)])
 
 
 def _static_size(t: Tensor, what: str) -> int:
@@ -133,7 +151,7 @@ def _static_size(t: Tensor, what: str) -> int:
 def _basis(t: Tensor, k: int) -> Tensor:
     e = np.zeros(_static_size(t, "jacobian"), t.dtype)
     e[k] = 1
-    return b.constant(e.reshape(t.dims))
+    return F.constant(e.reshape(t.dims))
 
 
 def jacobian(y: Tensor, x: Tensor, mode: str = "auto") -> Tensor:
@@ -147,15 +165,15 @@ def jacobian(y: Tensor, x: Tensor, mode: str = "auto") -> Tensor:
         mode = "fwd" if n_in < n_out else "rev"
     if mode == "fwd":
         columns = [jvp([y], [x], [_basis(x, k)])[0] for k in range(n_in)]
-        flat = b.stack([b.reshape(c, (n_out,)) for c in columns], axis=1) if columns else None
+        flat = F.stack([F.reshape(c, (n_out,)) for c in columns], axis=1) if columns else None
     elif mode == "rev":
         rows = [vjp([y], [x], [_basis(y, k)])[0] for k in range(n_out)]
-        flat = b.stack([b.reshape(r, (n_in,)) for r in rows], axis=0) if rows else None
+        flat = F.stack([F.reshape(r, (n_in,)) for r in rows], axis=0) if rows else None
     else:
         raise ValueError(f"jacobian: mode must be 'fwd', 'rev' or 'auto', got {mode!r}")
     if flat is None:
-        return b.full(y.dims + x.dims, 0, y.dtype)
-    return b.reshape(flat, y.dims + x.dims)
+        return F.full(y.dims + x.dims, 0, y.dtype)
+    return F.reshape(flat, y.dims + x.dims)
 
 
 def hessian(y: Tensor, x: Tensor) -> Tensor:
@@ -170,7 +188,7 @@ def hvp(y: Tensor, x: Tensor, v) -> Tensor:
     return jvp([g], [x], [v])[0]
 
 
-stop_gradient = b.stop_gradient
+stop_gradient = F.stop_gradient
 _regions = itertools.count()
 
 
@@ -187,14 +205,14 @@ def checkpoint(fn):
     """
     @functools.wraps(fn)
     def wrapped(*args):
-        args = [b.as_tensor(a) for a in args]
+        args = [F.as_tensor(a) for a in args]
         start = next(graph._serials)
         outputs = fn(*args)
         flat = control.flatten(outputs)
         if not all(isinstance(o, Tensor) for o in flat):
             raise TypeError("checkpoint: the wrapped function must return Tensors")
         region, free = next(_regions), _free_variables(flat, args, start)
-        marked = [b.bind(control.checkpoint_p, y, *args, *free, fn=fn, index=k, region=region,
+        marked = [F.bind(control.checkpoint_p, y, *args, *free, fn=fn, index=k, region=region,
                          n_args=len(args)) for k, y in enumerate(flat)]
         return type(outputs)(marked) if isinstance(outputs, (tuple, list)) else marked[0]
     return wrapped

@@ -2,7 +2,8 @@
 
 These functions make broadcasting and dtype promotion explicit (``broadcast_to``
 and ``convert`` nodes), so every primitive sees operands of one shape and one
-dtype.  Derivative rules receive this module as their builder ``b``.
+dtype.  Derivative rules receive these functions, through
+:class:`jitgrad.autodiff.Builder`, as their builder ``b``.
 """
 from __future__ import annotations
 
@@ -365,45 +366,3 @@ def dot(a, b) -> Tensor:
 def outer(a, b) -> Tensor:
     a, b = reshape(as_tensor(a), (-1, 1)), reshape(as_tensor(b), (1, -1))
     return multiply(a, b)
-
-
-# -- indexing ----------------------------------------------------------------
-
-def getitem(x: Tensor, key) -> Tensor:
-    """Basic indexing (ints, slices, ``...``, ``None``) and one integer array (gather)."""
-    from .indexing import index
-    return index(x, key)
-
-
-def partial_vjp(outputs, wrt, cotangents):
-    """Reverse mode with ``wrt`` as independent variables, for rules that differentiate a
-    subgraph (checkpoint)."""
-    from .autodiff import vjp as reverse     # autodiff imports this module
-    return reverse(outputs, wrt, cotangents, partial=True)
-
-
-# -- operators on Tensor -----------------------------------------------------
-
-def _swap(fn):
-    return lambda self, other: fn(other, self)
-
-
-def install_operators(cls) -> None:
-    """Give Tensor its NumPy-like operators and methods."""
-    ops = {
-        "__add__": add, "__radd__": _swap(add), "__sub__": subtract, "__rsub__": _swap(subtract),
-        "__mul__": multiply, "__rmul__": _swap(multiply), "__truediv__": divide,
-        "__rtruediv__": _swap(divide), "__pow__": power, "__rpow__": _swap(power),
-        "__matmul__": matmul, "__rmatmul__": _swap(matmul), "__neg__": negative,
-        "__pos__": lambda self: self, "__abs__": abs,
-        "__lt__": less, "__le__": less_equal, "__gt__": greater, "__ge__": greater_equal,
-        "__eq__": equal, "__ne__": not_equal, "__getitem__": getitem,
-        "sum": sum, "mean": mean, "max": max, "min": min, "prod": prod,
-        "reshape": reshape, "transpose": transpose, "astype": astype,
-        "T": property(lambda self: transpose(self)),
-    }
-    for name, fn in ops.items():
-        setattr(cls, name, fn)
-
-
-install_operators(Tensor)

@@ -3,7 +3,7 @@
 A Tensor is one node: the primitive that made it, its inputs, its static
 attributes, and its inferred shape and dtype.  Shapes are inferred when a node
 is built, so an invalid graph fails at the user's line.  Operators on Tensors
-live in :mod:`jitgrad.functions`; this module only knows how to make nodes.
+are installed by :mod:`jitgrad.operators`; this module only knows how to make nodes.
 """
 from __future__ import annotations
 
@@ -264,6 +264,3 @@ def inputs_of(outputs) -> list[Tensor]:
             if d.owner is not None:
                 found.setdefault(id(d.owner), d.owner)
     return list(found.values())
-
-
-from . import functions as _functions  # noqa: E402,F401  (installs Tensor's operators)
