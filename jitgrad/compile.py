@@ -1,27 +1,28 @@
 """``jg.compile`` and the Executable: argument checks, params, updates, targets.
 
-Compilation runs the pipeline (rewrite -> schedule -> backend) once; a call
-checks its arguments against the graph, runs the backend program, returns fresh
-arrays and then applies the param updates, all computed from the old values.
+Compilation lowers the graph once (``jitgrad.lower``) and hands the lowered
+schedule to one backend's ``Program``; a call checks its arguments against the
+graph, runs the program, returns fresh arrays and then applies the param
+updates, all computed from the old values.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .functions import as_tensor, astype
-from .graph import Tensor, check_array, inputs_of, topological_order
+from .graph import Tensor, check_array
+from .lower import Lowered, lower
 from .ops import leaf
 from .primitive import Dim, resolve_dim
-from .rewrite import rewrite
-from .schedule import linearize
 from .backends.numpy_ref import NumpyProgram
+from .backends.program import Program
 
-def _cpu_program(schedule, **options):
+def _cpu_program(schedule: Lowered, **options) -> Program:
     from .backends.numba_cpu import CpuProgram     # imports numba only when asked for
     return CpuProgram(schedule, **options)
 
 
-def _cuda_program(schedule, **options):
+def _cuda_program(schedule: Lowered, **options) -> Program:
     from .backends.cuda import CudaProgram
     return CudaProgram(schedule, **options)
 
@@ -112,52 +113,27 @@ class Executable:
             raise ValueError(f"compile: unknown target {target!r}; available: {sorted(TARGETS)}")
         self.inputs = _check_inputs(inputs)
         outs, self._single = _as_outputs(outputs)
-        pairs = _check_updates(updates)
-        roots = rewrite(outs + [v for _, v in pairs])
-        outs, pairs = roots[:len(outs)], [(p, v) for (p, _), v in zip(pairs, roots[len(outs):])]
-        self._check_leaves(roots, [p for p, _ in pairs])
-        schedule = linearize(self.inputs, outs, pairs)
-        self.params = [node for _, node in schedule.params]
+        self.schedule = lower(self.inputs, outs, _check_updates(updates))
+        self.params = [node for _, node in self.schedule.params]
         self.target, self.options = target, {**OPTIONS, **options}
-        self._program = TARGETS[target](schedule, **self.options)
-        self.schedule = getattr(self._program, "schedule", schedule)
-        self._takes_scalars = getattr(self._program, "takes_scalars", False)
-        self._takes_payloads = getattr(self._program, "takes_payloads", False)   # device-resident params
+        self._program: Program = TARGETS[target](self.schedule, **self.options)
 
-        self._sizes = self._size_classes(roots)
+        self._sizes = self._size_classes()
         self._names = [x.name for x in self.inputs]
         self._fixed = [(x.dtype, x.shape) for x in self.inputs]     # shapes for the fast path
         self._all_fixed = not self._sizes and all(None not in x.shape for x in self.inputs)
         self._n_out = len(outs)
-        self._updated = [p for p, _ in schedule.updates]
-        self._entry = None
-        if self._all_fixed and hasattr(self._program, "entry"):
-            self._entry = self._program.entry(self._fixed, self.params)
+        self._updated = self.schedule.update_states
+        self._entry = self._program.entry(self._fixed) if self._all_fixed else None
 
-    def _check_leaves(self, roots, updated):
-        given = {id(x) for x in self.inputs}
-        names = {x.name: x for x in self.inputs}
-        for node in inputs_of(roots):
-            if id(node) not in given:
-                raise ValueError(f"compile: the outputs depend on input {node.name!r}, "
-                                 f"which is not in inputs {[x.name for x in self.inputs]}")
-        for node in topological_order(roots) + updated:
-            if node.op is leaf.param_p:
-                other = names.setdefault(node.name, node)
-                if other is not node:
-                    raise ValueError(f"compile: two different inputs/params are named {node.name!r}")
-
-    def _size_classes(self, roots) -> tuple:
+    def _size_classes(self) -> tuple:
         """Union the sizes the graph's shape rules said must be equal."""
         sizes = _Sizes()
-        pairs = []
-        for node in topological_order(roots):
-            for a, b in node.constraints:
-                sizes.union(a, b, f"compile: {node.op.name}")
-                pairs.append((a, b, node.op.name))
+        for a, b, op in self.schedule.constraints:
+            sizes.union(a, b, f"compile: {op}")
         self._rep_dims = [tuple(sizes.find(d) for d in x.dims) for x in self.inputs]
         self._find = sizes.find
-        return tuple(pairs)
+        return self.schedule.constraints
 
     # -- calling -------------------------------------------------------------
 
@@ -204,7 +180,7 @@ class Executable:
             if type(value) is not np.ndarray:
                 if type(value) is not float or shape or dtype != np.float64:
                     return None
-                value = value if self._takes_scalars else np.array(value)
+                value = value if self._program.takes_scalars else np.array(value)
             elif value.dtype != dtype or value.shape != shape or not value.flags.c_contiguous:
                 return None
             checked.append(value)
@@ -215,8 +191,8 @@ class Executable:
             results = self._entry(*args)      # None unless every argument is exactly as compiled
             if results is not None:
                 if self._updated:
-                    for p, value in zip(self._updated, results[self._n_out:]):
-                        p._payload.assign(value)
+                    for state, value in zip(self._updated, results[self._n_out:]):
+                        state.assign(value)
                     results = results[:self._n_out]
                 return results[0] if self._single else results
         arrays = args if not kwargs and len(args) == len(self._names) else self._arguments(args, kwargs)
@@ -225,20 +201,17 @@ class Executable:
             checked, sizes = self._check(arrays)
         else:
             sizes = {}
-        params = [node._payload if self._takes_payloads else node._payload.array
-                  for node in self.params]
-        results = self._program(checked, params, sizes)
-        for p, value in zip(self._updated, results[self._n_out:]):
-            p._payload.assign(value)       # a fresh array of the param's dtype and shape
+        results = self._program(checked, sizes)
+        for state, value in zip(self._updated, results[self._n_out:]):
+            state.assign(value)            # a fresh array of the param's dtype and shape
         return results[0] if self._single else tuple(results[:self._n_out])
 
     @property
     def source(self) -> str:
         """The generated source that runs (compiled targets only)."""
-        try:
-            return self._program.source
-        except AttributeError:
-            raise AttributeError(f"target {self.target!r} runs no generated source") from None
+        if self._program.source is None:
+            raise AttributeError(f"target {self.target!r} runs no generated source")
+        return self._program.source
 
     def __repr__(self) -> str:
         return (f"<jitgrad Executable target={self.target!r} inputs={self._names} "

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .ops import reduce as rd, shape as sh
+from .ops import collective, linalg, reduce as rd, shape as sh
 from .schedule import Eqn, Schedule, Var
 
 INDEX_MAPS = (sh.broadcast_to_p, sh.transpose_p, sh.slice_p, sh.gather_p)
@@ -33,7 +33,7 @@ class Kernel:
     reductions: tuple[Eqn, ...]
     stores: tuple[Var, ...]
 
-    def reads(self) -> list[Var]:
+    def reads(self) -> tuple[Var, ...]:
         """Buffers the kernel reads (computed before it), in first-use order."""
         inside = {e.out for e in self.body}
         seen: dict[Var, None] = {}
@@ -41,7 +41,11 @@ class Kernel:
             for v in e.ins:
                 if v not in inside:
                     seen.setdefault(v)
-        return list(seen)
+        return tuple(seen)
+
+    def writes(self) -> tuple[Var, ...]:
+        """Buffers the kernel fills: its stores, then its reductions' results."""
+        return self.stores + tuple(e.out for e in self.reductions)
 
     def describe(self) -> str:
         ops = ", ".join(e.op.name for e in self.body + self.reductions)
@@ -56,8 +60,29 @@ class Call:
 
     eqn: Eqn
 
+    def reads(self) -> tuple[Var, ...]:
+        return self.eqn.ins
+
+    def writes(self) -> tuple[Var, ...]:
+        return (self.eqn.out,)
+
     def describe(self) -> str:
         return f"call {self.eqn}"
+
+
+class View(Call):
+    """A reshape, or a transpose that only matmuls read: a new look at its operand's
+    memory, with no buffer of its own."""
+
+
+class Collective(Call):
+    """A sum over ranks (``psum``): communication, grouped by ``defer_collectives``."""
+
+
+def _call(e: Eqn) -> Call:
+    if e.op is collective.psum_p:
+        return Collective(e)
+    return View(e) if e.op in (sh.reshape_p, sh.transpose_p) else Call(e)
 
 
 def _is_elementwise(e: Eqn) -> bool:
@@ -96,14 +121,8 @@ def _fusible(e: Eqn) -> bool:
     return _is_elementwise(e) or e.op in INDEX_MAPS or e.op in REDUCTIONS
 
 
-def is_view(step) -> bool:
-    """A call that only reinterprets its operand's memory (no buffer of its own)."""
-    return isinstance(step, Call) and step.eqn.op in (sh.reshape_p, sh.transpose_p)
-
-
 def _matmul_operand_transposes(eqns, users) -> set[int]:
     """Transposed matrices that only feed matmuls stay views: BLAS reads them transposed."""
-    from .ops import linalg
     return {i for i, e in enumerate(eqns)
             if e.op is sh.transpose_p and len(e.out.dims) == 2 and e.out.dtype.kind == "f"
             and users.get(i) and all(eqns[j].op is linalg.matmul_p for j in users[i])}
@@ -136,7 +155,7 @@ def fuse(schedule: Schedule) -> tuple:
             current = _Open(_space(eqns[pick])) if _fusible(eqns[pick]) and pick not in views else None
         ready.remove(pick)
         if current is None:
-            groups.append(Call(eqns[pick]))
+            groups.append(_call(eqns[pick]))
         else:
             if not current.accepts(eqns[pick]):     # a fusible op that must start a kernel
                 groups.append(current)
@@ -179,7 +198,7 @@ def _pull_index_maps(groups: list) -> list:
 
 def _buffer_reads(g) -> list[Var]:
     if isinstance(g, Call):
-        return list(g.eqn.ins)
+        return list(g.reads())
     return [v for e in g.body + g.reductions for v in e.ins if v not in g.scalars]
 
 
@@ -190,7 +209,7 @@ def _with_stores(groups: list, schedule: Schedule) -> tuple:
     for k, g in enumerate(groups):
         for v in _buffer_reads(g):
             last_read[v] = k
-    final = set(schedule.outputs) | {v for _, v in schedule.updates}
+    final = set(schedule.results)
     steps, stored = [], set()
     for k, g in enumerate(groups):
         if isinstance(g, Call):
@@ -204,21 +223,6 @@ def _with_stores(groups: list, schedule: Schedule) -> tuple:
     return tuple(steps)
 
 
-def is_collective(step) -> bool:
-    from .ops.collective import psum_p
-    return isinstance(step, Call) and step.eqn.op is psum_p
-
-
-def _step_reads(step) -> list:
-    return step.reads() if isinstance(step, Kernel) else list(step.eqn.ins)
-
-
-def _step_writes(step) -> list:
-    if isinstance(step, Kernel):
-        return list(step.stores) + [e.out for e in step.reductions]
-    return [step.eqn.out]
-
-
 def defer_collectives(steps) -> tuple:
     """Order the steps so that collectives run in as few groups as possible.
 
@@ -226,63 +230,29 @@ def defer_collectives(steps) -> tuple:
     whose input is ready runs, side by side, so that a backend packs them into one
     all-reduce (the gradients of a training step become one bucket); and so on.
     """
-    if not any(is_collective(step) for step in steps):
+    if not any(isinstance(step, Collective) for step in steps):
         return tuple(steps)
-    produced = {v for step in steps for v in _step_writes(step)}
+    produced = {v for step in steps for v in step.writes()}
     ready: set = set()
     remaining, ordered = list(steps), []
 
     def runnable(step):
-        return all(v in ready or v not in produced for v in _step_reads(step))
+        return all(v in ready or v not in produced for v in step.reads())
     while remaining:
         progress = True
         while progress:                         # all the computation that can run now
             progress = False
             for step in list(remaining):
-                if not is_collective(step) and runnable(step):
+                if not isinstance(step, Collective) and runnable(step):
                     ordered.append(step)
-                    ready.update(_step_writes(step))
+                    ready.update(step.writes())
                     remaining.remove(step)
                     progress = True
-        group = [step for step in remaining if is_collective(step) and runnable(step)]
+        group = [step for step in remaining if isinstance(step, Collective) and runnable(step)]
         if not group and remaining:
             raise AssertionError("jitgrad internal error: steps wait for each other")
         for step in group:                      # then one round of communication
             ordered.append(step)
-            ready.update(_step_writes(step))
+            ready.update(step.writes())
             remaining.remove(step)
     return tuple(ordered)
-
-
-class FusedSchedule:
-    """A schedule together with its kernels: prints every kernel and the ops it fused.
-
-    Attribute access falls through to the underlying Schedule.
-    """
-
-    def __init__(self, schedule: Schedule, steps: tuple):
-        self._schedule, self.steps = schedule, steps
-
-    def __getattr__(self, name):
-        return getattr(self._schedule, name)
-
-    def __len__(self) -> int:
-        return len(self._schedule)
-
-    def __str__(self) -> str:
-        s = self._schedule
-        lines = [str(s).splitlines()[0]]
-        lines += [f"  params {' '.join(f'{v}:{v.type_str()}' for v, _ in s.params)} ;"] if s.params else []
-        lines += [f"  {v}:{v.type_str()} = const" for v, _ in s.consts]
-        number = 0
-        for step in self.steps:
-            if isinstance(step, Kernel):
-                lines.append(f"  kernel {number}  {step.describe()}")
-                lines += [f"      {e}" for e in step.body + step.reductions]
-                number += 1
-            else:
-                lines.append(f"  {step.eqn}")
-        lines.append(f"  return ({', '.join(map(str, s.outputs))})")
-        if s.updates:
-            lines.append("  updates " + ", ".join(f"{p.name} <- {v}" for p, v in s.updates))
-        return "\n".join(lines) + " }"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fusion import Kernel, is_view
+from .fusion import View
 from .primitive import Dim, resolve_dim
 from .schedule import Schedule, Var
 
@@ -39,25 +39,15 @@ def _numel(dims, sizes) -> int:
     return int(np.prod([resolve_dim(d, sizes) for d in dims], dtype=np.int64))
 
 
-def _writes(step) -> list[Var]:
-    if isinstance(step, Kernel):
-        return list(step.stores) + [e.out for e in step.reductions]
-    return [] if is_view(step) else [step.eqn.out]
-
-
-def _reads(step) -> list[Var]:
-    return step.reads() if isinstance(step, Kernel) else list(step.eqn.ins)
-
-
 def plan_memory(steps, schedule: Schedule) -> MemoryPlan:
     """Assign every intermediate buffer a workspace slot by liveness (linear scan)."""
-    escaping = set(schedule.outputs) | {v for _, v in schedule.updates}
+    escaping = set(schedule.results)
     owner: dict[Var, Var] = {}          # a reshape's result -> the buffer it views
     last_use: dict[Var, int] = {}
     for i, step in enumerate(steps):
-        for v in _reads(step):
+        for v in step.reads():
             last_use[owner.get(v, v)] = i
-        if is_view(step):
+        if isinstance(step, View):
             src = step.eqn.ins[0]
             owner[step.eqn.out] = owner.get(src, src)
     for v in escaping & set(owner):       # returned views are copied at the very end
@@ -65,7 +55,7 @@ def plan_memory(steps, schedule: Schedule) -> MemoryPlan:
     fresh, slot_of, slots, tenants = set(), {}, [], {}
     for i, step in enumerate(steps):
         free = [s for s, v in tenants.items() if last_use.get(v, -1) < i]
-        for v in _writes(step):
+        for v in () if isinstance(step, View) else step.writes():     # a view has no buffer
             assert v not in slot_of and v not in fresh, f"jitgrad internal error: {v} written twice"
             if v in escaping:
                 fresh.add(v)

@@ -79,6 +79,11 @@ class Schedule:
     def __len__(self) -> int:
         return len(self.eqns)
 
+    @property
+    def results(self) -> tuple[Var, ...]:
+        """What a call hands back: the outputs, then the params' new values."""
+        return self.outputs + tuple(v for _, v in self.updates)
+
 
 def _names(reserved: set):
     """a, b, ..., z, ba, bb, ... (autodidax-style variable names), skipping ``reserved``."""

@@ -26,6 +26,7 @@ import linecache
 import os
 import pathlib
 import pickle
+import re
 import shutil
 import sys
 import tempfile
@@ -114,14 +115,28 @@ def _fallback_dir() -> pathlib.Path | None:
 
 @functools.lru_cache(maxsize=1)
 def _version_key() -> str:
-    """What generated code depends on besides its own text: the versions, and the source of
-    the helpers it calls (Numba inlines them into the cached machine code, and does not
-    notice when they change)."""
-    from jitgrad import __version__  # at call time: this module is imported while jitgrad loads
-    helpers = b"".join(pathlib.Path(__file__).with_name(name).read_bytes()
-                       for name in ("scalars.py", "lapack.py"))
-    return "\0".join((_MAGIC.decode(), __version__, numba.__version__, np.__version__, sys.version,
-                      hashlib.sha256(helpers).hexdigest()))
+    """What generated code depends on besides its own text and its helpers: the versions."""
+    from .._version import __version__
+    return "\0".join((_MAGIC.decode(), __version__, numba.__version__, np.__version__, sys.version))
+
+
+# the helper modules a generated module imports: ``from jitgrad.backends.X import ...`` and
+# ``from jitgrad.backends import X``
+_HELPER_IMPORT = re.compile(r"^from jitgrad\.backends(?:\.(\w+) import| import (\w+))", re.MULTILINE)
+
+
+@functools.cache
+def _helper_digest(module: str) -> str:
+    """A hash of a helper module's source, found through the import system (not run)."""
+    name = f"jitgrad.backends.{module}"
+    return hashlib.sha256(importlib.util.find_spec(name).loader.get_source(name).encode()).hexdigest()
+
+
+def _helpers_key(source: str) -> str:
+    """The source of the helpers `source` imports (Numba inlines them into the cached machine
+    code, and does not notice when they change); the cache module itself is no helper."""
+    modules = {a or b for a, b in _HELPER_IMPORT.findall(source)} - {"cache"}
+    return "".join(_helper_digest(m) for m in sorted(modules))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -131,7 +146,7 @@ def module_name(source: str) -> str:
     >>> module_name("x = 1") == module_name("x = 1") != module_name("x = 2")
     True
     """
-    digest = hashlib.sha256(f"{source}\0{_version_key()}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{source}\0{_version_key()}\0{_helpers_key(source)}".encode()).hexdigest()
     return f"jg_{digest[:20]}"
 
 
@@ -342,8 +357,9 @@ class _GuardedCache(FunctionCache):
     Observed with numba 0.68 on damaged files: UnpicklingError (garbage, zero bytes, truncation),
     EOFError (empty file), UnicodeDecodeError and TypeError (bytes flipped inside the pickle),
     RuntimeError "LLVM bitcode parsing error" (flipped machine code), and some flipped bits load
-    silently (caught by `_ChecksummedFile`); Numba never recovers by itself. Any exception while loading therefore drops the entry (the next save rewrites it)
-    and Numba compiles afresh; a save that fails only turns caching off for the function.
+    silently (caught by `_ChecksummedFile`); Numba never recovers by itself. Any exception while
+    loading therefore drops the entry (the next save rewrites it) and Numba compiles afresh; a
+    save that fails only turns caching off for the function.
     """
 
     def __init__(self, py_func):

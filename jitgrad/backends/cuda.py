@@ -1,7 +1,9 @@
 """The CUDA target: the schedule's kernels on an NVIDIA GPU through numba.cuda.
 
-The schedule is fused exactly as for the CPU (``jitgrad.fusion``), and every
-kernel becomes a ``@cuda.jit`` function (``cuda_kernels``).  Library operations
+It emits the very steps the CPU target emits (``jitgrad.lower``: fused kernels,
+calls, views and collectives, in one order, with one memory plan), dispatching on
+the step's class as ``numba_cpu`` does; every kernel becomes a ``@cuda.jit``
+function (``cuda_kernels``).  Library operations
 (matmul, shape changes, the factorizations) are kernels of their own
 (``cuda_library``, ``cuda_linalg``): nothing runs on the host.  A host driver
 launches the steps in schedule order, with buffers from the memory plan in a
@@ -22,15 +24,16 @@ import math
 
 import numpy as np
 
-from ..fusion import INDEX_MAPS, FusedSchedule, Kernel, fuse
-from ..memory import plan_memory
+from ..fusion import INDEX_MAPS, Call, Collective, Kernel, View
+from ..lower import Lowered
 from ..ops import linalg, shape as sh
-from ..ops.collective import psum_p
 from ..primitive import Dim, resolve_dim
-from ..schedule import Schedule, Var
+from ..schedule import Var
 from .cache import load_module
-from .cuda_kernels import PRELUDE, CudaKernelWriter, strategy
-from .numba_cpu import _literal, _values_only
+from .cuda_kernels import PRELUDE, CudaKernelWriter, Strategy, strategy
+from .kernel_body import literal
+from .linalg_calls import LINALG
+from .program import Program
 
 
 def cuda_module():
@@ -68,26 +71,24 @@ def _device_shape(dims, sizes) -> tuple:
     return tuple(resolve_dim(d, sizes) for d in dims) or (1,)
 
 
-class CudaProgram:
-    """A schedule compiled for CUDA: call it like the numpy reference program, with the
-    params' states (``takes_payloads``) so that their values stay on the device."""
+class CudaProgram(Program):
+    """A schedule compiled for CUDA: call it like the numpy reference program.  The params'
+    values stay on the device between calls (their states' ``device`` arrays)."""
 
-    takes_payloads = True
     takes_scalars = True
 
-    def __init__(self, schedule: Schedule, *, parallel: bool = False, fastmath: bool = False):
+    def __init__(self, schedule: Lowered, *, parallel: bool = False, fastmath: bool = False):
         self.cuda = cuda_module()
-        steps = fuse(schedule)
-        self.schedule = FusedSchedule(schedule, steps)
+        steps = schedule.steps
         self._s = schedule
-        self._plan = plan_memory(steps, schedule)
+        self._plan = schedule.plan
         self._workspace = (None, None)
-        self.literals = {v: _literal(value, v.dtype) for v, value in schedule.consts if value.ndim == 0}
+        self.literals = {v: literal(value, v.dtype) for v, value in schedule.consts if value.ndim == 0}
         self.scalar_inputs = {v for v in schedule.inputs if not v.dims}
         self._consts = {v: self.cuda.to_device(np.ascontiguousarray(value).reshape(value.shape or (1,)))
                         for v, value in schedule.consts}
         self._transposed = {}           # a transpose only matmuls read -> the matrix it transposes
-        self._values_only = _values_only(schedule)
+        self._values_only = schedule.values_only
         self.kernel_sources: list[str] = []
         self._in_place = _in_place_updates(schedule, steps)
         self._first_in_place = next((i for i, step in enumerate(steps) if isinstance(step, Kernel)
@@ -99,11 +100,17 @@ class CudaProgram:
     # -- building ------------------------------------------------------------
 
     def _step(self, step):
-        if isinstance(step, Kernel):
-            return self._kernel(step)
-        return self._library(step.eqn)
+        match step:
+            case Kernel():
+                return self.emit_kernel(step)
+            case Collective():
+                return self.emit_collective(step)
+            case View():
+                return self.emit_view(step)
+            case Call():
+                return self.emit_call(step)
 
-    def _kernel(self, k: Kernel):
+    def emit_kernel(self, k: Kernel):
         writer = CudaKernelWriter(k, self.literals, self.scalar_inputs, threads_per_block())
         source = PRELUDE + "\n\n" + writer.source()
         self.kernel_sources.append(source)
@@ -117,41 +124,45 @@ class CudaProgram:
             for v in writes:
                 env[v] = env[self._in_place[v]] if v in self._in_place else self._alloc(v, sizes)
             args = [env[v] for v in reads + writes]
-            if kind == "rows":
+            if kind is Strategy.ROWS:
                 axes = k.reductions[0].attrs["axes"]
                 work = math.prod(n for a, n in enumerate(extents) if a not in axes)
             else:
                 work = math.prod(extents)
             blocks, threads = launch_config(work)
-            if kind == "block":
+            if kind is Strategy.BLOCK:
                 if blocks not in partials_for:
                     partials_for[blocks] = [self.cuda.device_array(blocks, v.dtype) for v in reductions]
                 partials = partials_for[blocks]
                 args += partials
-            if kind == "atomic":
+            if kind is Strategy.ATOMIC:
                 flats = [env[v].reshape(env[v].size) for v in reductions]
                 module.prepare[launch_config(max(f.size for f in flats))](*flats)
             if writer.checks_indices:
                 args.append(self._error)
             module.kernel[blocks, threads](*args, *extents)
-            if kind == "block":
+            if kind is Strategy.BLOCK:
                 module.finish[1, 1](*partials, *(env[v] for v in reductions), blocks)
         return run
 
-    def _library(self, e):
-        op = e.op
-        if op is sh.reshape_p:
+    def emit_view(self, step: View):
+        """A reshape; or a transpose that matmuls read transposed in place, unless the caller
+        gets it too (then it is materialised like any other call)."""
+        e = step.eqn
+        if e.op is sh.reshape_p:
             def run(env, sizes):
                 env[e.out] = self._array(env, e.ins[0]).reshape(_device_shape(e.out.dims, sizes))
             return run
-        if op is sh.transpose_p and len(e.out.dims) == 2 and self._only_matmuls_read(e.out):
-            self._transposed[e.out] = e.ins[0]
-            return lambda env, sizes: None
-        if op is psum_p:
-            return self._collective(e)
+        if e.out in self._s.results:
+            return self.emit_call(step)
+        self._transposed[e.out] = e.ins[0]
+        return lambda env, sizes: None
+
+    def emit_call(self, step: Call):
+        e, op = step.eqn, step.eqn.op
         if op is linalg.matmul_p:
             return self._matmul(e)
-        if op in _LINALG:
+        if op in LINALG:
             return self._linalg(e)
 
         launch = _LIBRARY.get(op)
@@ -166,21 +177,17 @@ class CudaProgram:
             launch(cuda_library, ins, out, _one_element_attrs(op, attrs) if not e.out.dims else attrs)
         return run
 
-    def _collective(self, e):
+    def emit_collective(self, step: Collective):
         """psum, staged through the host: MPI gets host buffers (a CUDA-aware MPI could take
         device pointers instead)."""
         from ..distributed import world
+        e = step.eqn
 
         def run(env, sizes):
             summed = world().allreduce(self._array(env, e.ins[0]).copy_to_host())
             env[e.out] = self._alloc(e.out, sizes)
             env[e.out].copy_to_device(summed)
         return run
-
-    def _only_matmuls_read(self, v: Var) -> bool:
-        readers = [e for e in self._s.eqns if v in e.ins]
-        escaping = v in self._s.outputs or any(v is u for _, u in self._s.updates)
-        return bool(readers) and not escaping and all(e.op is linalg.matmul_p for e in readers)
 
     def _matmul(self, e):
         from . import cuda_library as lib
@@ -204,15 +211,14 @@ class CudaProgram:
 
     def _linalg(self, e):
         from . import cuda_linalg as la
-        routine, operands, out_core, attrs = _LINALG[e.op]
-        if e.out in self._values_only:
-            routine += "_values"          # eigh or svd whose vectors nothing reads
+        call = LINALG[e.op]
+        routine = getattr(la, call.routine_for(e.out, self._values_only))
 
         def run(env, sizes):
             out = env[e.out] = self._alloc(e.out, sizes)
-            stacked = [_stacked(self._array(env, e.ins[i]), e.ins[i].dims, 2, sizes) for i in operands]
-            extra = [bool(e.attrs[name]) for name in attrs]
-            getattr(la, routine)(*stacked, _stacked(out, e.out.dims, out_core, sizes), *extra)
+            stacked = [_stacked(self._array(env, e.ins[i]), e.ins[i].dims, 2, sizes) for i in call.operands]
+            flags = [bool(e.attrs[name]) for name in call.flags]
+            routine(*stacked, _stacked(out, e.out.dims, call.out_core, sizes), *flags)
         return run
 
     def launches_per_call(self) -> int:
@@ -220,9 +226,9 @@ class CudaProgram:
         an identity fill); views are none; a library operation is one (a few for scatter_add
         and concatenate), counted as one here."""
         count = 0
-        for step in self.schedule.steps:
+        for step in self._s.steps:
             if isinstance(step, Kernel):
-                count += 2 if strategy(step) in ("block", "atomic") else 1
+                count += 2 if strategy(step) in (Strategy.BLOCK, Strategy.ATOMIC) else 1
             elif step.eqn.op is not sh.reshape_p and step.eqn.out not in self._transposed:
                 count += 1
         return count
@@ -252,7 +258,10 @@ class CudaProgram:
 
     # -- running ---------------------------------------------------------------
 
-    def __call__(self, args: list, params: list, sizes: dict) -> list:
+    def entry(self, fixed: list) -> None:
+        return None
+
+    def __call__(self, args: list, sizes: dict) -> list:
         """Run on checked arguments; returns the outputs (host arrays), then the new param
         values (device arrays, which become the params' states)."""
         s = self._s
@@ -262,7 +271,7 @@ class CudaProgram:
                 env[v] = np.asarray(a).item()
             else:
                 env[v] = self.cuda.to_device(np.ascontiguousarray(a))
-        for (v, _), state in zip(s.params, params):
+        for (v, _), state in zip(s.params, s.states):
             if state.device is None:
                 state.device = self.cuda.to_device(state.array.reshape(state.array.shape or (1,)))
             env[v] = state.device
@@ -305,7 +314,7 @@ class CudaProgram:
         return copy
 
 
-def _in_place_updates(schedule: Schedule, steps) -> dict:
+def _in_place_updates(schedule: Lowered, steps) -> dict:
     """New param values a kernel can write straight into the param's own device buffer
     (update value -> param Var): the kernel stores the value elementwise, is the last step to
     read the param, reads it only at the loop's own index (no index map) and checks no
@@ -318,7 +327,7 @@ def _in_place_updates(schedule: Schedule, steps) -> dict:
         if pv is None or at is None or value in found or pv in schedule.outputs or value in schedule.outputs:
             continue
         k = steps[at]
-        if any(pv in (step.reads() if isinstance(step, Kernel) else step.eqn.ins) for step in steps[at + 1:]):
+        if any(pv in step.reads() for step in steps[at + 1:]):
             continue
         if any(e.op in INDEX_MAPS and pv in e.ins for e in k.body) or any(e.op is sh.gather_p for e in k.body):
             continue
@@ -357,17 +366,4 @@ _LIBRARY = {  # primitive -> its launch, given cuda_library, the input arrays, t
     sh.concatenate_p: lambda lib, ins, out, attrs: lib.concatenate(ins, out, attrs["axis"]),
     sh.full_p: lambda lib, ins, out, attrs: lib.fill(out, attrs["value"]),
     sh.full_like_p: lambda lib, ins, out, attrs: lib.fill(out, attrs["value"]),
-}
-
-_LINALG = {   # primitive -> (routine, operand positions, core rank of the output, bool attrs)
-    linalg.lu_p: ("lu_factor", (0,), 2, ()),
-    linalg.lu_solve_p: ("lu_solve", (0, 2), 2, ("trans",)),
-    linalg.lu_det_p: ("lu_det", (0,), 0, ()),
-    linalg.lu_cofactor_p: ("lu_cofactor", (0,), 2, ()),
-    linalg.lu_logabsdet_p: ("lu_logabsdet", (0,), 0, ()),
-    linalg.lu_sign_p: ("lu_sign", (0,), 0, ()),
-    linalg.cholesky_p: ("cholesky", (0,), 2, ()),
-    linalg.triangular_solve_p: ("triangular_solve", (0, 1), 2, ("lower", "trans")),
-    linalg.eigh_p: ("eigh", (0,), 2, ()),
-    linalg.svd_p: ("svd", (0,), 2, ()),
 }

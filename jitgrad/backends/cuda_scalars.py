@@ -1,6 +1,6 @@
-"""Device versions of the helpers that primitives' scalar expressions name: the very
-functions of :mod:`jitgrad.backends.scalars` (the CPU's), compiled for the device, so
-one scalar expression means the same on both targets.  Only ``wrap_index`` differs:
+"""Device versions of the helpers that kernel bodies call (``kernel_body.HELPERS``): the
+very functions of :mod:`jitgrad.backends.scalars` (the CPU's), compiled for the device,
+so one scalar expression means the same on both targets.  Only ``wrap_index`` differs:
 a kernel cannot raise on a GPU.
 
 All are ``inline="always"``: numba-cuda compiles a kernel that calls a device
@@ -10,16 +10,9 @@ nothing at run time.
 from numba import cuda
 
 from . import scalars
+from .kernel_body import HELPERS
 
 _device = cuda.jit(device=True, inline="always")
-
-sigmoid = _device(scalars.sigmoid.py_func)
-sign = _device(scalars.sign.py_func)
-maximum = _device(scalars.maximum.py_func)
-minimum = _device(scalars.minimum.py_func)
-safe_mul = _device(scalars.safe_mul.py_func)
-safe_div = _device(scalars.safe_div.py_func)
-slice_first = _device(scalars.slice_first.py_func)
 
 
 @_device
@@ -31,3 +24,8 @@ def wrap_index(j, n, error):
         error[0] = 1
         return 0
     return k
+
+
+for _name in HELPERS:       # every other helper: the CPU's own function, for the device
+    if _name not in globals():
+        globals()[_name] = _device(getattr(scalars, _name).py_func)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..lower import Lowered
 from ..primitive import Dim, resolve_dim
 from ..schedule import Schedule
+from .program import Program
 
 
 def _resolve(value, sizes):
@@ -23,25 +25,31 @@ def _last_uses(schedule: Schedule) -> dict:
     for i, eqn in enumerate(schedule.eqns):
         for v in eqn.ins:
             last[v] = i
-    for v in list(schedule.outputs) + [v for _, v in schedule.updates]:
+    for v in schedule.results:
         last[v] = len(schedule.eqns)
     return last
 
 
-class NumpyProgram:
-    """A schedule ready to run with NumPy."""
+class NumpyProgram(Program):
+    """A schedule ready to run with NumPy, equation by equation (its steps unused)."""
 
-    def __init__(self, schedule: Schedule):
+    takes_scalars = False
+    source = None
+
+    def __init__(self, schedule: Lowered):
         self.schedule = schedule
         self._last = _last_uses(schedule)
         self._frees = [[v for v in eqn.ins if self._last.get(v) == i]
                        for i, eqn in enumerate(schedule.eqns)]
 
-    def __call__(self, args: list, params: list, sizes: dict) -> list:
+    def entry(self, fixed: list) -> None:
+        return None
+
+    def __call__(self, args: list, sizes: dict) -> list:
         """Run on checked arguments; returns the outputs, then the new param values."""
         s = self.schedule
         env = dict(zip(s.inputs, args))
-        env.update(zip((v for v, _ in s.params), params))
+        env.update(zip((v for v, _ in s.params), (state.array for state in s.states)))
         env.update(s.consts)
         with np.errstate(all="ignore"):
             for eqn, frees in zip(s.eqns, self._frees):
@@ -58,5 +66,4 @@ class NumpyProgram:
                 for v in frees:
                     if v not in s.outputs:
                         env.pop(v, None)
-        outputs = [np.array(env[v], copy=True) for v in s.outputs]
-        return outputs + [np.array(env[v], copy=True) for _, v in s.updates]
+        return [np.array(env[v], copy=True) for v in s.results]

@@ -1,0 +1,24 @@
+"""What ``jg.compile`` needs from a backend: the ``Program`` protocol.
+
+A backend is a class built from a ``Lowered`` schedule (and the compile
+options) that implements this protocol explicitly; ``Executable`` uses nothing
+else of it.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Program(Protocol):
+    takes_scalars: bool         # 0-d float arguments may arrive as Python floats
+    source: str | None          # the generated source that runs; None for an interpreter
+
+    def entry(self, fixed: list) -> Callable | None:
+        """A faster entry for calls whose arguments have exactly the ``fixed`` (dtype, shape)
+        of each input, returning None for any other call; None if the backend has none."""
+
+    def __call__(self, args: list, sizes: dict) -> list:
+        """Run on checked arguments and the params' current states; returns the outputs,
+        then the params' new values."""
