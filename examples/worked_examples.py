@@ -10,7 +10,7 @@ only show a figure, next to jitgrad's result.
 
 Sources (in /work/shared/seeds): [000] Scardapane, lecture notes; [001]
 Merkulov, slides; [003] Daniel, tutorial; [004] Andrews, Hu & Ye, paper.
-The same examples run as tests in tests/test_seeds.py.
+The same examples run as tests in tests/test_course_notes.py.
 """
 from __future__ import annotations
 

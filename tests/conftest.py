@@ -22,7 +22,7 @@ def _reason(what: str, error: BaseException) -> str:
     return f"{what}: {type(error).__name__}: {message} ({INSTALL})"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def numba_cuda_missing():
     """Why ``numba.cuda`` cannot be imported here (None if it can): only a missing package or
     library is a reason; any other error importing it is raised."""
@@ -46,7 +46,7 @@ def _probe_kernel(a):
 _probe_device_jit = None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ptx_unavailable():
     """Why a kernel calling a device function cannot be compiled to PTX here (None if it can).
 

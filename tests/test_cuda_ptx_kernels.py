@@ -13,13 +13,12 @@ import pytest
 if numba.config.ENABLE_CUDASIM:
     pytest.skip("PTX compilation cannot run under the CUDA simulator", allow_module_level=True)
 
-import test_primitives as table  # noqa: E402
-
 import jitgrad as jg  # noqa: E402
 from jitgrad.backends.cache import load_module  # noqa: E402
 from jitgrad.backends.cuda_kernels import PRELUDE, CudaKernelWriter  # noqa: E402
-from jitgrad.backends.numba_cpu import _literal  # noqa: E402
+from jitgrad.backends.kernel_body import literal  # noqa: E402
 from jitgrad.fusion import Kernel, fuse  # noqa: E402
+from jitgrad.testing import CASES, with_derivatives  # noqa: E402
 
 CCS = [(8, 0), (9, 0)]
 
@@ -34,9 +33,9 @@ def _mlp_step():
 
 
 def _schedules():
-    for case in table.CASES:
-        args = [g() for g in case.args]
-        xs, outputs = table._value_and_vjp(case, args)
+    for case in CASES:
+        args = case.sample()
+        xs, outputs = with_derivatives(case, args, modes=("rev",))
         yield jg.compile(xs, outputs, target="numpy").schedule
     yield _mlp_step()
 
@@ -45,7 +44,7 @@ def _kernels():
     """Every distinct generated kernel module with its functions' signatures."""
     seen = {}
     for schedule in _schedules():
-        literals = {v: _literal(value, v.dtype) for v, value in schedule.consts if value.ndim == 0}
+        literals = {v: literal(value, v.dtype) for v, value in schedule.consts if value.ndim == 0}
         scalars = {v for v in schedule.inputs if not v.dims}
         for step in fuse(schedule):
             if isinstance(step, Kernel):

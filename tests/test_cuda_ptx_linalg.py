@@ -3,8 +3,8 @@
 Compiling needs NVVM and libdevice: numba-cuda with NVIDIA's pip packages (nvidia-nvvm,
 nvidia-cuda-nvrtc, nvidia-cuda-runtime) or a CUDA toolkit numba finds. Whether they are here
 is decided once, by compiling a trivial kernel that calls a device function (tests/conftest.py):
-only an error saying that a library is missing skips; any error compiling one of our kernels is a failure. The simulator cannot compile PTX,
-so this file runs with it off (the normal suite).
+only an error saying that a library is missing skips; any error compiling one of our kernels is a
+failure. The simulator cannot compile PTX, so this file runs with it off (the normal suite).
 """
 import re
 

@@ -1,4 +1,5 @@
-"""The example scripts run, and agree with what they print about themselves."""
+"""examples/worked_examples.py runs, and agrees with what it prints about itself (the same
+examples as tests/test_course_notes.py, as a script)."""
 import runpy
 from pathlib import Path
 

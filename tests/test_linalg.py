@@ -1,10 +1,11 @@
 """jg.linalg: values against NumPy, derivatives against finite differences,
 the degenerate cases the anchors get wrong, and errors for bad input.
 
-Every rule is also in tests/test_primitives.py's table (forward, float32, FD to
-second order, cpu against numpy); here are the cases that need more than one
-call: batches, broadcasting, the textbook formulas, repeated and zero singular
-values, singular and indefinite matrices, and the one-factorization promise.
+Every rule is also in the primitive table, jitgrad.testing.CASES, which
+tests/test_primitives.py runs (forward, float32, FD to second order, cpu against
+numpy); here are the cases that need more than one call: batches, broadcasting,
+the textbook formulas, repeated and zero singular values, singular and
+indefinite matrices, and the one-factorization promise.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 import jitgrad as jg
 from jitgrad import linalg as la
+from jitgrad.testing import call_unmutated
 
 TARGETS = ["numpy", "cpu"]
 rng = np.random.default_rng(7)
@@ -29,7 +31,7 @@ def spd(*shape):
 
 
 def run(inputs, outputs, *args, target="numpy"):
-    return jg.compile(inputs, outputs, target=target)(*args)
+    return call_unmutated(jg.compile(inputs, outputs, target=target), *args)
 
 
 def rotated(values, seed=0):

@@ -1,304 +1,57 @@
-"""Every primitive, from one table: forward vs NumPy, derivatives vs finite differences.
+"""Every primitive, from one table (``jitgrad.testing.CASES``): forward vs NumPy,
+derivatives vs finite differences, the CPU target vs the reference.
 
 Each case builds a small graph; together the cases' graphs contain every
 primitive (asserted below).  For each differentiable case, ``jg.check_grads``
 compares the JVP along a random direction with a central difference and the
 VJP with the JVP by the inner-product identity, in float64, to second order.
+Every compiled call also asserts that it left its arguments unchanged.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-import math
-
 import numpy as np
 import pytest
-import scipy.linalg
-import scipy.special
 
 import jitgrad as jg
-from jitgrad import functions as F
-from jitgrad.graph import bind, topological_order
-from jitgrad.ops import BY_NAME, leaf, linalg as la, shape as sh
-
-rng = np.random.default_rng(0)
-
-
-def uniform(lo, hi, *shape):
-    return lambda: rng.uniform(lo, hi, shape)
+from jitgrad import testing as jt
+from jitgrad.graph import topological_order
+from jitgrad.ops import BY_NAME, leaf
+from jitgrad.testing import CASES
 
 
-@dataclass
-class Case:
-    name: str
-    fn: object                      # builds the graph from Tensors
-    ref: object                     # the same computation in NumPy
-    args: tuple                     # argument generators (float64 arrays)
-    differentiable: bool = True
-    order: int = 2
-    tol: dict = field(default_factory=dict)
+def name(case):
+    return case.name
 
 
-X34 = uniform(-2, 2, 3, 4)
-POS34 = uniform(0.1, 3, 3, 4)
-IDX = np.array([[2, 0], [1, 2]])
-X33 = uniform(-2, 2, 3, 3)
-
-
-def SQUARE3():
-    """A well-conditioned 3x3 matrix."""
-    return rng.uniform(-1, 1, (3, 3)) + 3 * np.eye(3)
-
-
-def _matrix_function(w, v):
-    """V sin(diag w) Vᵀ: a loss that does not depend on the eigenvectors' signs."""
-    return (v * jg.sin(w) if isinstance(w, jg.Tensor) else v * np.sin(w)) @ v.T
-
-
-def _singular_function(u, s, vt):
-    return (u * jg.tanh(s) if isinstance(s, jg.Tensor) else u * np.tanh(s)) @ vt
-
-CASES = [
-    Case("neg", lambda x: -x, np.negative, (X34,)),
-    Case("exp", jg.exp, np.exp, (X34,)),
-    Case("log", jg.log, np.log, (POS34,)),
-    Case("log1p", jg.log1p, np.log1p, (POS34,)),
-    Case("expm1", jg.expm1, np.expm1, (X34,)),
-    Case("sqrt", jg.sqrt, np.sqrt, (POS34,)),
-    Case("sin", jg.sin, np.sin, (X34,)),
-    Case("cos", jg.cos, np.cos, (X34,)),
-    Case("tan", jg.tan, np.tan, (uniform(-1, 1, 3, 4),)),
-    Case("tanh", jg.tanh, np.tanh, (X34,)),
-    Case("sigmoid", jg.sigmoid, scipy.special.expit, (X34,)),
-    Case("erf", jg.erf, scipy.special.erf, (X34,)),
-    Case("abs", jg.abs, np.abs, (POS34,)),
-    Case("sign", jg.sign, np.sign, (X34,), differentiable=False),
-    Case("add", jg.add, np.add, (X34, uniform(-2, 2, 4))),
-    Case("sub", jg.subtract, np.subtract, (uniform(-2, 2, 4), X34)),
-    Case("mul", jg.multiply, np.multiply, (X34, uniform(-2, 2, 3, 1))),
-    Case("div", jg.divide, np.divide, (X34, POS34)),
-    Case("pow", jg.power, np.power, (POS34, uniform(-2, 2, 3, 4))),
-    Case("maximum", jg.maximum, np.maximum, (X34, X34)),
-    Case("minimum", jg.minimum, np.minimum, (X34, X34)),
-    Case("safe_mul", F.safe_mul, np.multiply, (X34, X34)),
-    Case("safe_div", F.safe_div, np.divide, (X34, POS34)),
-    Case("lt", lambda x, y: x < y, np.less, (X34, X34), differentiable=False),
-    Case("le", lambda x, y: x <= y, np.less_equal, (X34, X34), differentiable=False),
-    Case("gt", lambda x, y: x > y, np.greater, (X34, X34), differentiable=False),
-    Case("ge", lambda x, y: x >= y, np.greater_equal, (X34, X34), differentiable=False),
-    Case("eq", lambda x, y: x == y, np.equal, (X34, X34), differentiable=False),
-    Case("ne", lambda x, y: x != y, np.not_equal, (X34, X34), differentiable=False),
-    Case("select", lambda c, x, y: jg.where(c > 0, x, y), lambda c, x, y: np.where(c > 0, x, y),
-         (X34, X34, uniform(-2, 2, 4))),
-    Case("convert", lambda x: jg.astype(jg.astype(x, "float32"), "float64") * x,
-         lambda x: x.astype(np.float32).astype(np.float64) * x, (X34,),
-         tol=dict(eps=1e-2, rtol=1e-4, atol=1e-4)),   # float32 rounding inside: coarser differences
-    Case("convert_int", lambda x: jg.astype(x * 3, "int64"), lambda x: (x * 3).astype(np.int64),
-         (X34,), differentiable=False),
-    Case("stop_gradient", lambda x: x * jg.stop_gradient(x), lambda x: x * x, (X34,), differentiable=False),
-    Case("reduce_sum", lambda x: jg.sum(x, axis=0), lambda x: x.sum(0), (X34,)),
-    Case("reduce_sum_keep", lambda x: x.sum(axis=(0, 1), keepdims=True),
-         lambda x: x.sum((0, 1), keepdims=True), (X34,)),
-    Case("reduce_max", lambda x: jg.max(x, axis=1), lambda x: x.max(1), (X34,)),
-    Case("reduce_min", lambda x: jg.min(x, axis=-1, keepdims=True),
-         lambda x: x.min(-1, keepdims=True), (X34,)),
-    Case("reduce_prod", lambda x: jg.prod(x, axis=0), lambda x: x.prod(0), (X34,)),
-    Case("mean", lambda x: x.mean(axis=1), lambda x: x.mean(1), (X34,)),
-    Case("logsumexp", lambda x: jg.logsumexp(x, axis=1), lambda x: scipy.special.logsumexp(x, 1), (X34,)),
-    Case("reshape", lambda x: x.reshape(2, -1), lambda x: x.reshape(2, -1), (X34,)),
-    Case("transpose", lambda x: x.T * 1.0, lambda x: x.T, (X34,)),
-    Case("broadcast_to", lambda x: jg.broadcast_to(x, (2, 3, 4)), lambda x: np.broadcast_to(x, (2, 3, 4)),
-         (X34,)),
-    Case("slice", lambda x: x[1:, ::-2], lambda x: x[1:, ::-2], (X34,)),
-    Case("index", lambda x: x[None, -1, ..., 1:3], lambda x: x[None, -1, ..., 1:3], (X34,)),
-    Case("unslice", lambda x: bind(sh.unslice_p, x, shape=(5, 4), index=((1, 4, 1), (None, None, None))),
-         lambda x: np.pad(x, ((1, 1), (0, 0))), (X34,)),
-    Case("gather", lambda x: x[:, IDX], lambda x: x[:, IDX], (X34,)),
-    Case("take", lambda x: jg.take(x, IDX), lambda x: np.take(x, IDX), (X34,)),
-    Case("scatter_add", lambda x: bind(sh.scatter_add_p, x, F.as_tensor(IDX), shape=(3, 5), axis=1),
-         lambda x: _scatter_add(x), (uniform(-2, 2, 3, 2, 2),)),
-    Case("concatenate", lambda x, y: jg.concatenate([x, y], axis=1), lambda x, y: np.concatenate([x, y], 1),
-         (X34, uniform(-2, 2, 3, 2))),
-    Case("stack", lambda x, y: jg.stack([x, y], axis=-1), lambda x, y: np.stack([x, y], -1), (X34, X34)),
-    Case("full", lambda x: x + jg.functions.full((3, 4), 2.5), lambda x: x + np.full((3, 4), 2.5), (X34,)),
-    Case("full_like", lambda x: x * bind(sh.full_like_p, x, value=2.0), lambda x: x * 2.0, (X34,)),
-    Case("checkpoint", jg.checkpoint(lambda x, y: jg.sin(x) * y), lambda x, y: np.sin(x) * y, (X34, X34)),
-    Case("barrier", lambda x: bind(BY_NAME["barrier"], x, region=0) * 2.0, lambda x: x * 2.0, (X34,)),
-    Case("matmul", jg.matmul, np.matmul, (uniform(-1, 1, 2, 3, 4), uniform(-1, 1, 4, 5))),
-    Case("matmul_vec", lambda a, v: a @ v, np.matmul, (X34, uniform(-1, 1, 4))),
-    Case("dot", jg.dot, np.dot, (uniform(-1, 1, 2, 3), uniform(-1, 1, 4, 3, 2))),
-    Case("outer", jg.outer, np.outer, (uniform(-1, 1, 3), uniform(-1, 1, 4))),
-    Case("solve", jg.linalg.solve, np.linalg.solve, (SQUARE3, uniform(-1, 1, 3, 2))),
-    Case("solve_batched", jg.linalg.solve, lambda a, b: np.linalg.solve(a, b[..., None])[..., 0],
-         (lambda: SQUARE3() + np.zeros((2, 1, 1)), uniform(-1, 1, 2, 3))),
-    Case("inv", jg.linalg.inv, np.linalg.inv, (SQUARE3,)),
-    Case("det", jg.linalg.det, np.linalg.det, (SQUARE3,)),
-    Case("lu_cofactor", lambda a: bind(la.lu_cofactor_p, bind(la.lu_p, a), a),
-         lambda a: np.linalg.det(a) * np.linalg.inv(a).T, (SQUARE3,)),
-    Case("slogdet", lambda a: jg.linalg.slogdet(a)[1], lambda a: np.linalg.slogdet(a)[1], (SQUARE3,)),
-    Case("slogdet_sign", lambda a: jg.linalg.slogdet(a)[0], lambda a: np.linalg.slogdet(a)[0],
-         (lambda: SQUARE3() * np.array([[-1.0], [1], [1]]),), differentiable=False),
-    Case("cholesky", lambda m: jg.linalg.cholesky(m @ m.T + 3 * np.eye(3)),
-         lambda m: np.linalg.cholesky(m @ m.T + 3 * np.eye(3)), (uniform(-1, 1, 3, 3),)),
-    Case("triangular_solve", lambda t, b: bind(la.triangular_solve_p, t, b, lower=True, trans=False),
-         lambda t, b: scipy.linalg.solve_triangular(t, b, lower=True), (SQUARE3, uniform(-1, 1, 3, 2))),
-    Case("triangular_solve_upper_t", lambda t, b: bind(la.triangular_solve_p, t, b, lower=False, trans=True),
-         lambda t, b: scipy.linalg.solve_triangular(t, b, lower=False, trans=1), (SQUARE3, uniform(-1, 1, 3, 2))),
-    Case("eigh_values", lambda a: jg.linalg.eigh(a)[0], lambda a: np.linalg.eigvalsh((a + a.T) / 2), (X33,)),
-    Case("eigh_function", lambda a: _matrix_function(*jg.linalg.eigh(a)),
-         lambda a: _matrix_function(*np.linalg.eigh((a + a.T) / 2)), (X33,)),
-    Case("svd_values", lambda a: jg.linalg.svd(a)[1], lambda a: np.linalg.svd(a, compute_uv=False), (X34,)),
-    Case("svd_function", lambda a: _singular_function(*jg.linalg.svd(a)),
-         lambda a: _singular_function(*np.linalg.svd(a, full_matrices=False)), (X34,)),
-    Case("svd_function_tall", lambda a: _singular_function(*jg.linalg.svd(a)),
-         lambda a: _singular_function(*np.linalg.svd(a, full_matrices=False)), (uniform(-2, 2, 4, 3),)),
-    Case("eigh_function_exact", lambda a: jg.linalg.eigh_function(a, jg.sin),
-         lambda a: _matrix_function(*np.linalg.eigh((a + a.T) / 2)), (X33,)),
-    Case("svd_function_exact", lambda a: jg.linalg.svd_function(a, jg.tanh),
-         lambda a: _singular_function(*np.linalg.svd(a, full_matrices=False)), (uniform(-2, 2, 4, 3),)),
-    Case("norm_nuclear", lambda a: jg.linalg.norm(a, "nuc"), lambda a: np.linalg.norm(a, "nuc"), (X34,)),
-    Case("norm", jg.linalg.norm, np.linalg.norm, (X34,)),
-    Case("psum", lambda x: jg.distributed.psum(x) * 2.0, lambda x: x * 2.0, (X34,)),   # a world of one
-    Case("relu", jg.relu, lambda x: np.maximum(x, 0), (X34,)),
-    Case("leaky_relu", lambda x: jg.leaky_relu(x, 0.1), lambda x: np.where(x > 0, x, 0.1 * x), (X34,)),
-    Case("elu", jg.elu, lambda x: np.where(x > 0, x, np.expm1(x)), (X34,)),
-    Case("gelu", jg.gelu, lambda x: 0.5 * x * (1 + scipy.special.erf(x / math.sqrt(2))), (X34,)),
-    Case("gelu_tanh", lambda x: jg.gelu(x, approximate=True),
-         lambda x: 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3))), (X34,)),
-    Case("silu", jg.silu, lambda x: x * scipy.special.expit(x), (X34,)),
-    Case("softplus", jg.softplus, lambda x: np.logaddexp(0, x), (X34,)),
-    Case("square", jg.square, np.square, (X34,)),
-    Case("clip", lambda x: jg.clip(x, -1, 1), lambda x: np.clip(x, -1, 1), (X34,)),
-    Case("softmax", lambda x: jg.nn.softmax(x, axis=0), lambda x: scipy.special.softmax(x, 0), (X34,)),
-    Case("log_softmax", jg.nn.log_softmax, lambda x: scipy.special.log_softmax(x, -1), (X34,)),
-    Case("cross_entropy", lambda x: jg.nn.cross_entropy(x, np.array([0, 3, 1])),
-         lambda x: -scipy.special.log_softmax(x, -1)[np.arange(3), [0, 3, 1]].mean(), (X34,)),
-    Case("mse", jg.nn.mse, lambda p, t: ((p - t) ** 2).mean(), (X34, X34)),
-    Case("dense", jg.nn.dense, lambda x, w, b: x @ w + b, (X34, uniform(-1, 1, 4, 2), uniform(-1, 1, 2))),
-]
-
-
-# -- 0-d operands: every primitive that takes one, once ---------------------
-# Elementwise primitives share a case per family, so the table stays cheap to compile.
-
-X0, POS0, SMALL0 = uniform(-2, 2), uniform(0.5, 2), uniform(0.2, 0.9)   # no kink of relu, abs, clip
-
-
-def _unary_0d(x, m=None):
-    m = m or jg
-    return (-x + m.exp(x) + m.log(x) + m.log1p(x) + m.expm1(x) + m.sqrt(x) + m.sin(x) + m.cos(x)
-            + m.tan(x) + m.tanh(x) + m.abs(x) + m.sign(x) * x)
-
-
-def _binary_0d(x, y, m=None):
-    m = m or jg
-    return x + y - y * x + y / x + x ** y + m.maximum(x, y) * m.minimum(x, y)
-
-
-ZERO_D_CASES = [
-    Case("unary_0d", lambda x: _unary_0d(x) + jg.sigmoid(x) + jg.erf(x),
-         lambda x: _unary_0d(x, np) + scipy.special.expit(x) + scipy.special.erf(x), (SMALL0,)),
-    Case("binary_0d", _binary_0d, lambda x, y: _binary_0d(x, y, np), (POS0, X0)),
-    Case("safe_0d", lambda x, y: F.safe_mul(x, y) + F.safe_div(y, x), lambda x, y: x * y + y / x, (POS0, X0)),
-    Case("compare_0d", lambda x, y: jg.stack([x < y, x <= y, x > y, x >= y, x == y, x != y]),
-         lambda x, y: np.stack([x < y, x <= y, x > y, x >= y, x == y, x != y]), (X0, X0),
-         differentiable=False),
-    Case("select_0d", lambda c, x, y: jg.where(c > 0, x, y), lambda c, x, y: np.where(c > 0, x, y),
-         (X0, X0, X0)),
-    Case("broadcast_0d", lambda x, y: x * y + jg.broadcast_to(x, (2, 3)),
-         lambda x, y: x * y + np.broadcast_to(x, (2, 3)), (X0, uniform(-2, 2, 3))),
-    Case("convert_0d", lambda x: jg.astype(jg.astype(x, "float32"), "float64") * x,
-         lambda x: x.astype(np.float32).astype(np.float64) * x, (X0,),
-         tol=dict(eps=1e-2, rtol=1e-4, atol=1e-4)),
-    Case("convert_int_0d", lambda x: jg.astype(x * 3, "int64"), lambda x: (x * 3).astype(np.int64),
-         (X0,), differentiable=False),
-    Case("stop_gradient_0d", jg.stop_gradient, lambda x: x, (X0,), differentiable=False),
-    Case("reduce_sum_0d", jg.sum, np.sum, (X0,)),
-    Case("reduce_prod_0d", lambda x: jg.prod(x, axis=()), lambda x: np.prod(x, axis=()), (X0,)),
-    Case("reduce_max_0d", lambda x: jg.max(x, axis=0) * x, lambda x: np.max(x, axis=0) * x, (X0,)),
-    Case("reduce_min_0d", lambda x: jg.min(x, axis=-1, keepdims=True) * x,
-         lambda x: np.min(x, axis=-1, keepdims=True) * x, (X0,)),
-    Case("mean_0d", lambda x: jg.mean(x * x), lambda x: np.mean(x * x), (X0,)),
-    Case("logsumexp_0d", lambda x: jg.logsumexp(jg.sin(x), axis=0), lambda x: np.sin(x), (X0,)),
-    Case("reshape_0d", lambda x: jg.reshape(x, (1, 1)) * x, lambda x: np.reshape(x, (1, 1)) * x, (X0,)),
-    Case("transpose_0d", lambda x: bind(sh.transpose_p, x, perm=()) * x, lambda x: x * x, (X0,)),
-    Case("slice_0d", lambda x: bind(sh.slice_p, x, index=()) * x, lambda x: x * x, (X0,)),
-    Case("unslice_0d", lambda x: bind(sh.unslice_p, x, shape=(), index=()) * x, lambda x: x * x, (X0,)),
-    Case("gather_0d", lambda x: jg.take(x, np.array([0, 0]), axis=-1) * jg.take(x * x, 0),
-         lambda x: np.take(x, np.array([0, 0]), axis=-1) * np.take(x * x, 0), (X0,)),
-    Case("gather_0d_index", lambda v: jg.take(v, np.array(2)), lambda v: np.take(v, np.array(2)),
-         (uniform(-2, 2, 4),)),
-    Case("scatter_add_0d", lambda x: bind(sh.scatter_add_p, x, F.as_tensor(np.array(2)), shape=(4,), axis=0),
-         lambda x: np.eye(4, dtype=x.dtype)[2] * x, (X0,)),
-    Case("full_0d", lambda x: x + jg.functions.full((), 2.5) + bind(sh.full_like_p, x, value=2.0) * x,
-         lambda x: x + np.full((), 2.5) + 2.0 * x, (X0,)),
-    Case("dot_0d", jg.dot, np.dot, (X0, uniform(-2, 2, 3))),
-    Case("checkpoint_0d", jg.checkpoint(lambda x, y: jg.sin(x) * y), lambda x, y: np.sin(x) * y, (X0, X0)),
-    Case("barrier_0d", lambda x: bind(BY_NAME["barrier"], x, region=0) * x, lambda x: x * x, (X0,)),
-    Case("psum_0d", lambda x: jg.distributed.psum(x) * x, lambda x: x * x, (X0,)),
-    Case("activations_0d", lambda x: jg.relu(x) + jg.leaky_relu(-x, 0.1) + jg.elu(-x) + jg.gelu(x)
-         + jg.gelu(x, approximate=True) + jg.silu(x) + jg.softplus(x) + jg.square(x) + jg.clip(x, -1, 1),
-         lambda x: x - 0.1 * x + np.expm1(-x) + 0.5 * x * (1 + scipy.special.erf(x / math.sqrt(2)))
-         + 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
-         + x * scipy.special.expit(x) + np.logaddexp(0, x) + x * x + x, (SMALL0,)),
-    Case("softmax_0d", lambda x: jg.nn.softmax(x) * x, lambda x: x, (X0,)),
-    Case("log_softmax_0d", lambda x: jg.nn.log_softmax(x) + x, lambda x: x, (X0,)),
-    Case("mse_0d", jg.nn.mse, lambda p, t: (p - t) ** 2, (X0, X0)),
-    Case("norm_0d", jg.linalg.norm, np.linalg.norm, (POS0,)),
-]
-CASES += ZERO_D_CASES
-
-def _scatter_add(x):
-    out = np.zeros((3, 5), x.dtype)
-    for i in range(2):
-        for j in range(2):
-            out[:, IDX[i, j]] += x[:, i, j]
-    return out
-
-
-def _build(case, args, dtype="float64"):
-    xs = [jg.input(f"x{i}", a.shape, dtype) for i, a in enumerate(args)]
-    return xs, case.fn(*xs)
-
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+@pytest.mark.parametrize("case", CASES, ids=name)
 def test_forward_matches_numpy(case):
-    args = [g() for g in case.args]
-    xs, y = _build(case, args)
-    got, expected = jg.compile(xs, y, target="numpy")(*args), case.ref(*args)
-    assert np.shape(got) == np.shape(expected)     # assert_allclose would broadcast (1,) against ()
-    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    jt.check_values(case)
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+@pytest.mark.parametrize("case", CASES, ids=name)
 def test_forward_float32(case):
-    args = [g().astype(np.float32) for g in case.args]
-    xs, y = _build(case, args, "float32")
-    got, expected = jg.compile(xs, y, target="numpy")(*args), np.asarray(case.ref(*args))
-    assert got.dtype == expected.dtype      # NumPy's promotion: float32 stays float32
-    np.testing.assert_allclose(got, expected, rtol=2e-5, atol=2e-5)
+    jt.check_values(case, dtype="float32", rtol=2e-5, atol=2e-5)   # NumPy's promotion: float32 stays
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.differentiable], ids=lambda c: c.name)
+@pytest.mark.parametrize("case", [c for c in CASES if c.differentiable], ids=name)
 def test_derivatives_match_finite_differences(case):
-    jg.check_grads(case.fn, [g() for g in case.args], order=case.order, **case.tol)
+    jg.check_grads(case.fn, case.sample(), order=case.order, **case.tol)
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if not c.differentiable], ids=lambda c: c.name)
+@pytest.mark.parametrize("case", [c for c in CASES if not c.differentiable], ids=name)
 def test_zero_derivative_primitives(case):
-    args = [g() for g in case.args]
-    xs, y = _build(case, args)
+    args = case.sample()
+    xs, y = jt.build(case, args)
     y = jg.sum(jg.astype(y, "float64")) if y.dtype.kind != "f" else jg.sum(y)
-    grads = jg.compile(xs, jg.grad(y, xs), target="numpy")(*args)
-    expected = [2 * args[0]] if case.name == "stop_gradient" else [np.zeros_like(a) for a in args]
-    for g, e in zip(grads, expected):   # stop_gradient: d(x * sg(x)) = sg(x), not 2x
-        np.testing.assert_array_equal(g, args[0] if case.name == "stop_gradient" else e)
+    grads = jt.call_unmutated(jg.compile(xs, jg.grad(y, xs), target="numpy"), *args)
+    for g, a in zip(grads, args):      # stop_gradient: d(x * sg(x)) = sg(x), not 2x
+        np.testing.assert_array_equal(g, args[0] if case.name == "stop_gradient" else np.zeros_like(a))
 
 
 def test_the_table_covers_every_primitive():
     seen = set()
     for case in CASES:
-        _, y = _build(case, [g() for g in case.args])
+        _, y = jt.build(case, case.sample())
         seen |= {node.op.name for node in topological_order([y])}
     missing = set(BY_NAME) - seen - {leaf.param_p.name}
     assert not missing, f"no case exercises {sorted(missing)}"
@@ -312,22 +65,8 @@ def test_every_primitive_has_its_rules():
             assert prim.ref is not None and prim.shape is not None, prim
 
 
-def _value_and_vjp(case, args, dtype="float64"):
-    xs, y = _build(case, args, dtype)
-    outputs = [y]
-    if case.differentiable:
-        ct = jg.constant(np.cos(np.arange(np.prod(y.shape))).reshape(y.shape).astype(dtype))
-        outputs += jg.vjp([y], xs, [ct])
-    return xs, outputs
-
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+@pytest.mark.parametrize("case", CASES, ids=name)
 def test_cpu_matches_the_reference(case):
-    """The Numba target against the numpy oracle: values and reverse-mode derivatives."""
-    args = [g() for g in case.args]
-    xs, outputs = _value_and_vjp(case, args)
-    want = jg.compile(xs, outputs, target="numpy")(*args)
-    got = jg.compile(xs, outputs, target="cpu")(*args)
-    for g, w in zip(got, want):
-        assert g.dtype == w.dtype and g.shape == w.shape
-        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+    """The Numba target against the numpy oracle: values and derivatives in both modes."""
+    args = case.sample()
+    jt.check_target(*jt.with_derivatives(case, args), args, "cpu")

@@ -3,12 +3,10 @@
 Run in its own process (the simulator must be switched on before numba is
 imported): ``NUMBA_ENABLE_CUDASIM=1 python -m pytest -q tests/cuda``;
 tests/test_cuda.py does that from the main suite.  Every case of the primitive
-table runs forward and reverse on the device and must match the reference.
+table (jitgrad.testing.CASES) runs on the device, value, JVP and VJP, and must
+match the reference and leave its arguments unchanged.
 """
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,26 +15,19 @@ from numba import config
 if not config.ENABLE_CUDASIM:
     pytest.skip("the CUDA tests run in the simulator: NUMBA_ENABLE_CUDASIM=1", allow_module_level=True)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import test_primitives as table  # noqa: E402  (the primitive table, shared with the CPU tests)
-
 import jitgrad as jg  # noqa: E402
+from jitgrad.testing import CASES, call_unmutated, check_target, with_derivatives  # noqa: E402
 
 LINALG = {"solve", "solve_batched", "inv", "det", "slogdet", "slogdet_sign", "cholesky", "triangular_solve",
           "triangular_solve_upper_t", "eigh_values", "eigh_function", "svd_values", "svd_function",
           "svd_function_tall", "norm_nuclear"}
 
 
-@pytest.mark.parametrize("case", table.CASES, ids=lambda c: c.name)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_every_case_matches_the_reference(case):
-    args = [g() for g in case.args]
-    xs, outputs = table._value_and_vjp(case, args)
-    want = jg.compile(xs, outputs, target="numpy")(*args)
-    got = jg.compile(xs, outputs, target="cuda")(*args)
+    args = case.sample()
     tol = 1e-9 if case.name in LINALG else 1e-12     # Jacobi on the device, LAPACK on the host
-    for g, w in zip(got, want):
-        assert g.dtype == w.dtype and g.shape == w.shape
-        np.testing.assert_allclose(g, w, rtol=tol, atol=tol)
+    check_target(*with_derivatives(case, args), args, "cuda", rtol=tol, atol=tol)
 
 
 def test_forward_mode_matches_the_reference():
@@ -44,8 +35,7 @@ def test_forward_mode_matches_the_reference():
     y = jg.logsumexp(jg.sin(x) * x, axis=1)
     (t,) = jg.jvp([y], [x], [np.ones((3, 4))])
     X = np.random.default_rng(0).normal(size=(3, 4))
-    np.testing.assert_allclose(jg.compile([x], [y, t], target="cuda")(X),
-                               jg.compile([x], [y, t], target="numpy")(X), rtol=1e-12)
+    check_target([x], [y, t], [X], "cuda", rtol=1e-12, atol=0)
 
 
 def _mlp(target):
@@ -149,7 +139,7 @@ def test_reductions_of_a_0d_tensor_and_their_derivatives():
     import test_axes
     inputs, outputs = test_axes.zero_d_reduction_graph()
     x, t = np.array(0.4), np.array(1.3)
-    got = jg.compile(inputs, outputs, target="cuda")(x, t)
+    got = call_unmutated(jg.compile(inputs, outputs, target="cuda"), x, t)
     for g, e in zip(got, test_axes.zero_d_reduction_expected(x, t), strict=True):
         assert g.shape == () and g.dtype == np.float64
         np.testing.assert_allclose(g, e, rtol=1e-13)

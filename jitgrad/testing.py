@@ -1,0 +1,370 @@
+"""Check primitives the way jitgrad checks its own: a table of cases, one check per case.
+
+A :class:`Case` names a function that builds a graph, the same computation in
+NumPy, and generators for its arguments.  :func:`check_case` runs one case on
+a target: values against NumPy, values and derivatives against the reference
+target (``"numpy"``), derivatives against central differences
+(``jg.check_grads``), and every argument unchanged after every call
+(:func:`call_unmutated`).  ``CASES`` is jitgrad's own table: together its
+graphs hold every primitive.
+
+Checking a primitive of your own (``scalar`` lets the CPU and CUDA targets
+inline it; a primitive without one runs on the reference target only):
+
+>>> import numpy as np
+>>> from jitgrad.graph import bind
+>>> from jitgrad.primitive import Aval, Primitive
+>>> from jitgrad.testing import Case, check_case, uniform
+>>> cube_p = Primitive("cube", shape=lambda x: Aval(x.dims, x.dtype), ref=lambda x: x ** 3,
+...                    vjp=lambda b, y_bar, y, x: (y_bar * 3.0 * x * x,),
+...                    jvp=lambda b, x_dots, y, x: x_dots[0] * 3.0 * x * x,
+...                    scalar="({0} * {0} * {0})")
+>>> cube = Case("cube", lambda x: bind(cube_p, x), lambda x: x ** 3, (uniform(-2, 2, 3, 4),))
+>>> check_case(cube, target="numpy")          # raises AssertionError on the first mismatch
+
+Imports NumPy, SciPy and jitgrad only (no pytest, no hypothesis).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+from collections.abc import Callable
+
+import numpy as np
+import scipy.linalg
+import scipy.special
+
+import jitgrad as jg
+from jitgrad import functions as F
+from jitgrad.graph import bind
+from jitgrad.ops import BY_NAME, linalg as la, shape as sh
+
+rng = np.random.default_rng(0)      # the one stream every generator below draws from
+
+
+def uniform(lo: float, hi: float, *shape: int) -> Callable[[], np.ndarray]:
+    """An argument generator: float64 arrays of ``shape`` drawn uniformly from [lo, hi)."""
+    return lambda: rng.uniform(lo, hi, shape)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row of a primitive table.
+
+    ``fn`` builds the graph from Tensors, ``ref`` computes the same from NumPy
+    arrays, ``args`` are generators of the (float64) arguments, drawn within
+    the function's smooth domain.  ``order`` is the derivative order
+    ``jg.check_grads`` goes to; ``tol`` its ``eps``/``rtol``/``atol``.
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    ref: Callable[..., Any]
+    args: tuple
+    differentiable: bool = True
+    order: int = 2
+    tol: dict = field(default_factory=dict)
+
+    def sample(self, dtype="float64") -> list[np.ndarray]:
+        """Fresh arguments, one per generator."""
+        return [np.asarray(g(), dtype) for g in self.args]
+
+
+def build(case: Case, args, dtype="float64"):
+    """``(inputs, y)``: the case's graph on inputs ``x0, x1, ...`` shaped like ``args``."""
+    xs = [jg.input(f"x{i}", np.shape(a), dtype) for i, a in enumerate(args)]
+    return xs, case.fn(*xs)
+
+
+def with_derivatives(case: Case, args, dtype="float64", modes=("fwd", "rev")):
+    """``(inputs, [y, jvp, *vjps])``: the value, the JVP along a fixed tangent (``"fwd"``)
+    and the VJP of a fixed cotangent (``"rev"``); the value alone if not differentiable."""
+    xs, y = build(case, args, dtype)
+    outputs = [y]
+    if case.differentiable and "fwd" in modes:
+        tangents = [np.sin(np.arange(np.size(a)) + 1.0).reshape(np.shape(a)).astype(dtype) for a in args]
+        outputs += jg.jvp([y], xs, tangents)
+    if case.differentiable and "rev" in modes:
+        ct = jg.constant(np.cos(np.arange(np.prod(y.shape))).reshape(y.shape).astype(dtype))
+        outputs += jg.vjp([y], xs, [ct])
+    return xs, outputs
+
+
+def call_unmutated(f: Callable, *args, **kwargs):
+    """``f(*args, **kwargs)``, asserting that it left every array argument as it was."""
+    before = {k: np.array(v, copy=True) for k, v in [*enumerate(args), *kwargs.items()]
+              if isinstance(v, np.ndarray)}
+    result = f(*args, **kwargs)
+    for k, old in before.items():
+        new = args[k] if isinstance(k, int) else kwargs[k]
+        if new.shape != old.shape or new.dtype != old.dtype or new.tobytes() != old.tobytes():
+            where = f"argument {k}" if isinstance(k, int) else f"argument {k!r}"
+            raise AssertionError(f"{getattr(f, '__name__', f)} wrote into its {where}")
+    return result
+
+
+def assert_same(got, want, rtol: float, atol: float, what: str = "") -> None:
+    """Equal shape and dtype, values within ``atol + rtol * |want|``."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape, f"{what}: shape {got.shape}, expected {want.shape}"
+    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype}, expected {want.dtype}"
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=what)
+
+
+def check_target(inputs, outputs, args, target: str, rtol: float = 1e-12, atol: float = 1e-12) -> list:
+    """Compile ``outputs`` on ``target`` and on the reference; both must agree and leave
+    ``args`` (a sequence, or a dict by input name) unchanged.  Returns the target's results."""
+    def run(on):
+        f = jg.compile(inputs, outputs, target=on)
+        return call_unmutated(f, **args) if isinstance(args, dict) else call_unmutated(f, *args)
+
+    got, want = run(target), run("numpy")
+    single = isinstance(outputs, jg.Tensor)
+    for i, (g, w) in enumerate(zip([got] if single else got, [want] if single else want, strict=True)):
+        assert_same(g, w, rtol, atol, f"{target} vs numpy, output {i}")
+    return got
+
+
+def check_values(case: Case, target: str = "numpy", dtype="float64", rtol: float = 1e-12,
+                 atol: float = 1e-12) -> None:
+    """The case's value on ``target`` against ``case.ref``, in ``dtype``: shape, dtype
+    (NumPy's promotion) and values."""
+    args = case.sample(dtype)
+    xs, y = build(case, args, dtype)
+    got = call_unmutated(jg.compile(xs, y, target=target), *args)
+    assert_same(got, case.ref(*args), rtol, atol, f"{case.name} on {target} vs NumPy")
+
+
+def check_case(case: Case, target: str = "cpu", rtol: float = 1e-12, atol: float = 1e-12) -> None:
+    """Every check of one case on ``target``: values vs NumPy, value, JVP and VJP vs the
+    reference target, derivatives vs finite differences, arguments never written."""
+    check_values(case, target, rtol=rtol, atol=atol)
+    args = case.sample()
+    if target != "numpy":
+        check_target(*with_derivatives(case, args), args, target, rtol, atol)
+    if case.differentiable:
+        jg.check_grads(case.fn, args, order=case.order, target=target, **case.tol)
+
+
+# -- jitgrad's own table ------------------------------------------------------------------------
+# Each case builds a small graph; together the graphs hold every primitive
+# (tests/test_primitives.py asserts it).
+
+X34 = uniform(-2, 2, 3, 4)
+POS34 = uniform(0.1, 3, 3, 4)
+IDX = np.array([[2, 0], [1, 2]])
+X33 = uniform(-2, 2, 3, 3)
+
+
+def SQUARE3():
+    """A well-conditioned 3x3 matrix."""
+    return rng.uniform(-1, 1, (3, 3)) + 3 * np.eye(3)
+
+
+def _matrix_function(w, v):
+    """V sin(diag w) Vᵀ: a loss that does not depend on the eigenvectors' signs."""
+    return (v * jg.sin(w) if isinstance(w, jg.Tensor) else v * np.sin(w)) @ v.T
+
+
+def _singular_function(u, s, vt):
+    return (u * jg.tanh(s) if isinstance(s, jg.Tensor) else u * np.tanh(s)) @ vt
+
+
+def _scatter_add(x):
+    out = np.zeros((3, 5), x.dtype)
+    for i in range(2):
+        for j in range(2):
+            out[:, IDX[i, j]] += x[:, i, j]
+    return out
+
+
+CASES: list[Case] = [
+    Case("neg", lambda x: -x, np.negative, (X34,)),
+    Case("exp", jg.exp, np.exp, (X34,)),
+    Case("log", jg.log, np.log, (POS34,)),
+    Case("log1p", jg.log1p, np.log1p, (POS34,)),
+    Case("expm1", jg.expm1, np.expm1, (X34,)),
+    Case("sqrt", jg.sqrt, np.sqrt, (POS34,)),
+    Case("sin", jg.sin, np.sin, (X34,)),
+    Case("cos", jg.cos, np.cos, (X34,)),
+    Case("tan", jg.tan, np.tan, (uniform(-1, 1, 3, 4),)),
+    Case("tanh", jg.tanh, np.tanh, (X34,)),
+    Case("sigmoid", jg.sigmoid, scipy.special.expit, (X34,)),
+    Case("erf", jg.erf, scipy.special.erf, (X34,)),
+    Case("abs", jg.abs, np.abs, (POS34,)),
+    Case("sign", jg.sign, np.sign, (X34,), differentiable=False),
+    Case("add", jg.add, np.add, (X34, uniform(-2, 2, 4))),
+    Case("sub", jg.subtract, np.subtract, (uniform(-2, 2, 4), X34)),
+    Case("mul", jg.multiply, np.multiply, (X34, uniform(-2, 2, 3, 1))),
+    Case("div", jg.divide, np.divide, (X34, POS34)),
+    Case("pow", jg.power, np.power, (POS34, uniform(-2, 2, 3, 4))),
+    Case("maximum", jg.maximum, np.maximum, (X34, X34)),
+    Case("minimum", jg.minimum, np.minimum, (X34, X34)),
+    Case("safe_mul", F.safe_mul, np.multiply, (X34, X34)),
+    Case("safe_div", F.safe_div, np.divide, (X34, POS34)),
+    Case("lt", lambda x, y: x < y, np.less, (X34, X34), differentiable=False),
+    Case("le", lambda x, y: x <= y, np.less_equal, (X34, X34), differentiable=False),
+    Case("gt", lambda x, y: x > y, np.greater, (X34, X34), differentiable=False),
+    Case("ge", lambda x, y: x >= y, np.greater_equal, (X34, X34), differentiable=False),
+    Case("eq", lambda x, y: x == y, np.equal, (X34, X34), differentiable=False),
+    Case("ne", lambda x, y: x != y, np.not_equal, (X34, X34), differentiable=False),
+    Case("select", lambda c, x, y: jg.where(c > 0, x, y), lambda c, x, y: np.where(c > 0, x, y),
+         (X34, X34, uniform(-2, 2, 4))),
+    Case("convert", lambda x: jg.astype(jg.astype(x, "float32"), "float64") * x,
+         lambda x: x.astype(np.float32).astype(np.float64) * x, (X34,),
+         tol=dict(eps=1e-2, rtol=1e-4, atol=1e-4)),   # float32 rounding inside: coarser differences
+    Case("convert_int", lambda x: jg.astype(x * 3, "int64"), lambda x: (x * 3).astype(np.int64),
+         (X34,), differentiable=False),
+    Case("stop_gradient", lambda x: x * jg.stop_gradient(x), lambda x: x * x, (X34,), differentiable=False),
+    Case("reduce_sum", lambda x: jg.sum(x, axis=0), lambda x: x.sum(0), (X34,)),
+    Case("reduce_sum_keep", lambda x: x.sum(axis=(0, 1), keepdims=True),
+         lambda x: x.sum((0, 1), keepdims=True), (X34,)),
+    Case("reduce_max", lambda x: jg.max(x, axis=1), lambda x: x.max(1), (X34,)),
+    Case("reduce_min", lambda x: jg.min(x, axis=-1, keepdims=True),
+         lambda x: x.min(-1, keepdims=True), (X34,)),
+    Case("reduce_prod", lambda x: jg.prod(x, axis=0), lambda x: x.prod(0), (X34,)),
+    Case("mean", lambda x: x.mean(axis=1), lambda x: x.mean(1), (X34,)),
+    Case("logsumexp", lambda x: jg.logsumexp(x, axis=1), lambda x: scipy.special.logsumexp(x, 1), (X34,)),
+    Case("reshape", lambda x: x.reshape(2, -1), lambda x: x.reshape(2, -1), (X34,)),
+    Case("transpose", lambda x: x.T * 1.0, lambda x: x.T, (X34,)),
+    Case("broadcast_to", lambda x: jg.broadcast_to(x, (2, 3, 4)), lambda x: np.broadcast_to(x, (2, 3, 4)),
+         (X34,)),
+    Case("slice", lambda x: x[1:, ::-2], lambda x: x[1:, ::-2], (X34,)),
+    Case("index", lambda x: x[None, -1, ..., 1:3], lambda x: x[None, -1, ..., 1:3], (X34,)),
+    Case("unslice", lambda x: bind(sh.unslice_p, x, shape=(5, 4), index=((1, 4, 1), (None, None, None))),
+         lambda x: np.pad(x, ((1, 1), (0, 0))), (X34,)),
+    Case("gather", lambda x: x[:, IDX], lambda x: x[:, IDX], (X34,)),
+    Case("take", lambda x: jg.take(x, IDX), lambda x: np.take(x, IDX), (X34,)),
+    Case("scatter_add", lambda x: bind(sh.scatter_add_p, x, F.as_tensor(IDX), shape=(3, 5), axis=1),
+         lambda x: _scatter_add(x), (uniform(-2, 2, 3, 2, 2),)),
+    Case("concatenate", lambda x, y: jg.concatenate([x, y], axis=1), lambda x, y: np.concatenate([x, y], 1),
+         (X34, uniform(-2, 2, 3, 2))),
+    Case("stack", lambda x, y: jg.stack([x, y], axis=-1), lambda x, y: np.stack([x, y], -1), (X34, X34)),
+    Case("full", lambda x: x + jg.functions.full((3, 4), 2.5), lambda x: x + np.full((3, 4), 2.5), (X34,)),
+    Case("full_like", lambda x: x * bind(sh.full_like_p, x, value=2.0), lambda x: x * 2.0, (X34,)),
+    Case("checkpoint", jg.checkpoint(lambda x, y: jg.sin(x) * y), lambda x, y: np.sin(x) * y, (X34, X34)),
+    Case("barrier", lambda x: bind(BY_NAME["barrier"], x, region=0) * 2.0, lambda x: x * 2.0, (X34,)),
+    Case("matmul", jg.matmul, np.matmul, (uniform(-1, 1, 2, 3, 4), uniform(-1, 1, 4, 5))),
+    Case("matmul_vec", lambda a, v: a @ v, np.matmul, (X34, uniform(-1, 1, 4))),
+    Case("dot", jg.dot, np.dot, (uniform(-1, 1, 2, 3), uniform(-1, 1, 4, 3, 2))),
+    Case("outer", jg.outer, np.outer, (uniform(-1, 1, 3), uniform(-1, 1, 4))),
+    Case("solve", jg.linalg.solve, np.linalg.solve, (SQUARE3, uniform(-1, 1, 3, 2))),
+    Case("solve_batched", jg.linalg.solve, lambda a, b: np.linalg.solve(a, b[..., None])[..., 0],
+         (lambda: SQUARE3() + np.zeros((2, 1, 1)), uniform(-1, 1, 2, 3))),
+    Case("inv", jg.linalg.inv, np.linalg.inv, (SQUARE3,)),
+    Case("det", jg.linalg.det, np.linalg.det, (SQUARE3,)),
+    Case("lu_cofactor", lambda a: bind(la.lu_cofactor_p, bind(la.lu_p, a), a),
+         lambda a: np.linalg.det(a) * np.linalg.inv(a).T, (SQUARE3,)),
+    Case("slogdet", lambda a: jg.linalg.slogdet(a)[1], lambda a: np.linalg.slogdet(a)[1], (SQUARE3,)),
+    Case("slogdet_sign", lambda a: jg.linalg.slogdet(a)[0], lambda a: np.linalg.slogdet(a)[0],
+         (lambda: SQUARE3() * np.array([[-1.0], [1], [1]]),), differentiable=False),
+    Case("cholesky", lambda m: jg.linalg.cholesky(m @ m.T + 3 * np.eye(3)),
+         lambda m: np.linalg.cholesky(m @ m.T + 3 * np.eye(3)), (uniform(-1, 1, 3, 3),)),
+    Case("triangular_solve", lambda t, b: bind(la.triangular_solve_p, t, b, lower=True, trans=False),
+         lambda t, b: scipy.linalg.solve_triangular(t, b, lower=True), (SQUARE3, uniform(-1, 1, 3, 2))),
+    Case("triangular_solve_upper_t", lambda t, b: bind(la.triangular_solve_p, t, b, lower=False, trans=True),
+         lambda t, b: scipy.linalg.solve_triangular(t, b, lower=False, trans=1), (SQUARE3, uniform(-1, 1, 3, 2))),
+    Case("eigh_values", lambda a: jg.linalg.eigh(a)[0], lambda a: np.linalg.eigvalsh((a + a.T) / 2), (X33,)),
+    Case("eigh_function", lambda a: _matrix_function(*jg.linalg.eigh(a)),
+         lambda a: _matrix_function(*np.linalg.eigh((a + a.T) / 2)), (X33,)),
+    Case("svd_values", lambda a: jg.linalg.svd(a)[1], lambda a: np.linalg.svd(a, compute_uv=False), (X34,)),
+    Case("svd_function", lambda a: _singular_function(*jg.linalg.svd(a)),
+         lambda a: _singular_function(*np.linalg.svd(a, full_matrices=False)), (X34,)),
+    Case("svd_function_tall", lambda a: _singular_function(*jg.linalg.svd(a)),
+         lambda a: _singular_function(*np.linalg.svd(a, full_matrices=False)), (uniform(-2, 2, 4, 3),)),
+    Case("eigh_function_exact", lambda a: jg.linalg.eigh_function(a, jg.sin),
+         lambda a: _matrix_function(*np.linalg.eigh((a + a.T) / 2)), (X33,)),
+    Case("svd_function_exact", lambda a: jg.linalg.svd_function(a, jg.tanh),
+         lambda a: _singular_function(*np.linalg.svd(a, full_matrices=False)), (uniform(-2, 2, 4, 3),)),
+    Case("norm_nuclear", lambda a: jg.linalg.norm(a, "nuc"), lambda a: np.linalg.norm(a, "nuc"), (X34,)),
+    Case("norm", jg.linalg.norm, np.linalg.norm, (X34,)),
+    Case("psum", lambda x: jg.distributed.psum(x) * 2.0, lambda x: x * 2.0, (X34,)),   # a world of one
+    Case("relu", jg.relu, lambda x: np.maximum(x, 0), (X34,)),
+    Case("leaky_relu", lambda x: jg.leaky_relu(x, 0.1), lambda x: np.where(x > 0, x, 0.1 * x), (X34,)),
+    Case("elu", jg.elu, lambda x: np.where(x > 0, x, np.expm1(x)), (X34,)),
+    Case("gelu", jg.gelu, lambda x: 0.5 * x * (1 + scipy.special.erf(x / math.sqrt(2))), (X34,)),
+    Case("gelu_tanh", lambda x: jg.gelu(x, approximate=True),
+         lambda x: 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3))), (X34,)),
+    Case("silu", jg.silu, lambda x: x * scipy.special.expit(x), (X34,)),
+    Case("softplus", jg.softplus, lambda x: np.logaddexp(0, x), (X34,)),
+    Case("square", jg.square, np.square, (X34,)),
+    Case("clip", lambda x: jg.clip(x, -1, 1), lambda x: np.clip(x, -1, 1), (X34,)),
+    Case("softmax", lambda x: jg.nn.softmax(x, axis=0), lambda x: scipy.special.softmax(x, 0), (X34,)),
+    Case("log_softmax", jg.nn.log_softmax, lambda x: scipy.special.log_softmax(x, -1), (X34,)),
+    Case("cross_entropy", lambda x: jg.nn.cross_entropy(x, np.array([0, 3, 1])),
+         lambda x: -scipy.special.log_softmax(x, -1)[np.arange(3), [0, 3, 1]].mean(), (X34,)),
+    Case("mse", jg.nn.mse, lambda p, t: ((p - t) ** 2).mean(), (X34, X34)),
+    Case("dense", jg.nn.dense, lambda x, w, b: x @ w + b, (X34, uniform(-1, 1, 4, 2), uniform(-1, 1, 2))),
+]
+
+
+# -- 0-d operands: every primitive that takes one, once ---------------------
+# Elementwise primitives share a case per family, so the table stays cheap to compile.
+
+X0, POS0, SMALL0 = uniform(-2, 2), uniform(0.5, 2), uniform(0.2, 0.9)   # no kink of relu, abs, clip
+
+
+def _unary_0d(x, m=None):
+    m = m or jg
+    return (-x + m.exp(x) + m.log(x) + m.log1p(x) + m.expm1(x) + m.sqrt(x) + m.sin(x) + m.cos(x)
+            + m.tan(x) + m.tanh(x) + m.abs(x) + m.sign(x) * x)
+
+
+def _binary_0d(x, y, m=None):
+    m = m or jg
+    return x + y - y * x + y / x + x ** y + m.maximum(x, y) * m.minimum(x, y)
+
+
+ZERO_D_CASES: list[Case] = [
+    Case("unary_0d", lambda x: _unary_0d(x) + jg.sigmoid(x) + jg.erf(x),
+         lambda x: _unary_0d(x, np) + scipy.special.expit(x) + scipy.special.erf(x), (SMALL0,)),
+    Case("binary_0d", _binary_0d, lambda x, y: _binary_0d(x, y, np), (POS0, X0)),
+    Case("safe_0d", lambda x, y: F.safe_mul(x, y) + F.safe_div(y, x), lambda x, y: x * y + y / x, (POS0, X0)),
+    Case("compare_0d", lambda x, y: jg.stack([x < y, x <= y, x > y, x >= y, x == y, x != y]),
+         lambda x, y: np.stack([x < y, x <= y, x > y, x >= y, x == y, x != y]), (X0, X0),
+         differentiable=False),
+    Case("select_0d", lambda c, x, y: jg.where(c > 0, x, y), lambda c, x, y: np.where(c > 0, x, y),
+         (X0, X0, X0)),
+    Case("broadcast_0d", lambda x, y: x * y + jg.broadcast_to(x, (2, 3)),
+         lambda x, y: x * y + np.broadcast_to(x, (2, 3)), (X0, uniform(-2, 2, 3))),
+    Case("convert_0d", lambda x: jg.astype(jg.astype(x, "float32"), "float64") * x,
+         lambda x: x.astype(np.float32).astype(np.float64) * x, (X0,),
+         tol=dict(eps=1e-2, rtol=1e-4, atol=1e-4)),
+    Case("convert_int_0d", lambda x: jg.astype(x * 3, "int64"), lambda x: (x * 3).astype(np.int64),
+         (X0,), differentiable=False),
+    Case("stop_gradient_0d", jg.stop_gradient, lambda x: x, (X0,), differentiable=False),
+    Case("reduce_sum_0d", jg.sum, np.sum, (X0,)),
+    Case("reduce_prod_0d", lambda x: jg.prod(x, axis=()), lambda x: np.prod(x, axis=()), (X0,)),
+    Case("reduce_max_0d", lambda x: jg.max(x, axis=0) * x, lambda x: np.max(x, axis=0) * x, (X0,)),
+    Case("reduce_min_0d", lambda x: jg.min(x, axis=-1, keepdims=True) * x,
+         lambda x: np.min(x, axis=-1, keepdims=True) * x, (X0,)),
+    Case("mean_0d", lambda x: jg.mean(x * x), lambda x: np.mean(x * x), (X0,)),
+    Case("logsumexp_0d", lambda x: jg.logsumexp(jg.sin(x), axis=0), lambda x: np.sin(x), (X0,)),
+    Case("reshape_0d", lambda x: jg.reshape(x, (1, 1)) * x, lambda x: np.reshape(x, (1, 1)) * x, (X0,)),
+    Case("transpose_0d", lambda x: bind(sh.transpose_p, x, perm=()) * x, lambda x: x * x, (X0,)),
+    Case("slice_0d", lambda x: bind(sh.slice_p, x, index=()) * x, lambda x: x * x, (X0,)),
+    Case("unslice_0d", lambda x: bind(sh.unslice_p, x, shape=(), index=()) * x, lambda x: x * x, (X0,)),
+    Case("gather_0d", lambda x: jg.take(x, np.array([0, 0]), axis=-1) * jg.take(x * x, 0),
+         lambda x: np.take(x, np.array([0, 0]), axis=-1) * np.take(x * x, 0), (X0,)),
+    Case("gather_0d_index", lambda v: jg.take(v, np.array(2)), lambda v: np.take(v, np.array(2)),
+         (uniform(-2, 2, 4),)),
+    Case("scatter_add_0d", lambda x: bind(sh.scatter_add_p, x, F.as_tensor(np.array(2)), shape=(4,), axis=0),
+         lambda x: np.eye(4, dtype=x.dtype)[2] * x, (X0,)),
+    Case("full_0d", lambda x: x + jg.functions.full((), 2.5) + bind(sh.full_like_p, x, value=2.0) * x,
+         lambda x: x + np.full((), 2.5) + 2.0 * x, (X0,)),
+    Case("dot_0d", jg.dot, np.dot, (X0, uniform(-2, 2, 3))),
+    Case("checkpoint_0d", jg.checkpoint(lambda x, y: jg.sin(x) * y), lambda x, y: np.sin(x) * y, (X0, X0)),
+    Case("barrier_0d", lambda x: bind(BY_NAME["barrier"], x, region=0) * x, lambda x: x * x, (X0,)),
+    Case("psum_0d", lambda x: jg.distributed.psum(x) * x, lambda x: x * x, (X0,)),
+    Case("activations_0d", lambda x: jg.relu(x) + jg.leaky_relu(-x, 0.1) + jg.elu(-x) + jg.gelu(x)
+         + jg.gelu(x, approximate=True) + jg.silu(x) + jg.softplus(x) + jg.square(x) + jg.clip(x, -1, 1),
+         lambda x: x - 0.1 * x + np.expm1(-x) + 0.5 * x * (1 + scipy.special.erf(x / math.sqrt(2)))
+         + 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+         + x * scipy.special.expit(x) + np.logaddexp(0, x) + x * x + x, (SMALL0,)),
+    Case("softmax_0d", lambda x: jg.nn.softmax(x) * x, lambda x: x, (X0,)),
+    Case("log_softmax_0d", lambda x: jg.nn.log_softmax(x) + x, lambda x: x, (X0,)),
+    Case("mse_0d", jg.nn.mse, lambda p, t: (p - t) ** 2, (X0, X0)),
+    Case("norm_0d", jg.linalg.norm, np.linalg.norm, (POS0,)),
+]
+CASES += ZERO_D_CASES
