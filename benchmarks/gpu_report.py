@@ -21,8 +21,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-
 
 def best_of(fn, repeat: int = 5) -> float:
     fn()
@@ -53,7 +51,6 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=float, default=1e8, help="W2 size (elements)")
     args = parser.parse_args(argv)
-    import jitgrad as jg
     from benchmarks import _workloads as W
     from numba import cuda
 

@@ -245,8 +245,14 @@ def measure_w6(rep: Report, quick: bool):
             "<= 0.3 s", warm_jg <= 0.3)
 
 
+def _kib_as_mib(kib) -> str:
+    return "n/a" if kib is None else format(kib / 1024, ".1f")
+
+
 def measure_memory(rep: Report, quick: bool, wrts=("x",)):
-    mib = lambda run, key="total_bytes": run[key] / 2**20
+    def mib(run, key="total_bytes"):
+        return run[key] / 2**20
+
     for wrt in wrts:
         progress(f"memory, grad w.r.t. {wrt}: jitgrad (the first run compiles the chain)")
         none = W.chain_peak("none", wrt)
@@ -262,7 +268,7 @@ def measure_memory(rep: Report, quick: bool, wrts=("x",)):
             rep.other(f"Memory chain, grad w.r.t. {what}: {label}", f"{mib(run):.2f} MiB",
                       f"kept by the executable {mib(run, 'held_bytes'):.2f} + first call "
                       f"{mib(run, 'call_bytes'):.2f}; next call {mib(run, 'steady_bytes'):.2f}; "
-                      f"RSS growth {'n/a' if run['rss_kib'] is None else format(run['rss_kib'] / 1024, '.1f')}; first build+compile+call "
+                      f"RSS growth {_kib_as_mib(run['rss_kib'])}; first build+compile+call "
                       f"{run['compile_s']:.1f} s")
         measure = f"peak memory of a reverse pass, grad w.r.t. {what}"
         if len(runs) == 2:

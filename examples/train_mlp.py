@@ -308,8 +308,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam",
                    help="sgd (with momentum 0.9), adam, or adamw (adam with weight decay 0.01)")
     p.add_argument("--lr", type=positive_float, default=argparse.SUPPRESS,
-                   help="learning rate (default: %s)" % ", ".join(
-                       f"{v:g} for {k}" for k, v in DEFAULT_LR.items()))
+                   help="learning rate (default: "
+                   + ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_LR.items()) + ")")
     p.add_argument("--hidden", type=positive_int, nargs="+", default=[256, 128], metavar="N",
                    help="sizes of the ReLU hidden layers, from input to output (the 64 inputs "
                         "and 10 outputs are fixed)")

@@ -78,9 +78,10 @@ def index(x: Tensor, key) -> Tensor:
     if len(arrays) > 1:
         raise IndexError("only one integer-array index per indexing expression is supported")
     ints = [i for i, k in enumerate(kinds) if k == "int"]
-    if arrays and ints and any(abs(i - arrays[0]) > 1 and
-                               any(kinds[j] not in ("int", "array") for j in range(min(i, arrays[0]), max(i, arrays[0])))
-                               for i in ints):
+    def apart(i):      # an int index separated from the first array index by a slice or None
+        lo, hi = min(i, arrays[0]), max(i, arrays[0])
+        return abs(i - arrays[0]) > 1 and any(kinds[j] not in ("int", "array") for j in range(lo, hi))
+    if arrays and ints and any(apart(i) for i in ints):
         raise IndexError("an integer index separated from an integer-array index by a slice "
                          "is not supported (NumPy would move the result axes to the front)")
     index_attr, new_dims, gather_axis, axis = [], [], None, 0

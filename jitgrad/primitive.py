@@ -18,8 +18,9 @@ Rules return None for zero derivatives; the autodiff pass handles zeros.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

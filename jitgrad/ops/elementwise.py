@@ -194,7 +194,7 @@ safe_div_p = _elementwise(
 
 def _comparison(name, ref, symbol):
     return _elementwise(
-        name, 2, ref, scalar="({0} %s {1})" % symbol, promote="compare", out_dtype=np.bool_,
+        name, 2, ref, scalar=f"({{0}} {symbol} {{1}})", promote="compare", out_dtype=np.bool_,
         vjp=lambda b, g, y, x1, x2: (None, None), jvp=lambda b, dots, y, x1, x2: None,
         doc="Boolean result: derivatives through it are zero.",
     )
