@@ -94,16 +94,16 @@ def vjp(outputs, wrt, cotangents, *, partial: bool = False) -> list[Tensor]:
         parts = contributions.pop(id(node), None)
         if not parts:
             continue
-        total = parts[0]
+        y_bar = parts[0]
         for p in parts[1:]:
-            total = F.add(total, p)
-        totals[id(node)] = total
+            y_bar = F.add(y_bar, p)
+        totals[id(node)] = y_bar
         if not node.inputs or (partial and id(node) in stop):
             continue
-        input_cts = node.op.vjp(BUILDER, total, node, *node.inputs, **node.attrs)
-        for x, ct in zip(node.inputs, input_cts):
-            if ct is not None and _differentiable(x):
-                contributions.setdefault(id(x), []).append(ct)
+        x_bars = node.op.vjp(BUILDER, y_bar, node, *node.inputs, **node.attrs)
+        for x, x_bar in zip(node.inputs, x_bars):
+            if x_bar is not None and _differentiable(x):
+                contributions.setdefault(id(x), []).append(x_bar)
     return [totals.get(id(w)) if id(w) in totals else F.zeros_like(w) for w in wrt]
 
 
@@ -119,12 +119,12 @@ def jvp(outputs, wrt, tangents) -> list[Tensor]:
     for node in _nodes_between(outputs, wrt):
         if id(node) in dots or not node.inputs:
             continue
-        in_dots = tuple(dots.get(id(x)) for x in node.inputs)
-        if all(d is None for d in in_dots):
+        x_dots = tuple(dots.get(id(x)) for x in node.inputs)
+        if all(d is None for d in x_dots):
             continue
-        dot = node.op.jvp(BUILDER, in_dots, node, *node.inputs, **node.attrs)
-        if dot is not None:
-            dots[id(node)] = dot
+        y_dot = node.op.jvp(BUILDER, x_dots, node, *node.inputs, **node.attrs)
+        if y_dot is not None:
+            dots[id(node)] = y_dot
     return [dots[id(o)] if id(o) in dots else F.zeros_like(o) for o in outputs]
 
 

@@ -5,16 +5,8 @@ implementation and its two derivative rules.  Elementwise primitives also carry
 a scalar expression that a fusing backend inlines into its loops.  Nothing here
 imports the graph: derivative rules receive the builder namespace ``b`` as their
 first argument and call it, so the primitive modules sit below the graph module.
-
-Rule conventions (``y`` is the primitive's output, ``xs`` its inputs)::
-
-    shape(*avals, **attrs)          -> Aval of the output; raises on invalid input
-    ref(*arrays, **attrs)           -> ndarray, the NumPy reference
-    vjp(b, y_bar, y, *xs, **attrs)  -> one cotangent (or None) per input
-    jvp(b, dots, y, *xs, **attrs)   -> the output tangent (or None); ``dots`` has
-                                       one tangent per input, None where zero
-
-Rules return None for zero derivatives; the autodiff pass handles zeros.
+The rules' signatures and their naming convention are in :class:`Primitive`'s
+docstring.
 """
 from __future__ import annotations
 
@@ -118,6 +110,27 @@ class Aval:
 @dataclass(frozen=True, eq=False)
 class Primitive:
     """A named operation with its shape rule, reference and derivative rules.
+
+    The rules (``y`` is the primitive's output, ``xs`` its inputs)::
+
+        shape(*avals, **attrs)           -> Aval of the output; raises on invalid input
+        ref(*arrays, **attrs)            -> ndarray, the NumPy reference
+        vjp(b, y_bar, y, *xs, **attrs)   -> one input cotangent (or None) per input
+        jvp(b, x_dots, y, *xs, **attrs)  -> the output tangent (or None)
+
+    Every derivative rule uses the same names.  ``b`` is the builder (``b.multiply``,
+    ``b.bind``, ...).  ``y_bar`` is the output's cotangent: there is always one, as
+    every primitive has one output (``eigh`` and ``svd`` pack theirs into one array,
+    and their rules name the blocks ``w_bar``, ``v_bar``, ...).  ``x_dots`` is the tuple
+    of input tangents, None where structurally zero.  Inside a rule, an input's
+    cotangent is its name plus ``_bar`` (``x_bar``, ``a_bar``, ``rhs_bar``), an
+    unpacked tangent its name plus ``_dot`` (``x1_dot, x2_dot = x_dots``), and the
+    output's tangent ``y_dot``.  The parameters keep these names where a rule's
+    formula calls the output by its own letter (``X = A⁻¹B``, ``L``).  Rules return
+    None for a zero derivative; the autodiff pass handles zeros.  For ``y = sin x``::
+
+        vjp=lambda b, y_bar, y, x: (b.multiply(y_bar, b.cos(x)),),     # (x_bar,)
+        jvp=lambda b, x_dots, y, x: b.multiply(x_dots[0], b.cos(x)),   # y_dot
 
     ``attrs`` names the static parameters the primitive accepts (saved graphs are
     checked against it).  ``scalar`` is a format string over the inputs for

@@ -29,8 +29,8 @@ def _sin_like(name, jvp_local=None, vjp_local=None):
     vl = vjp_local or (lambda b, x: b.cos(x))
     prim = dataclasses.replace(
         ew.sin_p, name=name,
-        jvp=lambda b, dots, y, x: b.safe_mul(dots[0], jl(b, x)),
-        vjp=lambda b, g, y, x: (b.safe_mul(g, vl(b, x)),))
+        jvp=lambda b, x_dots, y, x: b.safe_mul(x_dots[0], jl(b, x)),
+        vjp=lambda b, y_bar, y, x: (b.safe_mul(y_bar, vl(b, x)),))
     return lambda x: jg.sum(bind(prim, x) * x)
 
 
@@ -40,8 +40,8 @@ def _erf_scaled(factor):
         return b.multiply(TWO_OVER_SQRT_PI * factor, b.exp(b.negative(b.multiply(x, x))))
     prim = dataclasses.replace(
         ew.erf_p, name="erf_scaled",
-        jvp=lambda b, dots, y, x: b.safe_mul(dots[0], local(b, x)),
-        vjp=lambda b, g, y, x: (b.safe_mul(g, local(b, x)),))
+        jvp=lambda b, x_dots, y, x: b.safe_mul(x_dots[0], local(b, x)),
+        vjp=lambda b, y_bar, y, x: (b.safe_mul(y_bar, local(b, x)),))
     return lambda x: bind(prim, x)
 
 
@@ -50,8 +50,8 @@ def _erf_scaled(factor):
 # second derivative.
 _cos_wrong_p = dataclasses.replace(
     ew.cos_p, name="cos_wrong_derivative",
-    jvp=lambda b, dots, y, x: b.safe_mul(dots[0], b.sin(x)),
-    vjp=lambda b, g, y, x: (b.safe_mul(g, b.sin(x)),))
+    jvp=lambda b, x_dots, y, x: b.safe_mul(x_dots[0], b.sin(x)),
+    vjp=lambda b, y_bar, y, x: (b.safe_mul(y_bar, b.sin(x)),))
 
 
 def test_the_copies_of_correct_rules_pass():
@@ -120,8 +120,8 @@ def test_every_output_element_is_compared():
     """A JVP wrong in one element of a non-scalar output fails (no sum hides it)."""
     prim = dataclasses.replace(
         ew.sin_p, name="sin_bad_one_element",
-        jvp=lambda b, dots, y, x: b.safe_mul(
-            dots[0], b.cos(x) * jg.constant(np.where(np.arange(12).reshape(3, 4) == 5, 1.001, 1.0))),
+        jvp=lambda b, x_dots, y, x: b.safe_mul(
+            x_dots[0], b.cos(x) * jg.constant(np.where(np.arange(12).reshape(3, 4) == 5, 1.001, 1.0))),
         vjp=ew.sin_p.vjp)
     with pytest.raises(AssertionError, match=r"index \(1, 1\)"):
         jg.check_grads(lambda x: bind(prim, x), [X], modes=("fwd",))

@@ -15,14 +15,14 @@ def _psum_ref(x):
     return world().allreduce(x)
 
 
-def _psum_vjp(b, g, y, x):
+def _psum_vjp(b, y_bar, y, x):
     """y = Σ_r x_r:  x̄_r = Σ_s ȳ_s (every rank's x feeds every rank's y).  No degenerate cases."""
-    return (b.bind(psum_p, g),)
+    return (b.bind(psum_p, y_bar),)
 
 
-def _psum_jvp(b, dots, y, x):
+def _psum_jvp(b, x_dots, y, x):
     """dy = Σ_r dx_r.  Reference and degenerate cases as for the VJP."""
-    return on(dots[0], lambda t: b.bind(psum_p, t))
+    return on(x_dots[0], lambda t: b.bind(psum_p, t))
 
 
 psum_p = Primitive(

@@ -17,18 +17,18 @@ def flatten(outputs) -> list:
     return list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
 
 
-def _checkpoint_vjp(b, g, out, y, *xs, fn, index, region, n_args):
+def _checkpoint_vjp(b, y_bar, y, value, *xs, fn, index, region, n_args):
     """Recompute the region from barriers, then differentiate the recomputation."""
     args, free = xs[:n_args], xs[n_args:]
     fresh = [b.bind(barrier_p, x, region=region) for x in args]
     again = flatten(fn(*fresh))[index]
-    return (None, *b.partial_vjp([again], fresh + list(free), [g]))
+    return (None, *b.partial_vjp([again], fresh + list(free), [y_bar]))
 
 
 barrier_p = Primitive(
     "barrier", shape=lambda x, *, region: Aval(x.dims, x.dtype), ref=lambda x, region: x,
     scalar="{0}", attrs=("region",),
-    vjp=lambda b, g, y, x, *, region: (g,), jvp=lambda b, dots, y, x, *, region: dots[0],
+    vjp=lambda b, y_bar, y, x, *, region: (y_bar,), jvp=lambda b, x_dots, y, x, *, region: x_dots[0],
     doc="Identity that rewrites never see through.",
 )
 checkpoint_p = Primitive(
@@ -36,7 +36,7 @@ checkpoint_p = Primitive(
     shape=lambda y, *xs, fn, index, region, n_args: Aval(y.dims, y.dtype),
     ref=lambda y, *xs, fn, index, region, n_args: y,
     vjp=_checkpoint_vjp,
-    jvp=lambda b, dots, out, y, *xs, fn, index, region, n_args: dots[0],
+    jvp=lambda b, x_dots, y, value, *xs, fn, index, region, n_args: x_dots[0],
     doc="Output ``index`` of a checkpointed region: (value, region arguments, free variables).",
 )
 

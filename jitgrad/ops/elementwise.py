@@ -36,8 +36,8 @@ def _unary(name, ref, scalar, local, promote="float", doc=""):
     """A unary primitive whose derivative is ``y_bar * local(b, y, x)``."""
     return _elementwise(
         name, 1, ref, scalar=scalar,
-        vjp=lambda b, g, y, x: (b.safe_mul(g, local(b, y, x)),),
-        jvp=lambda b, dots, y, x: b.safe_mul(dots[0], local(b, y, x)),
+        vjp=lambda b, y_bar, y, x: (b.safe_mul(y_bar, local(b, y, x)),),
+        jvp=lambda b, x_dots, y, x: b.safe_mul(x_dots[0], local(b, y, x)),
         promote=promote, doc=doc,
     )
 
@@ -46,8 +46,8 @@ def _unary_div(name, ref, scalar, denom, doc=""):
     """A unary primitive whose derivative is ``y_bar / denom(b, y, x)``."""
     return _elementwise(
         name, 1, ref, scalar=scalar,
-        vjp=lambda b, g, y, x: (b.safe_div(g, denom(b, y, x)),),
-        jvp=lambda b, dots, y, x: b.safe_div(dots[0], denom(b, y, x)),
+        vjp=lambda b, y_bar, y, x: (b.safe_div(y_bar, denom(b, y, x)),),
+        jvp=lambda b, x_dots, y, x: b.safe_div(x_dots[0], denom(b, y, x)),
         promote="float", doc=doc,
     )
 
@@ -60,8 +60,8 @@ def _sigmoid_ref(x):
 
 neg_p = _elementwise(
     "neg", 1, np.negative, scalar="(-{0})",
-    vjp=lambda b, g, y, x: (b.negative(g),),
-    jvp=lambda b, dots, y, x: b.negative(dots[0]),
+    vjp=lambda b, y_bar, y, x: (b.negative(y_bar),),
+    jvp=lambda b, x_dots, y, x: b.negative(x_dots[0]),
 )
 exp_p = _unary("exp", np.exp, "math.exp({0})", lambda b, y, x: y)
 log_p = _unary_div("log", np.log, "math.log({0})", lambda b, y, x: x)
@@ -80,23 +80,23 @@ erf_p = _unary(
 abs_p = _unary("abs", np.abs, "abs({0})", lambda b, y, x: b.sign(x), promote="same",
                doc="abs'(0) = 0: the derivative is sign(x).")
 sign_p = _elementwise(
-    "sign", 1, np.sign, scalar="sign({0})", vjp=lambda b, g, y, x: (None,), jvp=lambda b, dots, y, x: None,
+    "sign", 1, np.sign, scalar="sign({0})", vjp=lambda b, y_bar, y, x: (None,), jvp=lambda b, x_dots, y, x: None,
     doc="Piecewise constant: its derivative is zero everywhere.",
 )
 
 # -- binary ------------------------------------------------------------------
 
 
-def _tie_split(b, g, wins, ties):
-    """``g`` where this argument wins, half of it where the two are tied, else 0."""
-    return b.where(wins, g, b.where(ties, b.multiply(g, 0.5), 0.0))
+def _tie_split(b, y_bar, wins, ties):
+    """``y_bar`` where this argument wins, half of it where the two are tied, else 0."""
+    return b.where(wins, y_bar, b.where(ties, b.multiply(y_bar, 0.5), 0.0))
 
 
-def _extremum_jvp(b, dots, y, x1, x2, first_wins):
-    d1, d2 = _or_zero(dots[0]), _or_zero(dots[1])
+def _extremum_jvp(b, x_dots, y, x1, x2, first_wins):
+    x1_dot, x2_dot = _or_zero(x_dots[0]), _or_zero(x_dots[1])
     tied = b.equal(x1, x2)
-    average = b.multiply(b.add(d1, d2), 0.5)
-    return b.where(first_wins, d1, b.where(tied, average, d2))
+    average = b.multiply(b.add(x1_dot, x2_dot), 0.5)
+    return b.where(first_wins, x1_dot, b.where(tied, average, x2_dot))
 
 
 def _pow_locals(b, y, x, p):
@@ -106,39 +106,39 @@ def _pow_locals(b, y, x, p):
     return dx, dp
 
 
-def _pow_vjp(b, g, y, x, p):
+def _pow_vjp(b, y_bar, y, x, p):
     dx, dp = _pow_locals(b, y, x, p)
-    return b.safe_mul(g, dx), b.safe_mul(g, dp)
+    return b.safe_mul(y_bar, dx), b.safe_mul(y_bar, dp)
 
 
-def _pow_jvp(b, dots, y, x, p):
+def _pow_jvp(b, x_dots, y, x, p):
     dx, dp = _pow_locals(b, y, x, p)
-    return sum_tangents(b, on(dots[0], lambda t: b.safe_mul(t, dx)),
-                        on(dots[1], lambda t: b.safe_mul(t, dp)))
+    return sum_tangents(b, on(x_dots[0], lambda t: b.safe_mul(t, dx)),
+                        on(x_dots[1], lambda t: b.safe_mul(t, dp)))
 
 
 add_p = _elementwise(
     "add", 2, np.add, scalar="({0} + {1})",
-    vjp=lambda b, g, y, x1, x2: (g, g),
-    jvp=lambda b, dots, y, x1, x2: sum_tangents(b, *dots),
+    vjp=lambda b, y_bar, y, x1, x2: (y_bar, y_bar),
+    jvp=lambda b, x_dots, y, x1, x2: sum_tangents(b, *x_dots),
 )
 sub_p = _elementwise(
     "sub", 2, np.subtract, scalar="({0} - {1})",
-    vjp=lambda b, g, y, x1, x2: (g, b.negative(g)),
-    jvp=lambda b, dots, y, x1, x2: sum_tangents(b, dots[0], on(dots[1], b.negative)),
+    vjp=lambda b, y_bar, y, x1, x2: (y_bar, b.negative(y_bar)),
+    jvp=lambda b, x_dots, y, x1, x2: sum_tangents(b, x_dots[0], on(x_dots[1], b.negative)),
 )
 mul_p = _elementwise(
     "mul", 2, np.multiply, scalar="({0} * {1})",
-    vjp=lambda b, g, y, x1, x2: (b.safe_mul(g, x2), b.safe_mul(g, x1)),
-    jvp=lambda b, dots, y, x1, x2: sum_tangents(
-        b, on(dots[0], lambda t: b.safe_mul(t, x2)), on(dots[1], lambda t: b.safe_mul(t, x1))),
+    vjp=lambda b, y_bar, y, x1, x2: (b.safe_mul(y_bar, x2), b.safe_mul(y_bar, x1)),
+    jvp=lambda b, x_dots, y, x1, x2: sum_tangents(
+        b, on(x_dots[0], lambda t: b.safe_mul(t, x2)), on(x_dots[1], lambda t: b.safe_mul(t, x1))),
 )
 div_p = _elementwise(
     "div", 2, np.true_divide, scalar="({0} / {1})", promote="float",
-    vjp=lambda b, g, y, x1, x2: (b.safe_div(g, x2), b.negative(b.safe_mul(g, b.divide(y, x2)))),
-    jvp=lambda b, dots, y, x1, x2: sum_tangents(
-        b, on(dots[0], lambda t: b.safe_div(t, x2)),
-        on(dots[1], lambda t: b.negative(b.safe_mul(t, b.divide(y, x2))))),
+    vjp=lambda b, y_bar, y, x1, x2: (b.safe_div(y_bar, x2), b.negative(b.safe_mul(y_bar, b.divide(y, x2)))),
+    jvp=lambda b, x_dots, y, x1, x2: sum_tangents(
+        b, on(x_dots[0], lambda t: b.safe_div(t, x2)),
+        on(x_dots[1], lambda t: b.negative(b.safe_mul(t, b.divide(y, x2))))),
 )
 pow_p = _elementwise("pow", 2, np.power, vjp=_pow_vjp, jvp=_pow_jvp, scalar="({0} ** {1})")
 
@@ -147,9 +147,9 @@ def _extremum(name, ref, beats):
     """maximum/minimum; ``beats(b, u, v)`` is where u is chosen over v."""
     return _elementwise(
         name, 2, ref, scalar=name + "({0}, {1})",
-        vjp=lambda b, g, y, x1, x2: (_tie_split(b, g, beats(b, x1, x2), b.equal(x1, x2)),
-                                     _tie_split(b, g, beats(b, x2, x1), b.equal(x1, x2))),
-        jvp=lambda b, dots, y, x1, x2: _extremum_jvp(b, dots, y, x1, x2, beats(b, x1, x2)),
+        vjp=lambda b, y_bar, y, x1, x2: (_tie_split(b, y_bar, beats(b, x1, x2), b.equal(x1, x2)),
+                                     _tie_split(b, y_bar, beats(b, x2, x1), b.equal(x1, x2))),
+        jvp=lambda b, x_dots, y, x1, x2: _extremum_jvp(b, x_dots, y, x1, x2, beats(b, x1, x2)),
         doc="Tied arguments share the derivative equally.",
     )
 
@@ -175,19 +175,19 @@ def _safe_div_ref(a, x):
 
 safe_mul_p = _elementwise(
     "safe_mul", 2, _safe_mul_ref, scalar="safe_mul({0}, {1})",
-    vjp=lambda b, g, y, a, x: (b.safe_mul(g, x), b.safe_mul(g, a)),
-    jvp=lambda b, dots, y, a, x: sum_tangents(
-        b, on(dots[0], lambda t: b.safe_mul(t, x)), on(dots[1], lambda t: b.safe_mul(a, t))),
+    vjp=lambda b, y_bar, y, a, x: (b.safe_mul(y_bar, x), b.safe_mul(y_bar, a)),
+    jvp=lambda b, x_dots, y, a, x: sum_tangents(
+        b, on(x_dots[0], lambda t: b.safe_mul(t, x)), on(x_dots[1], lambda t: b.safe_mul(a, t))),
     doc="a * x, except that 0 times inf or NaN (either way round) is 0: how derivative "
         "rules scale a cotangent or tangent by a local derivative.  Otherwise exactly a * x, "
         "signed zeros included, so safe_mul(1, x) is x.",
 )
 safe_div_p = _elementwise(
     "safe_div", 2, _safe_div_ref, scalar="safe_div({0}, {1})", promote="float",
-    vjp=lambda b, g, y, a, x: (b.safe_div(g, x), b.negative(b.safe_mul(b.safe_div(y, x), g))),
-    jvp=lambda b, dots, y, a, x: sum_tangents(
-        b, on(dots[0], lambda t: b.safe_div(t, x)),
-        on(dots[1], lambda t: b.negative(b.safe_mul(t, b.safe_div(y, x))))),
+    vjp=lambda b, y_bar, y, a, x: (b.safe_div(y_bar, x), b.negative(b.safe_mul(b.safe_div(y, x), y_bar))),
+    jvp=lambda b, x_dots, y, a, x: sum_tangents(
+        b, on(x_dots[0], lambda t: b.safe_div(t, x)),
+        on(x_dots[1], lambda t: b.negative(b.safe_mul(t, b.safe_div(y, x))))),
     doc="a / x, except that 0 / 0 and 0 / NaN are 0.  Otherwise exactly a / x.",
 )
 
@@ -195,7 +195,7 @@ safe_div_p = _elementwise(
 def _comparison(name, ref, symbol):
     return _elementwise(
         name, 2, ref, scalar=f"({{0}} {symbol} {{1}})", promote="compare", out_dtype=np.bool_,
-        vjp=lambda b, g, y, x1, x2: (None, None), jvp=lambda b, dots, y, x1, x2: None,
+        vjp=lambda b, y_bar, y, x1, x2: (None, None), jvp=lambda b, x_dots, y, x1, x2: None,
         doc="Boolean result: derivatives through it are zero.",
     )
 
@@ -216,8 +216,8 @@ def _select_shape(cond, x1, x2):
 
 select_p = Primitive(
     "select", shape=_select_shape, ref=np.where, nin=3, scalar="({1} if {0} else {2})",
-    vjp=lambda b, g, y, c, x1, x2: (None, b.where(c, g, 0.0), b.where(c, 0.0, g)),
-    jvp=lambda b, dots, y, c, x1, x2: b.where(c, _or_zero(dots[1]), _or_zero(dots[2])),
+    vjp=lambda b, y_bar, y, c, x1, x2: (None, b.where(c, y_bar, 0.0), b.where(c, 0.0, y_bar)),
+    jvp=lambda b, x_dots, y, c, x1, x2: b.where(c, _or_zero(x_dots[1]), _or_zero(x_dots[2])),
     doc="where(c, x1, x2).  Forward mode selects tangents; it never multiplies by masks.",
 )
 
@@ -233,13 +233,13 @@ def _convert_shape(x, *, dtype):
 convert_p = Primitive(
     "convert", shape=_convert_shape, ref=lambda x, dtype: x.astype(dtype), attrs=("dtype",),
     scalar="{dtype}({0})",
-    vjp=lambda b, g, y, x, dtype: (b.astype(g, x.dtype) if _is_float(x.dtype) else None,),
-    jvp=lambda b, dots, y, x, dtype: b.astype(dots[0], dtype) if _is_float(dtype) else None,
+    vjp=lambda b, y_bar, y, x, dtype: (b.astype(y_bar, x.dtype) if _is_float(x.dtype) else None,),
+    jvp=lambda b, x_dots, y, x, dtype: b.astype(x_dots[0], dtype) if _is_float(dtype) else None,
     doc="astype.  Derivatives pass between float dtypes; integer results have none.",
 )
 stop_gradient_p = Primitive(
     "stop_gradient", shape=lambda x: Aval(x.dims, x.dtype), ref=lambda x: x, scalar="{0}",
-    vjp=lambda b, g, y, x: (None,), jvp=lambda b, dots, y, x: None,
+    vjp=lambda b, y_bar, y, x: (None,), jvp=lambda b, x_dots, y, x: None,
     doc="Identity whose derivative is zero.",
 )
 

@@ -50,9 +50,9 @@ def _matmul_ref(a, b):
 
 matmul_p = Primitive(
     "matmul", shape=_matmul_shape, ref=_matmul_ref, nin=2,
-    vjp=lambda b, g, y, x1, x2: (b.matmul(g, _mT(b, x2)), b.matmul(_mT(b, x1), g)),
-    jvp=lambda b, dots, y, x1, x2: sum_tangents(
-        b, on(dots[0], lambda t: b.matmul(t, x2)), on(dots[1], lambda t: b.matmul(x1, t))),
+    vjp=lambda b, y_bar, y, x1, x2: (b.matmul(y_bar, _mT(b, x2)), b.matmul(_mT(b, x1), y_bar)),
+    jvp=lambda b, x_dots, y, x1, x2: sum_tangents(
+        b, on(x_dots[0], lambda t: b.matmul(t, x2)), on(x_dots[1], lambda t: b.matmul(x1, t))),
     doc="Batched matrix product.  Ā = Ȳ Bᵀ,  B̄ = Aᵀ Ȳ.",
 )
 
@@ -103,25 +103,25 @@ def row(b, y, i: int):
     return b.reshape(rows(b, y, i, i + 1), y.dims[:-2] + (y.dims[-1],))
 
 
-def _block(b, g, lo: int, hi: int):
+def _block(b, y_bar, lo: int, hi: int):
     """Rows ``lo:hi`` of a packed cotangent, or None where they are structurally zero.
 
     The cotangent of a packed result is a sum of ``unslice`` nodes, one per block
     the loss used; blocks it did not use are known zeros without looking at values.
     """
-    if g.op is unslice_p:
-        index = g.attrs["index"]
+    if y_bar.op is unslice_p:
+        index = y_bar.attrs["index"]
         start, stop, step = index[-2]
         whole_rows = (all(i == (None, None, None) for i in index[:-2] + index[-1:])
                       and isinstance(start, int) and isinstance(stop, int) and step == 1)
         if whole_rows and (start, stop) == (lo, hi):
-            return g.inputs[0]
+            return y_bar.inputs[0]
         if whole_rows and (stop <= lo or start >= hi):
             return None
-    elif g.op is add_p:
-        parts = [_block(b, x, lo, hi) for x in g.inputs]
+    elif y_bar.op is add_p:
+        parts = [_block(b, x, lo, hi) for x in y_bar.inputs]
         return sum_tangents(b, *parts)
-    return rows(b, g, lo, hi)
+    return rows(b, y_bar, lo, hi)
 
 
 def _inverse_gaps(b, values, plus: bool = False):
@@ -173,7 +173,7 @@ def _lu_shape(a):
 
 lu_p = Primitive(
     "lu", shape=_lu_shape, ref=ref.lu_factor, differentiable=False,
-    vjp=lambda b, g, y, a: (None,), jvp=lambda b, dots, y, a: None,
+    vjp=lambda b, y_bar, y, a: (None,), jvp=lambda b, x_dots, y, a: None,
     doc="LU factors with partial pivoting, packed: rows :n the factors, row n the pivots.  "
         "No derivative: its consumers differentiate with respect to A directly.",
 )
@@ -195,7 +195,7 @@ def _lu_solve_shape(f, a, rhs, *, trans):
     return Aval(rhs.dims, rhs.dtype, tuple(constraints))
 
 
-def _lu_solve_vjp(b, g, x, f, a, rhs, *, trans):
+def _lu_solve_vjp(b, y_bar, y, f, a, rhs, *, trans):
     """X = A⁻¹B:  B̄ = A⁻ᵀ X̄ (a solve with the same factors),  Ā = -B̄ Xᵀ.
     For X = A⁻ᵀB (``trans``):  B̄ = A⁻¹ X̄,  Ā = -X B̄ᵀ.
 
@@ -203,19 +203,19 @@ def _lu_solve_vjp(b, g, x, f, a, rhs, *, trans):
     sec. 2.2.3.  Degenerate cases: a singular A raises ``LinAlgError`` in the solve,
     as the forward pass does.
     """
-    rhs_bar = b.bind(lu_solve_p, f, a, g, trans=not trans)
+    rhs_bar = b.bind(lu_solve_p, f, a, y_bar, trans=not trans)
     # negate the (n, k) factor, not the (n, n) product: no extra pass over Ā
-    a_bar = (b.matmul(rhs_bar, _mT(b, b.negative(x))) if not trans
-             else b.matmul(b.negative(x), _mT(b, rhs_bar)))
+    a_bar = (b.matmul(rhs_bar, _mT(b, b.negative(y))) if not trans
+             else b.matmul(b.negative(y), _mT(b, rhs_bar)))
     return None, a_bar, rhs_bar
 
 
-def _lu_solve_jvp(b, dots, x, f, a, rhs, *, trans):
+def _lu_solve_jvp(b, x_dots, y, f, a, rhs, *, trans):
     """dX = A⁻¹ (dB - dA X)  (with Aᵀ and dAᵀ for ``trans``): one more solve with the
     same factors.  Reference and degenerate cases as for the VJP."""
-    _, da, drhs = dots
-    change = on(da, lambda t: b.negative(b.matmul(_mT(b, t) if trans else t, x)))
-    total = sum_tangents(b, drhs, change)
+    _, a_dot, rhs_dot = x_dots
+    change = on(a_dot, lambda t: b.negative(b.matmul(_mT(b, t) if trans else t, y)))
+    total = sum_tangents(b, rhs_dot, change)
     return on(total, lambda t: b.bind(lu_solve_p, f, a, t, trans=trans))
 
 
@@ -244,7 +244,7 @@ def _per_matrix(b, x):
     return b.expand_dims(b.expand_dims(x, -1), -1)
 
 
-def _lu_det_vjp(b, g, y, f, a):
+def _lu_det_vjp(b, y_bar, y, f, a):
     """d = det A:  Ā = d̄ C,  C = adj(A)ᵀ the cofactor matrix (Jacobi's formula; d A⁻ᵀ
     where A is invertible).
 
@@ -252,12 +252,12 @@ def _lu_det_vjp(b, g, y, f, a):
     and ``lu_cofactor`` forms C from the factors without dividing by the smallest pivot,
     so it is exact at singular A: rank-one at corank 1, zero at corank 2 or more.
     """
-    return None, b.multiply(_per_matrix(b, g), b.bind(lu_cofactor_p, f, a))
+    return None, b.multiply(_per_matrix(b, y_bar), b.bind(lu_cofactor_p, f, a))
 
 
-def _lu_det_jvp(b, dots, y, f, a):
+def _lu_det_jvp(b, x_dots, y, f, a):
     """dd = tr(adj(A) dA) = <C, dA>.  Reference and degenerate cases as for the VJP."""
-    return on(dots[1], lambda t: b.sum(b.multiply(b.bind(lu_cofactor_p, f, a), t), axis=(-2, -1)))
+    return on(x_dots[1], lambda t: b.sum(b.multiply(b.bind(lu_cofactor_p, f, a), t), axis=(-2, -1)))
 
 
 lu_det_p = Primitive(
@@ -315,7 +315,7 @@ def _det_hessian(b, a, e):
     return b.multiply(_per_matrix(b, sigma), b.matmul(b.matmul(u, k), _mT(b, v)))
 
 
-def _lu_cofactor_vjp(b, g, c, f, a):
+def _lu_cofactor_vjp(b, y_bar, y, f, a):
     """C = adj(A)ᵀ = ∇det(A):  Ā = H[C̄], H = D²det(A) (symmetric, so VJP and JVP are the
     same map; see ``_det_hessian``).
 
@@ -323,12 +323,12 @@ def _lu_cofactor_vjp(b, g, c, f, a):
     of ``_pair_products`` carry the third and higher orders: exact where the singular
     values are distinct and not small, finite but inexact at (near) singular A.
     """
-    return None, _det_hessian(b, a, g)
+    return None, _det_hessian(b, a, y_bar)
 
 
-def _lu_cofactor_jvp(b, dots, c, f, a):
+def _lu_cofactor_jvp(b, x_dots, y, f, a):
     """dC = H[dA].  Reference and degenerate cases as for the VJP."""
-    return on(dots[1], lambda t: _det_hessian(b, a, t))
+    return on(x_dots[1], lambda t: _det_hessian(b, a, t))
 
 
 lu_cofactor_p = Primitive(
@@ -339,18 +339,18 @@ lu_cofactor_p = Primitive(
 )
 
 
-def _lu_logabsdet_vjp(b, g, y, f, a):
+def _lu_logabsdet_vjp(b, y_bar, y, f, a):
     """l = log|det A|:  Ā = l̄ A⁻ᵀ.
 
     Reference: Giles (2008), sec. 2.2.4.  Degenerate cases: at a singular A (l = -inf)
     the solve raises ``LinAlgError``.
     """
-    return None, b.multiply(_per_matrix(b, g), _inverse_transpose(b, f, a))
+    return None, b.multiply(_per_matrix(b, y_bar), _inverse_transpose(b, f, a))
 
 
-def _lu_logabsdet_jvp(b, dots, y, f, a):
+def _lu_logabsdet_jvp(b, x_dots, y, f, a):
     """dl = tr(A⁻¹ dA).  Reference and degenerate cases as for the VJP."""
-    return on(dots[1], lambda t: _trace(b, b.bind(lu_solve_p, f, a, t, trans=False)))
+    return on(x_dots[1], lambda t: _trace(b, b.bind(lu_solve_p, f, a, t, trans=False)))
 
 
 lu_logabsdet_p = Primitive(
@@ -369,7 +369,7 @@ def _lu_sign_shape(f):
 
 lu_sign_p = Primitive(
     "lu_sign", shape=_lu_sign_shape, ref=ref.lu_sign, differentiable=False,
-    vjp=lambda b, g, y, f: (None,), jvp=lambda b, dots, y, f: None,
+    vjp=lambda b, y_bar, y, f: (None,), jvp=lambda b, x_dots, y, f: None,
     doc="The sign of det A (+1, -1, or 0 when singular): piecewise constant.",
 )
 
@@ -388,7 +388,7 @@ def _cholesky_shape(a):
     return Aval(a.dims, a.dtype)
 
 
-def _cholesky_vjp(b, g, l, a):
+def _cholesky_vjp(b, y_bar, y, a):
     """A = L Lᵀ:  Ā = sym(L⁻ᵀ Φ(Lᵀ L̄) L⁻¹), Φ taking the lower triangle with the diagonal
     halved, sym(X) = (X + Xᵀ)/2 (the primitive factors sym(A), so Ā is symmetric).
 
@@ -396,19 +396,19 @@ def _cholesky_vjp(b, g, l, a):
     eq. 10.  Degenerate cases: none for SPD input; the forward pass raises
     ``LinAlgError`` otherwise.  The two triangular solves replace L⁻¹ products.
     """
-    p = _lower_half(b, b.matmul(_mT(b, l), g))
-    half = b.bind(triangular_solve_p, l, _mT(b, p), lower=True, trans=True)        # L⁻ᵀ Pᵀ
-    full = b.bind(triangular_solve_p, l, _mT(b, half), lower=True, trans=True)     # L⁻ᵀ P L⁻¹
+    p = _lower_half(b, b.matmul(_mT(b, y), y_bar))
+    half = b.bind(triangular_solve_p, y, _mT(b, p), lower=True, trans=True)        # L⁻ᵀ Pᵀ
+    full = b.bind(triangular_solve_p, y, _mT(b, half), lower=True, trans=True)     # L⁻ᵀ P L⁻¹
     return (_sym(b, full),)
 
 
-def _cholesky_jvp(b, dots, l, a):
+def _cholesky_jvp(b, x_dots, y, a):
     """dL = L Φ(L⁻¹ sym(dA) L⁻ᵀ).  Reference and degenerate cases as for the VJP."""
-    def tangent(da):
-        left = b.bind(triangular_solve_p, l, _sym(b, da), lower=True, trans=False)      # L⁻¹ dA
-        both = b.bind(triangular_solve_p, l, _mT(b, left), lower=True, trans=False)     # L⁻¹ dA L⁻ᵀ
-        return b.matmul(l, _lower_half(b, both))
-    return on(dots[0], tangent)
+    def tangent(a_dot):
+        left = b.bind(triangular_solve_p, y, _sym(b, a_dot), lower=True, trans=False)   # L⁻¹ dA
+        both = b.bind(triangular_solve_p, y, _mT(b, left), lower=True, trans=False)     # L⁻¹ dA L⁻ᵀ
+        return b.matmul(y, _lower_half(b, both))
+    return on(x_dots[0], tangent)
 
 
 cholesky_p = Primitive(
@@ -431,27 +431,27 @@ def _triangular_solve_shape(t, rhs, *, lower, trans):
     return Aval(rhs.dims, rhs.dtype, tuple(_same_batch("triangular_solve", t, rhs)))
 
 
-def _triangular_solve_vjp(b, g, x, t, rhs, *, lower, trans):
+def _triangular_solve_vjp(b, y_bar, y, t, rhs, *, lower, trans):
     """X = op(T)⁻¹ B, T triangular:  B̄ = op(T)⁻ᵀ X̄;  T̄ = -B̄ Xᵀ (or -X B̄ᵀ when op
     transposes), restricted to T's triangle, as the other one is never read.
 
     Reference: Giles (2008), sec. 2.2.3.  Degenerate cases: a zero on the diagonal
     gives inf/NaN, as the forward pass does.
     """
-    rhs_bar = b.bind(triangular_solve_p, t, g, lower=lower, trans=not trans)
-    t_bar = b.matmul(x, _mT(b, rhs_bar)) if trans else b.matmul(rhs_bar, _mT(b, x))
+    rhs_bar = b.bind(triangular_solve_p, t, y_bar, lower=lower, trans=not trans)
+    t_bar = b.matmul(y, _mT(b, rhs_bar)) if trans else b.matmul(rhs_bar, _mT(b, y))
     return b.negative(_triangle(b, t_bar, lower)), rhs_bar
 
 
-def _triangular_solve_jvp(b, dots, x, t, rhs, *, lower, trans):
+def _triangular_solve_jvp(b, x_dots, y, t, rhs, *, lower, trans):
     """dX = op(T)⁻¹ (dB - op(dT) X), dT restricted to T's triangle.  Reference and
     degenerate cases as for the VJP."""
-    dt, drhs = dots
+    t_dot, rhs_dot = x_dots
 
     def change(d):
         d = _triangle(b, d, lower)
-        return b.negative(b.matmul(_mT(b, d) if trans else d, x))
-    total = sum_tangents(b, drhs, on(dt, change))
+        return b.negative(b.matmul(_mT(b, d) if trans else d, y))
+    total = sum_tangents(b, rhs_dot, on(t_dot, change))
     return on(total, lambda v: b.bind(triangular_solve_p, t, v, lower=lower, trans=trans))
 
 
@@ -469,7 +469,7 @@ def _eigh_shape(a):
     return Aval(a.dims[:-2] + (n + 1, n), a.dtype)
 
 
-def _eigh_vjp(b, g, y, a):
+def _eigh_vjp(b, y_bar, y, a):
     """A = V diag(w) Vᵀ:  Ā = sym(V (diag(w̄) + F ∘ (Vᵀ V̄)) Vᵀ),  F_ij = 1/(w_j - w_i).
 
     Reference: M. Giles (2008), sec. 3.1; the symmetric part because the primitive
@@ -485,7 +485,7 @@ def _eigh_vjp(b, g, y, a):
     """
     n = a.dims[-1]
     w, v = row(b, y, 0), rows(b, y, 1, n + 1)
-    w_bar, v_bar = _block(b, g, 0, 1), _block(b, g, 1, n + 1)
+    w_bar, v_bar = _block(b, y_bar, 0, 1), _block(b, y_bar, 1, n + 1)
     w_bar = on(w_bar, lambda t: b.reshape(t, w.dims))
     if v_bar is None:       # V diag(w̄) Vᵀ, symmetric already: one product
         return (on(w_bar, lambda t: b.matmul(b.multiply(v, b.expand_dims(t, -2)), _mT(b, v))),)
@@ -494,17 +494,17 @@ def _eigh_vjp(b, g, y, a):
     return (_sym(b, b.matmul(b.matmul(v, inner), _mT(b, v))),)
 
 
-def _eigh_jvp(b, dots, y, a):
+def _eigh_jvp(b, x_dots, y, a):
     """K = Vᵀ sym(dA) V:  dw = diag(K),  dV = V (F ∘ K).  Reference and degenerate
     cases as for the VJP (F_ij = 0 at repeated eigenvalues)."""
-    def tangent(da):
+    def tangent(a_dot):
         n = a.dims[-1]
         w, v = row(b, y, 0), rows(b, y, 1, n + 1)
-        k = b.matmul(b.matmul(_mT(b, v), _sym(b, da)), v)
-        dw = b.expand_dims(_diagonal(b, k), -2)
-        dv = b.matmul(v, b.multiply(_inverse_gaps(b, w), k))
-        return b.concatenate([dw, dv], axis=-2)
-    return on(dots[0], tangent)
+        k = b.matmul(b.matmul(_mT(b, v), _sym(b, a_dot)), v)
+        w_dot = b.expand_dims(_diagonal(b, k), -2)
+        v_dot = b.matmul(v, b.multiply(_inverse_gaps(b, w), k))
+        return b.concatenate([w_dot, v_dot], axis=-2)
+    return on(x_dots[0], tangent)
 
 
 eigh_p = Primitive(
@@ -527,7 +527,7 @@ def _svd_parts(b, y, m, n):
     return row(b, y, 0), rows(b, y, 1, 1 + m), rows(b, y, 1 + m, 1 + m + n)
 
 
-def _svd_vjp(b, g, y, a):
+def _svd_vjp(b, y_bar, y, a):
     """A = U S Vᵀ (thin, k = min(m, n)):
 
         Ā = U [diag(s̄) + (F ∘ J) S + S (F ∘ K)] Vᵀ
@@ -554,7 +554,7 @@ def _svd_vjp(b, g, y, a):
     m, n = a.dims[-2:]
     k = min(m, n)
     s, u, v = _svd_parts(b, y, m, n)
-    s_bar, u_bar, v_bar = _block(b, g, 0, 1), _block(b, g, 1, 1 + m), _block(b, g, 1 + m, 1 + m + n)
+    s_bar, u_bar, v_bar = _block(b, y_bar, 0, 1), _block(b, y_bar, 1, 1 + m), _block(b, y_bar, 1 + m, 1 + m + n)
     s_row = b.expand_dims(s, -2)
     s_bar = on(s_bar, lambda t: b.reshape(t, s.dims))
     if u_bar is None and v_bar is None:     # U diag(s̄) Vᵀ: one product
@@ -582,7 +582,7 @@ def _svd_vjp(b, g, y, a):
     return (sum_tangents(b, *terms),)
 
 
-def _svd_jvp(b, dots, y, a):
+def _svd_jvp(b, x_dots, y, a):
     """K = Uᵀ dA V:  ds = diag(K),
     dU = U (F ∘ (K S + S Kᵀ)) + (I - UUᵀ) dA V S⁻¹  (second term for m > k only),
     dV = V (F ∘ (S K + Kᵀ S)) + (I - VVᵀ) dAᵀ U S⁻¹  (second term for n > k only),
@@ -591,22 +591,22 @@ def _svd_jvp(b, dots, y, a):
     m, n = a.dims[-2:]
     k = min(m, n)
 
-    def tangent(da):
+    def tangent(a_dot):
         s, u, v = _svd_parts(b, y, m, n)
         s_row = b.expand_dims(s, -2)
-        da_v = b.matmul(da, v)
-        kk = b.matmul(_mT(b, u), da_v)
+        a_dot_v = b.matmul(a_dot, v)
+        kk = b.matmul(_mT(b, u), a_dot_v)
         sym = b.multiply(_inverse_gaps(b, s), _sym(b, kk))
         skew = b.multiply(_inverse_gaps(b, s, plus=True), b.multiply(b.subtract(kk, _mT(b, kk)), 0.5))
-        du = b.matmul(u, b.add(sym, skew))
-        dv = b.matmul(v, b.subtract(sym, skew))
+        u_dot = b.matmul(u, b.add(sym, skew))
+        v_dot = b.matmul(v, b.subtract(sym, skew))
         if m > k:
-            du = b.add(du, b.safe_div(b.subtract(da_v, b.matmul(u, kk)), s_row))
+            u_dot = b.add(u_dot, b.safe_div(b.subtract(a_dot_v, b.matmul(u, kk)), s_row))
         if n > k:
-            dat_u = b.matmul(_mT(b, da), u)
-            dv = b.add(dv, b.safe_div(b.subtract(dat_u, b.matmul(v, _mT(b, kk))), s_row))
-        return b.concatenate([b.expand_dims(_diagonal(b, kk), -2), du, dv], axis=-2)
-    return on(dots[0], tangent)
+            a_dot_t_u = b.matmul(_mT(b, a_dot), u)
+            v_dot = b.add(v_dot, b.safe_div(b.subtract(a_dot_t_u, b.matmul(v, _mT(b, kk))), s_row))
+        return b.concatenate([b.expand_dims(_diagonal(b, kk), -2), u_dot, v_dot], axis=-2)
+    return on(x_dots[0], tangent)
 
 
 svd_p = Primitive(
@@ -652,7 +652,7 @@ def _spectral_shape(name: str):
     return shape
 
 
-def _eigh_function_vjp(b, g, out, y, a, v, d, gw):
+def _eigh_function_vjp(b, y_bar, y, value, a, v, d, gw):
     """Y = V diag(g(w)) Vᵀ, P = sym(Vᵀ Ȳ V):  Ā = V (D ∘ P) Vᵀ + (the diag(P) part below),
     ḡ(w) = diag(P), with D_ij = (g(w_i) - g(w_j)) / (w_i - w_j) off the diagonal (0 on it).
 
@@ -667,19 +667,19 @@ def _eigh_function_vjp(b, g, out, y, a, v, d, gw):
     ``gw`` holds g(w) on its diagonal, and only its diagonal is read.
     """
     n = a.dims[-1]
-    p = _sym(b, b.matmul(b.matmul(_mT(b, v), g), v))
+    p = _sym(b, b.matmul(b.matmul(_mT(b, v), y_bar), v))
     a_bar = b.matmul(b.matmul(v, b.multiply(d, p)), _mT(b, v))
     return None, a_bar, None, None, b.multiply(p, _eye(b, n, p.dtype))
 
 
-def _eigh_function_jvp(b, dots, out, y, a, v, d, gw):
+def _eigh_function_jvp(b, x_dots, y, value, a, v, d, gw):
     """dY = V (D ∘ sym(Vᵀ dA V) + diag(d g(w))) Vᵀ.  Reference and degenerate cases as for
     the VJP."""
     n = a.dims[-1]
-    _, da, _, _, dgw = dots
+    _, a_dot, _, _, gw_dot = x_dots
     inner = sum_tangents(
-        b, on(da, lambda t: b.multiply(d, _sym(b, b.matmul(b.matmul(_mT(b, v), t), v)))),
-        on(dgw, lambda t: b.multiply(t, _eye(b, n, t.dtype))))
+        b, on(a_dot, lambda t: b.multiply(d, _sym(b, b.matmul(b.matmul(_mT(b, v), t), v)))),
+        on(gw_dot, lambda t: b.multiply(t, _eye(b, n, t.dtype))))
     return on(inner, lambda t: b.matmul(b.matmul(v, t), _mT(b, v)))
 
 
@@ -698,7 +698,7 @@ def _svd_function_parts(b, a, u, v, dm, dp):
     return n, v, dm, dp, b.expand_dims(_diagonal(b, dp), -2)
 
 
-def _svd_function_vjp(b, g, out, y, a, u, v, dm, dp, gs):
+def _svd_function_vjp(b, y_bar, y, value, a, u, v, dm, dp, gs):
     """Y = U diag(g(s)) Vᵀ (thin, m >= n), P = Uᵀ Ȳ V:
 
         Ā = U (D⁻ ∘ sym(P) + D⁺ ∘ skew(P)) Vᵀ + (Ȳ V - U P) diag(g(s) / s) Vᵀ,
@@ -715,36 +715,36 @@ def _svd_function_vjp(b, g, out, y, a, u, v, dm, dp, gs):
     """
     n, v, dm, dp, ratio = _svd_function_parts(b, a, u, v, dm, dp)
     m = a.dims[-2]
-    p = b.matmul(b.matmul(_mT(b, u), g), v)
+    p = b.matmul(b.matmul(_mT(b, u), y_bar), v)
     skew = b.multiply(b.subtract(p, _mT(b, p)), 0.5)
     inner = b.add(b.multiply(dm, _sym(b, p)), b.multiply(dp, skew))
     a_bar = b.matmul(b.matmul(u, inner), _mT(b, v))
     if m > n:
-        rest = b.subtract(b.matmul(g, v), b.matmul(u, p))
+        rest = b.subtract(b.matmul(y_bar, v), b.matmul(u, p))
         a_bar = b.add(a_bar, b.matmul(b.multiply(rest, ratio), _mT(b, v)))
     gs_bar = _pad_rows(b, b.multiply(p, _eye(b, n, p.dtype)), m)
     return None, a_bar, None, None, None, None, gs_bar
 
 
-def _svd_function_jvp(b, dots, out, y, a, u, v, dm, dp, gs):
+def _svd_function_jvp(b, x_dots, y, value, a, u, v, dm, dp, gs):
     """K = Uᵀ dA V:  dY = U (D⁻ ∘ sym(K) + D⁺ ∘ skew(K) + diag(d g(s))) Vᵀ
     + (dA V - U K) diag(g(s) / s) Vᵀ.  Reference and degenerate cases as for the VJP."""
     n, v, dm, dp, ratio = _svd_function_parts(b, a, u, v, dm, dp)
     m = a.dims[-2]
-    _, da, _, _, _, _, dgs = dots
-    terms = [on(dgs, lambda t: b.multiply(_top(b, t, n), _eye(b, n, t.dtype)))]
+    _, a_dot, _, _, _, _, gs_dot = x_dots
+    terms = [on(gs_dot, lambda t: b.multiply(_top(b, t, n), _eye(b, n, t.dtype)))]
     rest = None
-    if da is not None:
-        da_v = b.matmul(da, v)
-        k = b.matmul(_mT(b, u), da_v)
+    if a_dot is not None:
+        a_dot_v = b.matmul(a_dot, v)
+        k = b.matmul(_mT(b, u), a_dot_v)
         skew = b.multiply(b.subtract(k, _mT(b, k)), 0.5)
         terms.append(b.add(b.multiply(dm, _sym(b, k)), b.multiply(dp, skew)))
         if m > n:
-            rest = b.multiply(b.subtract(da_v, b.matmul(u, k)), ratio)
+            rest = b.multiply(b.subtract(a_dot_v, b.matmul(u, k)), ratio)
     inner = sum_tangents(b, *terms)
-    out_dot = on(inner, lambda t: b.matmul(u, t))
-    out_dot = sum_tangents(b, out_dot, rest)
-    return on(out_dot, lambda t: b.matmul(t, _mT(b, v)))
+    y_dot = on(inner, lambda t: b.matmul(u, t))
+    y_dot = sum_tangents(b, y_dot, rest)
+    return on(y_dot, lambda t: b.matmul(t, _mT(b, v)))
 
 
 svd_function_p = Primitive(

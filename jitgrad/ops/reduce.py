@@ -23,16 +23,16 @@ def _reduce_shape(name):
     return rule
 
 
-def _expand_back(b, g, x, axes, keepdims):
+def _expand_back(b, y, x, axes, keepdims):
     """Broadcast a reduction's output (or cotangent) back to the input's shape."""
     if not keepdims:
         kept = tuple(1 if i in axes else d for i, d in enumerate(x.dims))
-        g = b.reshape(g, kept)
-    return b.broadcast_to(g, x.dims)
+        y = b.reshape(y, kept)
+    return b.broadcast_to(y, x.dims)
 
 
-def _sum_vjp(b, g, y, x, *, axes, keepdims):
-    return (_expand_back(b, g, x, axes, keepdims),)
+def _sum_vjp(b, y_bar, y, x, *, axes, keepdims):
+    return (_expand_back(b, y_bar, x, axes, keepdims),)
 
 
 def _extremum_share(b, y, x, axes, keepdims):
@@ -42,14 +42,14 @@ def _extremum_share(b, y, x, axes, keepdims):
     return b.divide(as_float, b.broadcast_to(b.sum(as_float, axes, keepdims=True), x.dims))
 
 
-def _extremum_vjp(b, g, y, x, *, axes, keepdims):
+def _extremum_vjp(b, y_bar, y, x, *, axes, keepdims):
     share = _extremum_share(b, y, x, axes, keepdims)
-    return (b.safe_mul(_expand_back(b, g, x, axes, keepdims), share),)
+    return (b.safe_mul(_expand_back(b, y_bar, x, axes, keepdims), share),)
 
 
-def _extremum_jvp(b, dots, y, x, *, axes, keepdims):
+def _extremum_jvp(b, x_dots, y, x, *, axes, keepdims):
     share = _extremum_share(b, y, x, axes, keepdims)
-    return b.sum(b.safe_mul(dots[0], share), axes, keepdims=keepdims)
+    return b.sum(b.safe_mul(x_dots[0], share), axes, keepdims=keepdims)
 
 
 def _prod_of_others(b, x, axes):
@@ -67,12 +67,12 @@ def _prod_of_others(b, x, axes):
                    b.where(b.equal(zeros, 1.0), lone_zero, 0.0))
 
 
-def _prod_vjp(b, g, y, x, *, axes, keepdims):
-    return (b.safe_mul(_expand_back(b, g, x, axes, keepdims), _prod_of_others(b, x, axes)),)
+def _prod_vjp(b, y_bar, y, x, *, axes, keepdims):
+    return (b.safe_mul(_expand_back(b, y_bar, x, axes, keepdims), _prod_of_others(b, x, axes)),)
 
 
-def _prod_jvp(b, dots, y, x, *, axes, keepdims):
-    return b.sum(b.safe_mul(dots[0], _prod_of_others(b, x, axes)), axes, keepdims=keepdims)
+def _prod_jvp(b, x_dots, y, x, *, axes, keepdims):
+    return b.sum(b.safe_mul(x_dots[0], _prod_of_others(b, x, axes)), axes, keepdims=keepdims)
 
 
 def _reduction(name, ref, vjp, jvp, doc=""):
@@ -89,7 +89,7 @@ def _in_order(reduce):
 
 reduce_sum_p = _reduction(
     "reduce_sum", _in_order(np.sum), _sum_vjp,
-    lambda b, dots, y, x, *, axes, keepdims: on(dots[0], lambda t: b.sum(t, axes, keepdims)),
+    lambda b, x_dots, y, x, *, axes, keepdims: on(x_dots[0], lambda t: b.sum(t, axes, keepdims)),
 )
 reduce_max_p = _reduction(
     "reduce_max", lambda x, axes, keepdims: x.max(axis=axes, keepdims=keepdims),

@@ -41,8 +41,8 @@ def _reshape_shape(x, *, shape):
 reshape_p = Primitive(
     "reshape", shape=_reshape_shape, attrs=("shape",),
     ref=lambda x, shape: np.reshape(x, shape),
-    vjp=lambda b, g, y, x, *, shape: (b.reshape(g, x.dims),),
-    jvp=lambda b, dots, y, x, *, shape: b.reshape(dots[0], y.dims),
+    vjp=lambda b, y_bar, y, x, *, shape: (b.reshape(y_bar, x.dims),),
+    jvp=lambda b, x_dots, y, x, *, shape: b.reshape(x_dots[0], y.dims),
 )
 
 
@@ -57,8 +57,8 @@ def _transpose_shape(x, *, perm):
 transpose_p = Primitive(
     "transpose", shape=_transpose_shape, attrs=("perm",),
     ref=lambda x, perm: np.transpose(x, perm),
-    vjp=lambda b, g, y, x, *, perm: (b.transpose(g, tuple(np.argsort(perm).tolist())),),
-    jvp=lambda b, dots, y, x, *, perm: b.transpose(dots[0], perm),
+    vjp=lambda b, y_bar, y, x, *, perm: (b.transpose(y_bar, tuple(np.argsort(perm).tolist())),),
+    jvp=lambda b, x_dots, y, x, *, perm: b.transpose(x_dots[0], perm),
 )
 
 
@@ -76,22 +76,22 @@ def _broadcast_shape(x, *, shape):
     return Aval(tuple(shape), x.dtype, tuple(constraints))
 
 
-def _unbroadcast(b, g, x):
+def _unbroadcast(b, y_bar, x):
     """Sum a cotangent over the axes broadcasting added, back to ``x``'s shape."""
-    lead = len(g.dims) - len(x.dims)
+    lead = len(y_bar.dims) - len(x.dims)
     axes = tuple(range(lead)) + tuple(
-        lead + i for i, (d_in, d_out) in enumerate(zip(x.dims, g.dims[lead:]))
+        lead + i for i, (d_in, d_out) in enumerate(zip(x.dims, y_bar.dims[lead:]))
         if isinstance(d_in, int) and d_in == 1 and not (isinstance(d_out, int) and d_out == 1))
     if axes:
-        g = b.sum(g, axes, keepdims=False)
-    return b.reshape(g, x.dims) if g.dims != x.dims else g
+        y_bar = b.sum(y_bar, axes, keepdims=False)
+    return b.reshape(y_bar, x.dims) if y_bar.dims != x.dims else y_bar
 
 
 broadcast_to_p = Primitive(
     "broadcast_to", shape=_broadcast_shape, attrs=("shape",),
     ref=lambda x, shape: np.broadcast_to(x, shape),
-    vjp=lambda b, g, y, x, *, shape: (_unbroadcast(b, g, x),),
-    jvp=lambda b, dots, y, x, *, shape: b.broadcast_to(dots[0], y.dims),
+    vjp=lambda b, y_bar, y, x, *, shape: (_unbroadcast(b, y_bar, x),),
+    jvp=lambda b, x_dots, y, x, *, shape: b.broadcast_to(x_dots[0], y.dims),
 )
 
 
@@ -130,14 +130,14 @@ def _unslice_shape(g, *, shape, index):
 slice_p = Primitive(
     "slice", shape=_slice_shape, attrs=("index",),
     ref=lambda x, index: x[_slices(index)],
-    vjp=lambda b, g, y, x, *, index: (b.bind(unslice_p, g, shape=x.dims, index=index),),
-    jvp=lambda b, dots, y, x, *, index: b.bind(slice_p, dots[0], index=index),
+    vjp=lambda b, y_bar, y, x, *, index: (b.bind(unslice_p, y_bar, shape=x.dims, index=index),),
+    jvp=lambda b, x_dots, y, x, *, index: b.bind(slice_p, x_dots[0], index=index),
     doc="Basic slicing; ``index`` holds one (start, stop, step) per axis.",
 )
 unslice_p = Primitive(
     "unslice", shape=_unslice_shape, attrs=("shape", "index"), ref=_unslice_ref,
-    vjp=lambda b, g, y, x, *, shape, index: (b.bind(slice_p, g, index=index),),
-    jvp=lambda b, dots, y, x, *, shape, index: b.bind(unslice_p, dots[0], shape=shape, index=index),
+    vjp=lambda b, y_bar, y, x, *, shape, index: (b.bind(slice_p, y_bar, index=index),),
+    jvp=lambda b, x_dots, y, x, *, shape, index: b.bind(unslice_p, x_dots[0], shape=shape, index=index),
     doc="Zeros of ``shape`` with ``x`` written into the slice: the transpose of slice.",
 )
 
@@ -167,17 +167,17 @@ def _scatter_add_shape(g, idx, *, shape, axis):
 gather_p = Primitive(
     "gather", shape=_gather_shape, attrs=("axis",), nin=2,
     ref=lambda x, idx, axis: np.take(x, idx, axis=axis),
-    vjp=lambda b, g, y, x, idx, *, axis: (
-        b.bind(scatter_add_p, g, idx, shape=x.dims, axis=axis), None),
-    jvp=lambda b, dots, y, x, idx, *, axis: on(dots[0], lambda t: b.bind(gather_p, t, idx, axis=axis)),
+    vjp=lambda b, y_bar, y, x, idx, *, axis: (
+        b.bind(scatter_add_p, y_bar, idx, shape=x.dims, axis=axis), None),
+    jvp=lambda b, x_dots, y, x, idx, *, axis: on(x_dots[0], lambda t: b.bind(gather_p, t, idx, axis=axis)),
     doc="np.take(x, idx, axis): integer-array indexing along one axis.",
 )
 scatter_add_p = Primitive(
     "scatter_add", shape=_scatter_add_shape, attrs=("shape", "axis"), nin=2,
     ref=_scatter_add_ref,
-    vjp=lambda b, g, y, x, idx, *, shape, axis: (b.bind(gather_p, g, idx, axis=axis), None),
-    jvp=lambda b, dots, y, x, idx, *, shape, axis: on(
-        dots[0], lambda t: b.bind(scatter_add_p, t, idx, shape=shape, axis=axis)),
+    vjp=lambda b, y_bar, y, x, idx, *, shape, axis: (b.bind(gather_p, y_bar, idx, axis=axis), None),
+    jvp=lambda b, x_dots, y, x, idx, *, shape, axis: on(
+        x_dots[0], lambda t: b.bind(scatter_add_p, t, idx, shape=shape, axis=axis)),
     doc="Zeros of ``shape`` with ``x`` added at ``idx`` along ``axis`` (repeats accumulate).",
 )
 
@@ -210,18 +210,18 @@ def _offset(sizes):
     return sum(sizes) if is_static(sizes) else Dim(derive=("sum", sizes, None))
 
 
-def _concat_vjp(b, g, y, *xs, axis):
+def _concat_vjp(b, y_bar, y, *xs, axis):
     sizes = [x.dims[axis] for x in xs]
     parts = []
     for i in range(len(xs)):
-        index = [(None, None, None)] * len(g.dims)
+        index = [(None, None, None)] * len(y_bar.dims)
         index[axis] = (_offset(sizes[:i]), _offset(sizes[:i + 1]), 1)
-        parts.append(b.bind(slice_p, g, index=tuple(index)))
+        parts.append(b.bind(slice_p, y_bar, index=tuple(index)))
     return tuple(parts)
 
 
-def _concat_jvp(b, dots, y, *xs, axis):
-    filled = [b.zeros_like(x) if d is None else d for d, x in zip(dots, xs)]
+def _concat_jvp(b, x_dots, y, *xs, axis):
+    filled = [b.zeros_like(x) if x_dot is None else x_dot for x_dot, x in zip(x_dots, xs)]
     return b.bind(concatenate_p, *filled, axis=axis)
 
 
@@ -243,7 +243,7 @@ full_p = Primitive(
 full_like_p = Primitive(
     "full_like", shape=lambda x, *, value: Aval(x.dims, x.dtype), attrs=("value",),
     ref=lambda x, value: np.full(x.shape, value, x.dtype),
-    vjp=lambda b, g, y, x, *, value: (None,), jvp=lambda b, dots, y, x, *, value: None,
+    vjp=lambda b, y_bar, y, x, *, value: (None,), jvp=lambda b, x_dots, y, x, *, value: None,
     doc="Like full, for an array whose shape is known only at call time.",
 )
 
