@@ -98,3 +98,24 @@ def test_the_checker_sees_names_read_from_a_package(tmp_path):
 def test_no_import_cycle():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+# The backends, by target; what they share (the generated-module cache, the kernel-body
+# writer, the linalg call contract, the Program protocol, the scalar helpers) is neutral.
+TARGET_OF = {
+    "numpy_ref": "numpy",
+    "numba_cpu": "cpu", "lapack": "cpu",
+    "cuda": "cuda", "cuda_kernels": "cuda", "cuda_library": "cuda", "cuda_linalg": "cuda",
+    "cuda_runtime": "cuda", "cuda_scalars": "cuda",
+}
+NEUTRAL = {"__init__", "cache", "kernel_body", "linalg_calls", "program", "scalars"}
+
+
+def test_no_backend_imports_another():
+    backends = {name: deps for name, deps in import_graph().items() if name.startswith("jitgrad.backends.")}
+    short = {name: name.rsplit(".", 1)[1] for name in backends}
+    unknown = set(short.values()) - set(TARGET_OF) - NEUTRAL
+    assert not unknown, f"say which target {sorted(unknown)} belong to (or that they are neutral)"
+    crossing = [(short[a], short[b]) for a, deps in backends.items() for b in deps if b in short
+                and TARGET_OF.get(short[b]) not in (None, TARGET_OF.get(short[a]))]
+    assert not crossing, f"backends import each other: {crossing}"

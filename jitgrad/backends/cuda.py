@@ -12,8 +12,8 @@ device workspace kept across calls.
 Params live on the device between calls (``ParamState.device``); only the
 arguments and the outputs cross the bus, and ``p.value`` copies a param back on
 demand.  Kernels cannot raise on a GPU: an index out of bounds or a singular
-matrix sets a flag that the driver checks before returning, so an error is
-raised before any param changes.
+matrix sets an error code (``cuda_runtime``) that the driver checks before returning, so
+an error is raised before any param changes.
 
 On a machine without a GPU, ``NUMBA_ENABLE_CUDASIM=1`` (set before numba is
 imported) runs everything in Numba's CUDA simulator.
@@ -31,39 +31,10 @@ from ..primitive import Dim, resolve_dim
 from ..schedule import Var
 from .cache import load_module
 from .cuda_kernels import PRELUDE, CudaKernelWriter, Strategy, strategy
+from .cuda_runtime import cuda_module, error_flag, fused_kernel_launch, fused_kernel_threads, raise_error
 from .kernel_body import literal
 from .linalg_calls import LINALG
 from .program import Program
-
-
-def cuda_module():
-    """numba.cuda, or a clear error naming what is missing."""
-    try:
-        from numba import config, cuda
-    except ImportError as e:            # pragma: no cover - numba always has cuda
-        raise RuntimeError(f"target 'cuda' needs numba.cuda: {e}") from e
-    if not config.ENABLE_CUDASIM and not cuda.is_available():
-        raise RuntimeError(
-            "target 'cuda' needs an NVIDIA GPU with its driver and numba-cuda "
-            "(pip install 'jitgrad[cuda]'); none is usable here. To run CUDA programs without "
-            "a GPU, set NUMBA_ENABLE_CUDASIM=1 before numba is imported (Numba's simulator).")
-    return cuda
-
-
-def simulated() -> bool:
-    from numba import config
-    return bool(config.ENABLE_CUDASIM)
-
-
-def threads_per_block() -> int:
-    return 32 if simulated() else 256     # the simulator pays per simulated thread
-
-
-def launch_config(work: int) -> tuple[int, int]:
-    """Blocks and threads for ``work`` grid-stride iterations."""
-    threads = threads_per_block()
-    cap = 2 if simulated() else 1024
-    return max(1, min(cap, math.ceil(work / threads))), threads
 
 
 def _device_shape(dims, sizes) -> tuple:
@@ -95,7 +66,7 @@ class CudaProgram(Program):
                                      and set(step.stores) & set(self._in_place)), None)
         self._steps = [self._step(step) for step in steps]
         self.source = "\n\n".join(self.kernel_sources)
-        self._error = self.cuda.to_device(np.zeros(1, np.int32))
+        self._error = error_flag()
 
     # -- building ------------------------------------------------------------
 
@@ -111,7 +82,7 @@ class CudaProgram(Program):
                 return self.emit_call(step)
 
     def emit_kernel(self, k: Kernel):
-        writer = CudaKernelWriter(k, self.literals, self.scalar_inputs, threads_per_block())
+        writer = CudaKernelWriter(k, self.literals, self.scalar_inputs, fused_kernel_threads())
         source = PRELUDE + "\n\n" + writer.source()
         self.kernel_sources.append(source)
         module = load_module(source)
@@ -129,7 +100,7 @@ class CudaProgram(Program):
                 work = math.prod(n for a, n in enumerate(extents) if a not in axes)
             else:
                 work = math.prod(extents)
-            blocks, threads = launch_config(work)
+            blocks, threads = fused_kernel_launch(work)
             if kind is Strategy.BLOCK:
                 if blocks not in partials_for:
                     partials_for[blocks] = [self.cuda.device_array(blocks, v.dtype) for v in reductions]
@@ -137,7 +108,7 @@ class CudaProgram(Program):
                 args += partials
             if kind is Strategy.ATOMIC:
                 flats = [env[v].reshape(env[v].size) for v in reductions]
-                module.prepare[launch_config(max(f.size for f in flats))](*flats)
+                module.prepare[fused_kernel_launch(max(f.size for f in flats))](*flats)
             if writer.checks_indices:
                 args.append(self._error)
             module.kernel[blocks, threads](*args, *extents)
@@ -180,7 +151,7 @@ class CudaProgram(Program):
     def emit_collective(self, step: Collective):
         """psum, staged through the host: MPI gets host buffers (a CUDA-aware MPI could take
         device pointers instead)."""
-        from ..distributed import world
+        from .._mpi_world import world
         e = step.eqn
 
         def run(env, sizes):
@@ -287,16 +258,10 @@ class CudaProgram(Program):
         env.update(self._consts)
         for i, run in enumerate(self._steps):
             if i == self._first_in_place:
-                self._raise_flagged_errors()     # before any param is overwritten
+                raise_error(self._error)     # before any param is overwritten
             run(env, sizes)
-        self._raise_flagged_errors()
+        raise_error(self._error)
         return env
-
-    def _raise_flagged_errors(self):
-        flag = self._error.copy_to_host()
-        if flag[0]:
-            self._error = self.cuda.to_device(np.zeros(1, np.int32))
-            raise IndexError("index out of bounds in take/gather/scatter")
 
     def _to_host(self, env, v: Var, sizes) -> np.ndarray:
         value = env[v]

@@ -8,11 +8,10 @@ loop's. Each is a host-side launcher mirroring an ``_emit_*`` of the CPU target
 (:mod:`jitgrad.backends.numba_cpu`): it takes numba.cuda device arrays (C-contiguous
 unless stated), writes into a preallocated output and launches one or a few kernels.
 
-Every kernel walks its work with a grid-stride loop, so any grid covers any size and
-``launch_config`` is free to launch few threads: under the CUDA simulator
-(``NUMBA_ENABLE_CUDASIM=1``), whose cost grows with the number of simulated threads, at
-most 4 blocks of 32; on a GPU, 256-thread blocks up to a few waves of the device. The
-simulator also runs matmul without shared-memory tiles (see `_matmul_rows`).
+Every kernel walks its work with a grid-stride loop, so any grid covers any size; the
+launch sizes (few threads under the simulator) and the error codes are
+:mod:`jitgrad.backends.cuda_runtime`'s. The simulator also runs matmul without
+shared-memory tiles (see `_matmul_rows`).
 
 Kernels take shapes and strides as tuples of ints (one specialisation per rank) and
 address flat views of their arrays, so one kernel serves every rank. They call no device
@@ -26,43 +25,18 @@ from __future__ import annotations
 import functools
 import math
 
-import numba
 import numpy as np
 from numba import cuda, types
 
-__all__ = ["launch_config", "matmul", "transpose", "unslice", "scatter_add", "concatenate",
-           "fill", "reshape", "KERNELS"]
+from .cuda_runtime import (INDEX_OUT_OF_BOUNDS, error_flag, library_launch, raise_error, simulated,
+                           tiled_matmul_launch)
 
-_SIMULATED = bool(numba.config.ENABLE_CUDASIM)
-_SIM_BLOCKS, _SIM_THREADS = 4, 32
-_THREADS = 256
-_WAVES = 32                # blocks per multiprocessor a grid-stride launch asks for at most
+__all__ = ["matmul", "transpose", "unslice", "scatter_add", "concatenate", "fill", "reshape", "KERNELS"]
 
 
 # ---------------------------------------------------------------------------------------------
-# Launch configuration and array views
+# Array views
 # ---------------------------------------------------------------------------------------------
-
-@functools.cache
-def _max_blocks() -> int:
-    return _WAVES * cuda.get_current_device().MULTIPROCESSOR_COUNT
-
-
-def _grid(units: int, per_block: int) -> int:
-    """Blocks for ``units`` work items, ``per_block`` per block, capped: the kernels stride."""
-    cap = _SIM_BLOCKS if _SIMULATED else _max_blocks()
-    return max(1, min(-(-units // per_block), cap))
-
-
-def launch_config(n_elements: int) -> tuple[int, int]:
-    """(blocks, threads per block) for a grid-stride kernel over ``n_elements``.
-
-    >>> launch_config(10)   # doctest: +SKIP
-    (1, 32)
-    """
-    threads = _SIM_THREADS if _SIMULATED else _THREADS
-    return _grid(n_elements, threads), threads
-
 
 def _contiguous(x) -> bool:
     return x.size == 0 or x.is_c_contiguous()
@@ -98,7 +72,7 @@ def fill(out, value) -> None:
     """out[...] = value."""
     if out.size:
         flat = _flat(out)
-        blocks, threads = launch_config(flat.size)
+        blocks, threads = library_launch(flat.size)
         _fill[blocks, threads](flat, out.dtype.type(value))
 
 
@@ -145,7 +119,7 @@ def _copy_strided(src, dst, shape, src_strides, dst_strides, dst_start):
 def _launch_copy(src, dst, shape, src_strides, dst_strides, dst_start=0) -> None:
     n = math.prod(shape)
     if n:
-        blocks, threads = launch_config(n)
+        blocks, threads = library_launch(n)
         _copy_strided[blocks, threads](_flat(src), _flat(dst), tuple(shape), tuple(src_strides),
                                        tuple(dst_strides), dst_start)
 
@@ -224,7 +198,7 @@ def unslice(g, out, index) -> None:
         ranges, shape = [range(1)], (1,)
     else:
         shape = tuple(out.shape)
-    blocks, threads = launch_config(out.size)
+    blocks, threads = library_launch(out.size)
     _unslice[blocks, threads](_flat(g), _flat(out), shape, tuple(r.start for r in ranges),
                               tuple(r.step for r in ranges), tuple(len(r) for r in ranges))
 
@@ -234,9 +208,9 @@ def unslice(g, out, index) -> None:
 # ---------------------------------------------------------------------------------------------
 
 @cuda.jit
-def _scatter_add(g, idx, out, n, inner, info):
+def _scatter_add(g, idx, out, n, inner, error):
     """out[p, wrap(idx[j]), q] += g[p, j, q] with g, out flat, ``n`` the size of out's axis
-    and ``inner`` the product of the sizes after it; an index out of range sets info[0]."""
+    and ``inner`` the product of the sizes after it; an index out of range sets error[0]."""
     per_outer = idx.shape[0] * inner
     for i in range(cuda.grid(1), g.shape[0], cuda.gridsize(1)):
         p, r = i // per_outer, i % per_outer
@@ -245,7 +219,7 @@ def _scatter_add(g, idx, out, n, inner, info):
         if k < 0:
             k += n
         if k < 0 or k >= n:
-            info[0] = 1             # every thread that sees one writes the same value
+            error[0] = INDEX_OUT_OF_BOUNDS      # every thread that sees one writes the same
         else:
             cuda.atomic.add(out, (p * n + k) * inner + q, g[i])
 
@@ -265,12 +239,11 @@ def scatter_add(g, idx, out, axis: int) -> None:
     fill(out, 0)
     if g.size == 0:
         return
-    info = cuda.to_device(np.zeros(1, np.int32))
+    error = error_flag()
     inner = math.prod(out.shape[axis + 1:])
-    blocks, threads = launch_config(g.size)
-    _scatter_add[blocks, threads](_flat(g), _flat(idx), _flat(out), out.shape[axis], inner, info)
-    if info.copy_to_host()[0]:
-        raise IndexError("index out of bounds in take/gather/scatter")
+    blocks, threads = library_launch(g.size)
+    _scatter_add[blocks, threads](_flat(g), _flat(idx), _flat(out), out.shape[axis], inner, error)
+    raise_error(error)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,12 +346,12 @@ def matmul(a, b, out, trans_a: bool = False, trans_b: bool = False,
         return
     flags = bool(trans_a), bool(trans_b)
     if tiled is None:
-        tiled = not _SIMULATED
+        tiled = not simulated()
     if tiled:
-        blocks = _grid(batch * -(-m // TILE) * -(-n // TILE), 1)
-        _matmul_kernel(out.dtype, TILE)[blocks, (TILE, TILE)](a, b, out, *flags)
+        blocks, threads = tiled_matmul_launch(batch * -(-m // TILE) * -(-n // TILE), TILE)
+        _matmul_kernel(out.dtype, TILE)[blocks, threads](a, b, out, *flags)
     else:
-        blocks, threads = launch_config(out.size)
+        blocks, threads = library_launch(out.size)
         _matmul_rows[blocks, threads](a, b, out, *flags)
 
 

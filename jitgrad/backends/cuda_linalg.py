@@ -16,18 +16,20 @@ step, disjoint column pairs of a Jacobi round) and meet at ``syncthreads``; bloc
 the batch. A thread per matrix would leave a GPU all but idle for a batch of one and make
 every thread stream its own n² elements; a block keeps neighbouring threads on neighbouring
 addresses. The price is idle threads for tiny matrices (a 2x2 still occupies a warp). Blocks
-are warp multiples covering the parallel width, at most 128 threads; under the simulator
-(``NUMBA_ENABLE_CUDASIM=1``), whose cost grows with simulated threads, 4 threads and 2 blocks.
-The steps that are independent per column of the result (sorting and signing eigenpairs,
-singular triplets, determinants) are flat grid-stride kernels, a thread per item.
+are warp multiples covering the parallel width, at most 128 threads; under the simulator, 4
+threads and 2 blocks (the sizes are :mod:`jitgrad.backends.cuda_runtime`'s). The steps that
+are independent per column of the result (sorting and signing eigenpairs, singular triplets,
+determinants) are flat grid-stride kernels, a thread per item.
 
 Workspace lives in global memory allocated by the launcher (``cuda.local.array`` needs sizes
 known when compiling). Shared memory holds only int32 flags and pivot candidates: its dtype is
 fixed when compiling, and one kernel serves both float dtypes; the one float reduction (the
 scale of eigh/svd inputs) goes through a per-block row of global scratch.
 
-Errors: a kernel cannot raise on a GPU. Each matrix's outcome goes to an int32 ``info`` array,
-copied back by the launcher, which raises ``numpy.linalg.LinAlgError`` with the CPU's message.
+Errors: a kernel cannot raise on a GPU. Each matrix's outcome goes to an int32 ``info`` array of
+``cuda_runtime`` error codes (0 where it succeeded), which the later kernels of the call read
+to skip a failed matrix and ``cuda_runtime.raise_error`` turns into ``numpy.linalg.LinAlgError``
+with the CPU's message.
 
 No device functions: numba 0.68's built-in numba.cuda compiles a called device function for
 the current device (``inline="always"`` or not), so ``compile_ptx`` of its caller fails on a
@@ -66,52 +68,24 @@ Algorithms:
 """
 from __future__ import annotations
 
-import functools
 import math
 
-import numba
 import numpy as np
 from numba import cuda, types
-from numpy.linalg import LinAlgError
+
+from .cuda_runtime import (EIGH_NOT_CONVERGED, MATRIX_THREADS, NOT_POSITIVE_DEFINITE, OK, SINGULAR,
+                           SVD_NOT_CONVERGED, error_per_matrix, linalg_item_launch, matrix_launch,
+                           raise_error)
 
 __all__ = ["lu_factor", "lu_solve", "lu_det", "lu_sign", "lu_logabsdet", "lu_cofactor", "cholesky",
            "triangular_solve", "eigh", "eigh_values", "svd", "svd_values", "KERNELS"]
 
-_SIMULATED = bool(numba.config.ENABLE_CUDASIM)
-_SIM_BLOCKS, _SIM_THREADS = 2, 4
-_MAX_THREADS = 128          # threads per block at most; also the size of the shared arrays
-_FLAT_THREADS = 128         # flat (thread per item) kernels
-_WAVES = 32                 # blocks per multiprocessor a launch asks for at most
 SWEEPS = 60                 # Jacobi sweeps before "did not converge" (about 10 are typical)
 
 
 # ---------------------------------------------------------------------------------------------
-# Launch configuration
+# Argument checks
 # ---------------------------------------------------------------------------------------------
-
-def _max_blocks() -> int:
-    return _SIM_BLOCKS if _SIMULATED else _device_blocks()
-
-
-@functools.cache
-def _device_blocks() -> int:
-    return _WAVES * cuda.get_current_device().MULTIPROCESSOR_COUNT
-
-
-def _block_launch(batch: int, width: int) -> tuple[int, int]:
-    """(blocks, threads) for a block-per-matrix kernel whose steps have `width` parallel items."""
-    if _SIMULATED:
-        threads = max(1, min(_SIM_THREADS, width))
-    else:
-        threads = min(_MAX_THREADS, 32 * max(1, -(-width // 32)))
-    return max(1, min(batch, _max_blocks())), threads
-
-
-def _flat_launch(items: int) -> tuple[int, int]:
-    """(blocks, threads) for a grid-stride kernel with a thread per item."""
-    threads = _SIM_THREADS if _SIMULATED else _FLAT_THREADS
-    return max(1, min(-(-items // threads), _max_blocks())), threads
-
 
 def _stack(name: str, x) -> tuple[int, int, int]:
     """The shape of a stack of matrices (batch, rows, columns)."""
@@ -134,12 +108,6 @@ def _check(name: str, *arrays_and_shapes) -> None:
             raise TypeError(f"{name}: dtypes {dtype} and {x.dtype} differ")
 
 
-def _raise_if(info, message: str) -> None:
-    """Copy the kernels' per-matrix outcome back and raise if any matrix failed."""
-    if info.size and info.copy_to_host().any():
-        raise LinAlgError(message)
-
-
 def _eps(dtype):
     return np.dtype(dtype).type(np.finfo(dtype).eps)
 
@@ -154,7 +122,7 @@ def _lu_factor_kernel(a, f):
     T = a.dtype.type
     tid, nt = cuda.threadIdx.x, cuda.blockDim.x
     n = a.shape[1]
-    candidate = cuda.shared.array(_MAX_THREADS, types.int32)    # each thread's pivot row
+    candidate = cuda.shared.array(MATRIX_THREADS, types.int32)    # each thread's pivot row
     for i in range(cuda.blockIdx.x, a.shape[0], cuda.gridDim.x):
         for e in range(tid, n * n, nt):
             f[i, e // n, e % n] = a[i, e // n, e % n]
@@ -197,7 +165,7 @@ def lu_factor(a, f) -> None:
     batch, _, n = _stack("lu_factor", a)
     _check("lu_factor", a, (batch, n, n), f, (batch, n + 1, n))
     if batch and n:
-        blocks, threads = _block_launch(batch, n)
+        blocks, threads = matrix_launch(batch, n)
         _lu_factor_kernel[blocks, threads](a, f)
 
 
@@ -223,7 +191,7 @@ def _solve_kernel(t, b, x, lu, lower, trans, info):
             cuda.syncthreads()
             for j in range(tid, n, nt):
                 if t[i, j, j] == 0:
-                    singular[0] = 1
+                    singular[0] = SINGULAR
             cuda.syncthreads()
             if tid == 0:
                 info[i] = singular[0]
@@ -272,12 +240,12 @@ def _solve_kernel(t, b, x, lu, lower, trans, info):
 def _solve(name, t, b, x, lu, lower, trans):
     batch, n, k = _stack(name, b)
     _check(name, t, (batch, n + 1 if lu else n, n), b, (batch, n, k), x, (batch, n, k))
-    info = cuda.device_array(batch if lu else 1, np.int32)
+    info = error_per_matrix(batch if lu else 1)
     if batch:
-        blocks, threads = _block_launch(batch, max(n, n * k))
+        blocks, threads = matrix_launch(batch, max(n, n * k))
         _solve_kernel[blocks, threads](t, b, x, bool(lu), bool(lower), bool(trans), info)
         if lu:
-            _raise_if(info, "Singular matrix")
+            raise_error(info)
 
 
 def lu_solve(f, b, x, trans) -> None:
@@ -334,7 +302,7 @@ def _lu_scalar(name, f, out, what):
     batch, _, n = _stack(name, f)
     _check(name, f, (batch, n + 1, n), out, (batch,))
     if batch:
-        blocks, threads = _flat_launch(batch)
+        blocks, threads = linalg_item_launch(batch)
         _lu_scalar_kernel[blocks, threads](f, out, what)
 
 
@@ -433,12 +401,12 @@ def lu_cofactor(f, out) -> None:
     g = cuda.device_array(f.shape, f.dtype)
     aux = cuda.device_array((batch, 4), f.dtype)
     x = cuda.device_array((batch, n), f.dtype)
-    info = cuda.device_array(batch, np.int32)
-    blocks, threads = _block_launch(batch, n)
+    info = error_per_matrix(batch)
+    blocks, threads = matrix_launch(batch, n)
     _cofactor_prepare_kernel[blocks, threads](f, g, out, aux)
-    blocks, threads = _block_launch(batch, n * n)
+    blocks, threads = matrix_launch(batch, n * n)
     _solve_kernel[blocks, threads](g, out, out, True, False, True, info)     # info: see above
-    blocks, threads = _block_launch(batch, n)
+    blocks, threads = matrix_launch(batch, n)
     _cofactor_finish_kernel[blocks, threads](g, out, aux, x)
 
 
@@ -460,7 +428,7 @@ def _cholesky_kernel(a, l, info):
         for j in range(n):
             d = l[i, j, j]          # every thread reads it before thread 0 replaces it
             if not d > 0:           # potrf's test: not positive, or NaN
-                failed = 1
+                failed = NOT_POSITIVE_DEFINITE
                 break
             root = math.sqrt(d)
             for r in range(j + 1 + tid, n, nt):
@@ -485,10 +453,10 @@ def cholesky(a, l) -> None:
     batch, _, n = _stack("cholesky", a)
     _check("cholesky", a, (batch, n, n), l, (batch, n, n))
     if batch and n:
-        info = cuda.device_array(batch, np.int32)
-        blocks, threads = _block_launch(batch, n * n)
+        info = error_per_matrix(batch)
+        blocks, threads = matrix_launch(batch, n * n)
         _cholesky_kernel[blocks, threads](a, l, info)
-        _raise_if(info, "Matrix is not positive definite")
+        raise_error(info)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -550,7 +518,7 @@ def _prepare(a, layout, rows, cols, vectors):
     work = cuda.device_array((batch, rows, cols), a.dtype)
     vecs = cuda.device_array((batch, k, k), a.dtype)
     scale = cuda.device_array((batch, 2), a.dtype)
-    blocks, threads = _block_launch(batch, rows * cols)
+    blocks, threads = matrix_launch(batch, rows * cols)
     red = cuda.device_array((blocks, threads), a.dtype)
     _prepare_kernel[blocks, threads](a, work, vecs, scale, red, layout, bool(vectors))
     return work, vecs, scale
@@ -578,7 +546,7 @@ def _jacobi_kernel(work, vecs, rot, scale, eps, vectors, info):
         a, v, r = work[i], vecs[i], rot[blk]
         if not scale[i, 1] - scale[i, 1] == 0:     # inf or NaN input
             if tid == 0:
-                info[i] = 1
+                info[i] = EIGH_NOT_CONVERGED
             continue
         floor = scale[i, 1] / T(n)     # ‖A‖_F / n: a_pq below eps times this is left alone
         sweeps, busy = 0, 1
@@ -624,7 +592,7 @@ def _jacobi_kernel(work, vecs, rot, scale, eps, vectors, info):
             busy = rotated[0]
             cuda.syncthreads()
         if tid == 0:
-            info[i] = busy      # still rotating after SWEEPS sweeps: not converged
+            info[i] = EIGH_NOT_CONVERGED if busy != 0 else OK     # still rotating after SWEEPS sweeps
 
 
 @cuda.jit
@@ -659,13 +627,13 @@ def _eigh(a, out, vectors):
     if batch == 0 or n == 0:
         return
     work, vecs, scale = _prepare(a, _SYMMETRIC, n, n, vectors)
-    info = cuda.device_array(batch, np.int32)
-    blocks, threads = _block_launch(batch, (n + 1) // 2)
+    info = error_per_matrix(batch)
+    blocks, threads = matrix_launch(batch, (n + 1) // 2)
     rot = cuda.device_array((blocks, 4, (n + 1) // 2), a.dtype)
     _jacobi_kernel[blocks, threads](work, vecs, rot, scale, _eps(a.dtype), bool(vectors), info)
-    blocks, threads = _flat_launch(batch * n)
+    blocks, threads = linalg_item_launch(batch * n)
     _eigh_finish_kernel[blocks, threads](work, vecs, scale, out, bool(vectors), info)
-    _raise_if(info, "Eigenvalues did not converge")
+    raise_error(info)
 
 
 def eigh(a, out) -> None:
@@ -700,7 +668,7 @@ def _hestenes_kernel(work, vecs, norms, scale, eps, vectors, info):
         g, w = work[i], vecs[i]
         if not scale[i, 1] - scale[i, 1] == 0:     # inf or NaN input
             if tid == 0:
-                info[i] = 1
+                info[i] = SVD_NOT_CONVERGED
             continue
         negligible = (eps * scale[i, 1]) * (eps * scale[i, 1])
         tol = eps * math.sqrt(T(rows))
@@ -739,7 +707,7 @@ def _hestenes_kernel(work, vecs, norms, scale, eps, vectors, info):
             busy = rotated[0]
             cuda.syncthreads()
         if tid == 0:
-            info[i] = busy      # still rotating after SWEEPS sweeps: not converged
+            info[i] = SVD_NOT_CONVERGED if busy != 0 else OK      # still rotating after SWEEPS sweeps
         for j in range(tid, k, nt):
             total = T(0)
             for row in range(rows):
@@ -846,17 +814,17 @@ def _svd(a, out, vectors):
     tall, rows = m >= n, max(m, n)
     work, vecs, scale = _prepare(a, _AS_IS if tall else _TRANSPOSED, rows, k, vectors)
     norms = cuda.device_array((batch, k), a.dtype)
-    info = cuda.device_array(batch, np.int32)
+    info = error_per_matrix(batch)
     eps = _eps(a.dtype)
-    blocks, threads = _block_launch(batch, (k + 1) // 2)
+    blocks, threads = matrix_launch(batch, (k + 1) // 2)
     _hestenes_kernel[blocks, threads](work, vecs, norms, scale, eps, bool(vectors), info)
-    blocks, threads = _flat_launch(batch * k)
+    blocks, threads = linalg_item_launch(batch * k)
     _svd_finish_kernel[blocks, threads](work, vecs, norms, scale, out, eps, tall, bool(vectors),
                                         info)
     if vectors:
-        blocks, threads = _flat_launch(batch)
+        blocks, threads = linalg_item_launch(batch)
         _svd_complete_kernel[blocks, threads](out, norms, scale, eps, tall, info)
-    _raise_if(info, "SVD did not converge")
+    raise_error(info)
 
 
 def svd(a, out) -> None:

@@ -19,7 +19,7 @@ if not numba.config.ENABLE_CUDASIM:
 
 from numba import cuda  # noqa: E402
 
-from jitgrad.backends import cuda_linalg as cl  # noqa: E402
+from jitgrad.backends import cuda_linalg as cl, cuda_runtime  # noqa: E402
 from jitgrad.ops import _linalg_ref as ref  # noqa: E402
 from jitgrad.testing import call_unmutated  # noqa: E402
 
@@ -279,8 +279,7 @@ def test_shapes_and_dtypes_are_checked():
 @pytest.mark.parametrize("blocks, threads", [(1, 1), (3, 3)])
 def test_any_launch_shape_gives_the_same_results(monkeypatch, blocks, threads):
     """Fewer blocks than matrices, threads not dividing the work, an odd n (a Jacobi dummy)."""
-    monkeypatch.setattr(cl, "_SIM_BLOCKS", blocks)
-    monkeypatch.setattr(cl, "_SIM_THREADS", threads)
+    monkeypatch.setattr(cuda_runtime, "SIM_LINALG", (blocks, threads))
     rng = _rng("launch", blocks, threads)
     a = rng.standard_normal((4, 5, 5))
     f = _run(cl.lu_factor, [a], _empty(a.shape[:1] + (6, 5), np.float64))

@@ -16,24 +16,24 @@ if not config.ENABLE_CUDASIM:
     pytest.skip("the CUDA tests run in the simulator: NUMBA_ENABLE_CUDASIM=1", allow_module_level=True)
 
 import jitgrad as jg  # noqa: E402
-from jitgrad.backends.cuda import launch_config, threads_per_block  # noqa: E402
+from jitgrad.backends.cuda_runtime import fused_kernel_launch, fused_kernel_threads  # noqa: E402
 from jitgrad.testing import call_unmutated  # noqa: E402
 
-T = threads_per_block()
+T = fused_kernel_threads()
 SIZES = [1, T - 1, T, T + 1, 2 * T + 1, 3 * T + 1, 5 * T + 3]
 REDUCTIONS = {"sum": (jg.sum, np.sum), "max": (jg.max, np.max), "min": (jg.min, np.min),
               "mean": (jg.mean, np.mean)}
 
 
 def test_the_sizes_span_several_blocks_and_wrap_the_grid():
-    blocks, threads = launch_config(SIZES[-1])
+    blocks, threads = fused_kernel_launch(SIZES[-1])
     assert threads == T and blocks >= 2 and SIZES[-1] > blocks * threads
 
 
 def _positions(n: int) -> list[int]:
     """Where to put the extreme: the first and last element of each block's first stride, and
     past the grid (the second round of the grid-stride loop), as far as `n` reaches."""
-    blocks, threads = launch_config(n)
+    blocks, threads = fused_kernel_launch(n)
     grid = blocks * threads
     found = {0, n - 1}
     for b in range(blocks):
