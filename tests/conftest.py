@@ -35,6 +35,17 @@ def numba_cuda_missing():
     return None
 
 
+def skip_module_without_numba_cuda():
+    """For a PTX test module: skip it under the simulator (which cannot compile PTX) or where
+    numba.cuda is missing; any other error importing numba.cuda fails the module."""
+    import numba
+    if numba.config.ENABLE_CUDASIM:
+        pytest.skip("PTX compilation cannot run under the CUDA simulator (NUMBA_ENABLE_CUDASIM=1)",
+                    allow_module_level=True)
+    if numba_cuda_missing():
+        pytest.skip(numba_cuda_missing(), allow_module_level=True)
+
+
 def _probe_device(x):
     return x + 1.0
 

@@ -5,17 +5,10 @@ pip packages). The tests skip when those are missing, and only then: any other e
 compiling a kernel is a failure. The simulator cannot compile PTX, so this file runs
 with it off (the normal suite).
 """
-import numba
 import pytest
+from conftest import skip_module_without_numba_cuda
 
-if numba.config.ENABLE_CUDASIM:
-    pytest.skip("PTX compilation cannot run under the CUDA simulator (NUMBA_ENABLE_CUDASIM=1)",
-                allow_module_level=True)
-
-from conftest import numba_cuda_missing  # noqa: E402
-
-if numba_cuda_missing():                   # only a missing package or library skips
-    pytest.skip(numba_cuda_missing(), allow_module_level=True)
+skip_module_without_numba_cuda()           # only a missing package or library skips
 
 from numba import cuda, types  # noqa: E402
 

@@ -8,17 +8,10 @@ failure. The simulator cannot compile PTX, so this file runs with it off (the no
 """
 import re
 
-import numba
 import pytest
+from conftest import skip_module_without_numba_cuda
 
-if numba.config.ENABLE_CUDASIM:
-    pytest.skip("PTX compilation cannot run under the CUDA simulator (NUMBA_ENABLE_CUDASIM=1)",
-                allow_module_level=True)
-
-from conftest import numba_cuda_missing  # noqa: E402
-
-if numba_cuda_missing():                   # only a missing package or library skips
-    pytest.skip(numba_cuda_missing(), allow_module_level=True)
+skip_module_without_numba_cuda()           # only a missing package or library skips
 
 from numba import cuda, types  # noqa: E402
 
