@@ -6,6 +6,9 @@ pays no compile time. Every failure of the cache (an unwritable directory or HOM
 generated file, corrupted or truncated ``.nbi``/``.nbc`` files, a failed save) costs at most a
 recompile and one :class:`CacheWarning` per cause per process; results stay correct.
 
+The cache is bounded (:func:`max_bytes`, ``JITGRAD_CACHE_MAX_MB``): after a write takes it over the
+cap, the least recently used entries are evicted, under a lock file, down to 80 % of the cap.
+
 >>> import numpy as np
 >>> from jitgrad.backends import cache
 >>> module = cache.load_module("from jitgrad.backends.cache import jit\\n"
@@ -31,9 +34,15 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 import types
 import uuid
 import warnings
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no locking, and so no eviction (see `_flocked`)
+    fcntl = None
 
 import numba
 import numpy as np
@@ -161,6 +170,7 @@ def _write_atomically(path: pathlib.Path, data: bytes) -> None:
         with open(temporary, "xb") as file:
             file.write(data)
         os.replace(temporary, path)
+        _note_written(len(data))
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
@@ -193,6 +203,8 @@ def _materialise(directory: pathlib.Path, name: str, source: str) -> pathlib.Pat
     data = source.encode("utf-8")
     try:
         if path.read_bytes() == data:
+            with contextlib.suppress(OSError):
+                os.utime(path)  # "used": eviction is least recently used first, by mtime
             return path
         _warn_once("source", f"generated file {path} did not match its source (truncated or "
                              "corrupted); replaced it")
@@ -284,11 +296,14 @@ def load_module(source: str) -> types.ModuleType:
         return module
     with _lock:
         if name not in _modules:
-            path, persistent = _locate(name, source)
-            if not persistent:
-                _volatile.add(name)
-            _modules[name] = _exec_module(name, source, path)
-        return _modules[name]
+            with _loading():
+                path, persistent = _locate(name, source)
+                if not persistent:
+                    _volatile.add(name)
+                _modules[name] = _exec_module(name, source, path)
+        module = _modules[name]
+    _settle(wait_s=10.0)
+    return module
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,6 +351,7 @@ class _ChecksummedFile(IndexDataCacheFile):
         body = buffer.getvalue()
         with super()._open_for_write(filepath) as file:  # Numba's temp file + os.replace
             file.write(_MAGIC + _digest(body) + body)
+        _note_written(len(_MAGIC) + 32 + len(body))
 
     def _load_index(self):
         try:
@@ -385,6 +401,8 @@ class _GuardedCache(FunctionCache):
                                f"{self._cache_path} ({type(error).__name__}: {error}); "
                                "it will be recompiled in the next process")
             self.disable()
+        # Called inside Numba's compiler lock: wait briefly, never block (see `_settle`)
+        _settle(wait_s=2.0)
 
 
 def _drop(cache) -> None:
@@ -455,3 +473,237 @@ def call(dispatcher, *args):
         for involved in _involved(dispatcher):
             _drop(involved._cache)
     return dispatcher(*args)
+
+
+# ---------------------------------------------------------------------------------------------
+# A bounded cache: a size cap, least-recently-used eviction, clearing
+# ---------------------------------------------------------------------------------------------
+#
+# An entry is one generated module and everything derived from it, all named after it:
+#   <dir>/jg_<hash>.py                          the source (its mtime: when it was last used)
+#   <dir>/__pycache__/jg_<hash>.<fn>-<line>.pyXY.nbi / .<n>.nbc   Numba's index and code per function
+#   <dir>/.jg_<hash>.py.<uid>.tmp, <dir>/__pycache__/jg_<hash>.*.tmp.<uid>   writes in flight
+# (no .pyc: `_VerifiedSourceLoader` never writes one). An entry is used when it is loaded (the
+# .py is touched) or written; its age is that of its newest file.
+#
+# Safety under concurrency. Loading a module (checking or writing its .py, then executing it,
+# which is when Numba's locator stats and hashes the file) holds a shared flock on
+# <dir>/.jitgrad.lock; eviction holds it exclusively, so no load sees a half-deleted entry. Numba
+# reads .nbi/.nbc later, unlocked, at the first call of each signature: a file evicted meanwhile
+# is a miss (Numba ignores a missing index or data file) and the function is recompiled; files a
+# process saves after its .py was evicted are still valid (the stamp is a hash of the source) and
+# are evicted with their entry's name like any other. Modules already imported stay usable.
+#
+# The size is not recounted after every write: the lock file's text is the size at the last
+# count, to which every writer adds what it wrote (under the lock); only when that passes the cap
+# is the directory scanned (~50 ms per 10,000 files) and the oldest entries deleted.
+
+DEFAULT_MAX_MB = 1024.0
+_LOCK_NAME = ".jitgrad.lock"
+_ENTRY_FILE = re.compile(r"^\.?(jg_[0-9a-f]{20})\.")
+_LOW_WATER = 0.8  # evict down to this fraction of the cap, so that the next writes do not evict
+_IN_FLIGHT_S = 600.0  # a temporary file younger than this may still be renamed into place
+_local = threading.local()  # .loading: how deep this thread is in `_loading`
+_settling = threading.Lock()
+_unaccounted = 0  # bytes this process wrote that the lock file does not count yet
+
+
+def max_bytes() -> int | None:
+    """The cache's size cap in bytes, from ``JITGRAD_CACHE_MAX_MB`` (default 1024 MB); None: none.
+
+    Unset or empty means the default; ``0`` (or a negative number) means no cap; fractions are fine.
+
+    >>> cap = max_bytes()  # with JITGRAD_CACHE_MAX_MB=0.5: 524288; with 0: None
+    >>> cap is None or cap > 0
+    True
+    """
+    text = os.environ.get("JITGRAD_CACHE_MAX_MB", "").strip()
+    try:
+        megabytes = float(text) if text else DEFAULT_MAX_MB
+    except ValueError:
+        _warn_once("max_mb", f"JITGRAD_CACHE_MAX_MB={text!r} is not a number; using {DEFAULT_MAX_MB:g}")
+        megabytes = DEFAULT_MAX_MB
+    return None if megabytes <= 0 else int(megabytes * 2**20)
+
+
+def _note_written(nbytes: int) -> None:
+    """Count a written file as the disk space it takes (whole 4 KiB blocks), as a scan does."""
+    global _unaccounted
+    _unaccounted += -(-nbytes // 4096) * 4096
+
+
+def _acquire(fd: int, mode: int, wait_s: float) -> bool:
+    """flock `fd` in `mode`, polling until `wait_s` has passed (a blocking flock could deadlock
+    against another thread of this process that holds the shared lock and waits for Numba)."""
+    deadline, pause = time.monotonic() + wait_s, 0.002
+    while True:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(pause)
+            pause = min(2 * pause, 0.05)
+
+
+@contextlib.contextmanager
+def _flocked(directory: pathlib.Path, exclusive: bool, wait_s: float):
+    """Yield the lock file's descriptor while holding its flock, or None if that was not possible
+    (no such directory, no fcntl, or still held by others after `wait_s`)."""
+    if fcntl is None:
+        yield None
+        return
+    try:
+        fd = os.open(directory / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        yield None
+        return
+    try:
+        locked = _acquire(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, wait_s)
+        yield fd if locked else None
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def _loading():
+    """Hold the shared lock of the configured cache directory (if any) while a module loads."""
+    try:
+        directory = _configured_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+    except (RuntimeError, OSError):
+        yield
+        return
+    _local.loading = getattr(_local, "loading", 0) + 1
+    try:
+        with _flocked(directory, exclusive=False, wait_s=30.0):
+            yield
+    finally:
+        _local.loading -= 1
+
+
+def _entries(directory: pathlib.Path) -> dict[str, list[tuple[str, int, float, bool]]]:
+    """Entry name -> its files as (path, bytes on disk, mtime, write in flight)."""
+    entries: dict[str, list[tuple[str, int, float, bool]]] = {}
+    now = time.time()
+    for folder in (directory, directory / "__pycache__"):
+        try:
+            scan = os.scandir(folder)
+        except OSError:
+            continue
+        with scan:
+            for item in scan:
+                match = _ENTRY_FILE.match(item.name)
+                try:
+                    stat = item.stat(follow_symlinks=False) if match else None
+                except OSError:  # deleted meanwhile
+                    continue
+                if stat is None:
+                    continue
+                temporary = item.name.endswith(".tmp") or ".tmp." in item.name
+                size = max(stat.st_size, getattr(stat, "st_blocks", 0) * 512)
+                entries.setdefault(match.group(1), []).append(
+                    (item.path, size, stat.st_mtime, temporary and now - stat.st_mtime < _IN_FLIGHT_S))
+    return entries
+
+
+def _remove(files: list[tuple[str, int, float, bool]]) -> int:
+    """Delete an entry's files (not writes in flight), Numba's first; the bytes left."""
+    left = 0
+    for path, size, _, in_flight in sorted(files, key=lambda f: f[0].endswith(".py")):
+        try:
+            if in_flight:
+                raise OSError
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            left += size
+    return left
+
+
+def _evict(directory: pathlib.Path, cap: int) -> int:
+    """Count the cache; if it is over `cap`, delete least recently used entries down to
+    `_LOW_WATER * cap`. Returns the size left. Call with the exclusive lock held."""
+    entries = _entries(directory)
+    sizes = {name: sum(f[1] for f in files) for name, files in entries.items()}
+    total = sum(sizes.values())
+    if total > cap:
+        for name in sorted(entries, key=lambda n: max(f[2] for f in entries[n])):
+            if total <= _LOW_WATER * cap:
+                break
+            total -= sizes[name] - _remove(entries[name])
+    return total
+
+
+def _read_count(fd: int) -> int | None:
+    try:
+        return int(os.pread(fd, 32, 0))
+    except ValueError:  # a new lock file, or a count cut short
+        return None
+
+
+def _write_count(fd: int, total: int) -> None:
+    os.pwrite(fd, b"%020d\n" % total, 0)
+
+
+def _settle(wait_s: float) -> None:
+    """Add what this process wrote to the cache's count, and evict if that passes the cap.
+
+    Skipped inside a load of this thread (it holds the shared lock; the load settles after it)
+    and while another thread settles; bytes not yet counted wait for the next call or exit.
+    """
+    global _unaccounted
+    if not _unaccounted or getattr(_local, "loading", 0) or not _settling.acquire(blocking=False):
+        return
+    try:
+        cap = max_bytes()
+        if cap is None:
+            _unaccounted = 0
+            return
+        with _flocked(_configured_dir(), exclusive=True, wait_s=wait_s) as fd:
+            if fd is None:
+                return
+            pending, _unaccounted = _unaccounted, 0
+            count = _read_count(fd)
+            total = None if count is None else count + pending
+            if total is None or total > cap:
+                total = _evict(_configured_dir(), cap)
+            _write_count(fd, total)
+    except (OSError, RuntimeError):  # RuntimeError: no HOME; an unusable cache is warned about elsewhere
+        pass
+    finally:
+        _settling.release()
+
+
+atexit.register(_settle, wait_s=5.0)
+
+
+def cache_info(directory: pathlib.Path | None = None) -> dict:
+    """The cache directory, its entries, its size in bytes (on disk) and its cap (None: none).
+
+    >>> sorted(cache_info())
+    ['bytes', 'directory', 'entries', 'max_bytes']
+    """
+    directory = _configured_dir() if directory is None else pathlib.Path(directory)
+    entries = _entries(directory)
+    return {"directory": str(directory), "entries": len(entries),
+            "bytes": sum(f[1] for files in entries.values() for f in files), "max_bytes": max_bytes()}
+
+
+def clear_cache(directory: pathlib.Path | None = None) -> tuple[int, int]:
+    """Delete every entry of the disk cache; returns (entries, bytes) deleted.
+
+    Safe while other processes use the cache: they recompile what they load next; modules they
+    already imported keep working. Writes in flight are left alone.
+    """
+    directory = _configured_dir() if directory is None else pathlib.Path(directory)
+    with _flocked(directory, exclusive=True, wait_s=30.0) as fd:
+        if fd is None and fcntl is not None and (directory / _LOCK_NAME).exists():
+            raise TimeoutError(f"the jitgrad cache {directory} stayed locked for 30 s")
+        entries = _entries(directory)
+        removed = sum(sum(f[1] for f in files) - _remove(files) for files in entries.values())
+        if fd is not None:
+            _write_count(fd, sum(f[1] for files in entries.values() for f in files) - removed)
+    return len(entries), removed
