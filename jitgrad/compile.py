@@ -7,8 +7,11 @@ updates, all computed from the old values.
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
+from . import tiered
 from .functions import as_tensor, astype
 from .graph import Tensor, check_array
 from .lower import Lowered, lower
@@ -105,7 +108,7 @@ class Executable:
     list what it reads.
     """
 
-    def __init__(self, inputs, outputs, *, target="cpu", updates=None, **options):
+    def __init__(self, inputs, outputs, *, target="cpu", updates=None, wait=None, **options):
         unknown = set(options) - set(OPTIONS)
         if unknown:
             raise TypeError(f"compile: unknown option(s) {sorted(unknown)}; known: {sorted(OPTIONS)}")
@@ -117,6 +120,13 @@ class Executable:
         self.params = [node for _, node in self.schedule.params]
         self.target, self.options = target, {**OPTIONS, **options}
         self._program: Program = TARGETS[target](self.schedule, **self.options)
+        self._switch = threading.Lock()        # the tier changes between calls, under this lock
+        self._pending: tiered.CompiledTier | None = None    # the compiled tier, while being built
+        self._failure: tuple | None = None     # (kind, error) of a background build that failed
+        self._compiled = self._program
+        if target == "cpu" and tiered.enabled(wait):
+            self._pending = tiered.CompiledTier(self._program)
+            self._program = NumpyProgram(self.schedule)
 
         self._sizes = self._size_classes()
         self._names = [x.name for x in self.inputs]
@@ -187,6 +197,8 @@ class Executable:
         return checked
 
     def __call__(self, *args, **kwargs):
+        if self._pending is not None and self._pending.done():
+            self._take_compiled_tier()
         if self._entry is not None and not kwargs and len(args) == len(self._names):
             results = self._entry(*args)      # None unless every argument is exactly as compiled
             if results is not None:
@@ -201,29 +213,105 @@ class Executable:
             checked, sizes = self._check(arrays)
         else:
             sizes = {}
+        pending = self._pending
+        if pending is not None and pending.future is None:
+            with self._switch:
+                if pending.future is None:
+                    pending.start(checked, sizes)
         results = self._program(checked, sizes)
         for state, value in zip(self._updated, results[self._n_out:]):
             state.assign(value)            # a fresh array of the param's dtype and shape
         return results[0] if self._single else tuple(results[:self._n_out])
 
+    # -- tiers -------------------------------------------------------------------
+
+    @property
+    def tier(self) -> str:
+        """Which tier runs now: "reference" until the compiled program takes over, then the
+        target's name."""
+        return "reference" if self._program is not self._compiled else self.target
+
+    @property
+    def ready(self) -> bool:
+        """Whether the compiled tier runs (always, unless compiled with ``wait=False``)."""
+        return self._program is self._compiled
+
+    def _use(self, program: Program) -> None:
+        self._entry = program.entry(self._fixed) if self._all_fixed else None
+        self._program = program
+
+    def _take_compiled_tier(self) -> None:
+        """Switch to the compiled program if its worker delivered it; warn if it cannot."""
+        with self._switch:
+            pending = self._pending
+            if pending is None or not pending.done():
+                return
+            self._pending = None
+            kind, error = pending.outcome()
+            if kind == "ready":
+                self._use(pending.program)
+                return
+            self._failure = (kind, error, pending)
+        what = "failed" if kind == "failed" else "could not be delivered by its worker process"
+        then = "f.wait() raises the error" if kind == "failed" else "f.wait() compiles it in this process"
+        tiered.warn(f"the background compilation of {self!r} {what} ({type(error).__name__}: {error}); "
+                    f"the reference tier keeps running; {then}")
+
+    def wait(self, timeout: float | None = None) -> Executable:
+        """Block until the compiled tier runs (a no-op unless compiled with ``wait=False``).
+
+        Raises the error of a background compilation that failed. When a worker could not
+        deliver the program (it was killed, or the disk cache could not hold it), compiles it
+        in this process. Before the first call there is nothing to compile ahead: the compiled
+        program takes over and compiles at the next call, as with ``wait=True``.
+        """
+        if self._failure is not None:
+            kind, error, pending = self._failure
+            if kind == "failed":
+                raise error
+            with self._switch:
+                pending.compile_here()
+                self._use(pending.program)
+                self._failure = None
+            return self
+        pending = self._pending
+        if pending is None:
+            return self
+        if pending.future is not None:
+            pending.outcome(timeout)          # blocks; a TimeoutError propagates
+            self._take_compiled_tier()
+            return self.wait()
+        with self._switch:
+            if self._pending is pending and pending.future is None:
+                self._use(pending.program)
+                self._pending = None
+        return self.wait()
+
     @property
     def source(self) -> str:
-        """The generated source that runs (compiled targets only)."""
-        if self._program.source is None:
+        """The generated source of the compiled program (compiled targets only)."""
+        if self._compiled.source is None:
             raise AttributeError(f"target {self.target!r} runs no generated source")
-        return self._program.source
+        return self._compiled.source
 
     def __repr__(self) -> str:
         return (f"<jitgrad Executable target={self.target!r} inputs={self._names} "
                 f"{len(self.schedule)} equations>")
 
 
-def compile(inputs, outputs, *, target: str = "cpu", updates=None, **options) -> Executable:  # noqa: A001
+def compile(inputs, outputs, *, target: str = "cpu", updates=None, wait: bool | None = None,  # noqa: A001
+            **options) -> Executable:
     """Compile the graph from ``inputs`` to ``outputs`` into a callable.
 
     ``target="cpu"`` (the default) fuses the graph into Numba kernels and runs
     it as one compiled program; ``"numpy"`` is the unfused reference.  Options:
     ``parallel`` (threads for large kernels) and ``fastmath`` (Numba's flag).
+
+    ``wait=False`` (tiered execution, ``target="cpu"`` only): calls run on the reference
+    interpreter at once while a worker process compiles the program into the disk cache, and
+    switch to it when it is ready (``f.tier``, ``f.ready``; ``f.wait()`` blocks until then).
+    ``wait=True``: the first call compiles in this process. ``None`` (the default) asks the
+    ``JITGRAD_TIERED`` environment variable (see ``jitgrad.tiered``).
 
     >>> import jitgrad as jg, numpy as np
     >>> x = jg.input("x", (None,))
@@ -231,5 +319,5 @@ def compile(inputs, outputs, *, target: str = "cpu", updates=None, **options) ->
     >>> float(f(np.arange(3.0)))
     5.0
     """
-    return Executable(inputs, outputs, target=target, updates=updates, **options)
+    return Executable(inputs, outputs, target=target, updates=updates, wait=wait, **options)
 

@@ -364,6 +364,7 @@ class CpuProgram(Program):
         for source in writer.kernel_sources:
             load_module(source)
         self.source = "\n\n".join(writer.kernel_sources + [program])
+        self.module_sources = [*writer.kernel_sources, program]    # in load order; the program last
         self._entry = load_module(program).program
         self._consts = [np.ascontiguousarray(value) for v, value in schedule.consts
                         if v not in writer.inlined]
@@ -403,6 +404,17 @@ class CpuProgram(Program):
             return self._run(args, params, dims, self._workspace[1])
         finally:
             self._lock.release()
+
+    def arguments(self, args: list, sizes: dict) -> tuple:
+        """What a call on checked ``args`` passes to the compiled ``program``: the values whose
+        Numba types it is compiled for, ahead of the call (jitgrad.tiered does, in a worker)."""
+        args = [a.item() if i in self._scalar_inputs and type(a) is np.ndarray else a
+                for i, a in enumerate(args)]
+        fixed = (*args, *(state.array for state in self._states), *self._consts)
+        if not self._dims and not self._plan.slots:
+            return fixed
+        dims = (np.array([resolve_dim(d, sizes) for d in self._dims], np.int64),) if self._dims else ()
+        return (*fixed, *self._plan.allocate(sizes), *dims)
 
     def _run(self, args, params, dims, workspace) -> list:
         extra = (dims,) if self._dims else ()

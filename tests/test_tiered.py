@@ -1,0 +1,167 @@
+"""Tiered execution (jg.compile(..., wait=False)): the reference tier first, the compiled tier
+after a worker process has filled the disk cache; the switch, failures, and clean exits."""
+import os
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+import jitgrad as jg
+from jitgrad import tiered
+
+TIMEOUT = 120     # seconds for a worker to compile a small graph on a loaded 2-core machine
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path_factory, monkeypatch):
+    """One cache directory for the module: the graphs here compile once."""
+    path = tmp_path_factory.getbasetemp() / "tiered-cache"
+    monkeypatch.setenv("JITGRAD_CACHE_DIR", str(path))
+    return path
+
+
+def _model(seed=0):
+    x = jg.input("x", (None,))
+    w = jg.param("w", np.random.default_rng(seed).uniform(0.1, 1.0, 7))
+    # ops on which the reference and the CPU program agree bit for bit (the gradients of tanh
+    # and exp may differ in the last bit: see README)
+    loss = jg.sum(jg.sin(x * w) * w + 0.5 * w * w * x)
+    (g,) = jg.grad(loss, [w])
+    return x, w, loss, g
+
+
+def _until_switch(f, *args, timeout=TIMEOUT):
+    results = []
+    deadline = time.monotonic() + timeout
+    while not f.ready:
+        assert time.monotonic() < deadline, "the compiled tier never took over"
+        results.append((f.tier, f(*args)))
+        time.sleep(0.02)
+    return results
+
+
+def test_first_call_runs_on_the_reference_tier_then_switches_with_the_same_results():
+    x, w, loss, g = _model()
+    f = jg.compile([x], [loss, g], wait=False)
+    xs = np.linspace(-2.0, 2.0, 7)
+    first = f(xs)
+    assert f.tier == "reference" or f.ready      # returned before compilation could finish
+    before = _until_switch(f, xs)
+    assert f.tier == "cpu" and f.ready
+    after = f(xs)
+    for _tier, got in [("reference", first)] + before:
+        for a, b in zip(got, after):
+            np.testing.assert_array_equal(a, b)
+    assert "def program" in f.source
+
+
+def test_sgd_steps_through_the_switch_equal_the_same_steps_compiled():
+    def steps(wait, n=40):
+        x, w, loss, g = _model(seed=1)
+        f = jg.compile([x], loss, updates={w: w - 0.05 * g}, wait=wait)
+        xs = np.linspace(-1.0, 1.5, 7)
+        losses, tiers = [], []
+        for _ in range(n):
+            losses.append(f(xs))
+            tiers.append(f.tier)
+            if not wait and len(losses) == n // 2:
+                f.wait()                  # the second half surely compiled
+        return np.array(losses), w.value, tiers
+
+    tiered_losses, tiered_w, tiers = steps(False)
+    compiled_losses, compiled_w, _ = steps(True)
+    assert tiers[0] == "reference" and tiers[-1] == "cpu"
+    np.testing.assert_array_equal(tiered_losses, compiled_losses)
+    np.testing.assert_array_equal(tiered_w, compiled_w)
+
+
+def test_a_failing_background_compile_warns_and_wait_raises(monkeypatch):
+    import numba
+    monkeypatch.setattr(tiered, "_signature", lambda values: (numba.types.unicode_type,) * len(values))
+    x, w, loss, g = _model()
+    f = jg.compile([x], loss, wait=False)
+    xs = np.ones(7)
+    want = jg.compile([x], loss, target="numpy")(xs)
+    deadline = time.monotonic() + TIMEOUT
+    with pytest.warns(tiered.TieredWarning, match="failed"):
+        while f._pending is not None:
+            assert time.monotonic() < deadline
+            np.testing.assert_array_equal(f(xs), want)
+            time.sleep(0.02)
+    assert f.tier == "reference" and not f.ready
+    np.testing.assert_array_equal(f(xs), want)
+    with pytest.raises(numba.core.errors.TypingError) as raised:
+        f.wait()
+    assert "compile worker" in "".join(getattr(raised.value, "__notes__", []))
+
+
+def test_a_killed_worker_leaves_the_reference_tier_running():
+    x, w, loss, g = _model(seed=3)
+    x2 = jg.input("x2", (None, 2))                 # a graph no other test compiled: a longer job
+    f = jg.compile([x, x2], loss + jg.sum(jg.sin(x2) * jg.max(x2, axis=1, keepdims=True)), wait=False)
+    xs, x2s = np.ones(7), np.arange(6.0).reshape(3, 2)
+    want = f(xs, x2s)
+    pids = tiered.worker_pids()
+    assert pids
+    for pid in pids:
+        os.kill(pid, 9)
+    with pytest.warns(tiered.TieredWarning, match="could not be delivered"):
+        deadline = time.monotonic() + TIMEOUT
+        while f._pending is not None:
+            assert time.monotonic() < deadline
+            assert f(xs, x2s) == want
+            time.sleep(0.02)
+    assert f.tier == "reference"
+    assert f.wait().tier == "cpu"                  # compiled in this process
+    assert f(xs, x2s) == want
+    g2 = jg.compile([x], 2 * loss, wait=False)     # a new worker serves the next function
+    g2(xs)
+    assert g2.wait().tier == "cpu"
+
+
+SCRIPT = """
+import sys, time, numpy as np, jitgrad as jg
+from jitgrad import tiered
+x = jg.input("x", (None,))
+f = jg.compile([x], jg.sum(jg.cos(x) * {k}), wait=False)   # no __main__ guard: workers must not rerun this
+print(float(f(np.ones(3))), f.tier, flush=True)
+print(*tiered.worker_pids(), flush=True)
+if {wait}:
+    f.wait()
+    print(f.tier, flush=True)
+"""
+
+
+@pytest.mark.parametrize("wait", [False, True], ids=["exit-mid-compile", "exit-after-switch"])
+def test_no_worker_outlives_the_script(tmp_path, wait):
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT.format(k=3.0 + wait + time.time() % 1, wait=wait))   # a fresh graph each run
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=TIMEOUT,
+                         env={**os.environ, "JITGRAD_CACHE_DIR": str(tmp_path / "cache")})
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].endswith("reference")
+    pids = [int(p) for p in lines[1].split()]
+    assert pids
+    if wait:
+        assert lines[2] == "cpu"
+    else:
+        assert time.monotonic() - start < 30       # exit does not wait for the compile
+    time.sleep(0.5)
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_wait_true_and_the_default_run_compiled():
+    x, w, loss, g = _model()
+    f = jg.compile([x], loss, wait=True)
+    assert f.ready and f.tier == "cpu" and f.wait() is f
+    assert jg.compile([x], loss, target="numpy").tier == "numpy"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        f(np.ones(7))
