@@ -18,11 +18,16 @@ no ``@`` and no ``np.linalg`` below: products go through ``scipy.linalg.blas.dge
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import scipy.linalg
 from scipy.linalg import blas
 
 import jitgrad as jg
+
+# The benchmarks time the compiled tier: every compile here waits for it (jitgrad.tiered).
+os.environ.setdefault("JITGRAD_TIERED", "0")
 
 W4_SIZES = (64, 256, 512)
 W4_RHS = (1, 32)

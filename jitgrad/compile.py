@@ -124,7 +124,7 @@ class Executable:
         self._pending: tiered.CompiledTier | None = None    # the compiled tier, while being built
         self._failure: tuple | None = None     # (kind, error) of a background build that failed
         self._compiled = self._program
-        if target == "cpu" and tiered.enabled(wait):
+        if target == "cpu" and tiered.enabled(wait) and not self.schedule.has_collectives:
             self._pending = tiered.CompiledTier(self._program)
             self._program = NumpyProgram(self.schedule)
 
@@ -218,6 +218,8 @@ class Executable:
             with self._switch:
                 if pending.future is None:
                     pending.start(checked, sizes)
+            if pending.done():                 # the disk cache had it: compiled from this call on
+                self._take_compiled_tier()
         results = self._program(checked, sizes)
         for state, value in zip(self._updated, results[self._n_out:]):
             state.assign(value)            # a fresh array of the param's dtype and shape
@@ -310,8 +312,10 @@ def compile(inputs, outputs, *, target: str = "cpu", updates=None, wait: bool | 
     ``wait=False`` (tiered execution, ``target="cpu"`` only): calls run on the reference
     interpreter at once while a worker process compiles the program into the disk cache, and
     switch to it when it is ready (``f.tier``, ``f.ready``; ``f.wait()`` blocks until then).
-    ``wait=True``: the first call compiles in this process. ``None`` (the default) asks the
-    ``JITGRAD_TIERED`` environment variable (see ``jitgrad.tiered``).
+    ``wait=True``: the first call compiles in this process. ``None`` (the default) is
+    ``wait=False`` unless the environment sets ``JITGRAD_TIERED=0`` (see ``jitgrad.tiered``).
+    A graph with collectives (``jg.distributed``) always compiles in this process: every rank
+    runs the same tier.
 
     >>> import jitgrad as jg, numpy as np
     >>> x = jg.input("x", (None,))

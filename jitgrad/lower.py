@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from .fusion import Kernel, defer_collectives, fuse
+from .fusion import Collective, Kernel, defer_collectives, fuse
 from .graph import Tensor, inputs_of, topological_order
 from .memory import MemoryPlan, plan_memory
 from .ops import leaf, linalg, shape as sh
@@ -38,6 +38,11 @@ class Lowered(Schedule):
     values_only: frozenset
     states: tuple
     constraints: tuple
+
+    @property
+    def has_collectives(self) -> bool:
+        """Whether a call takes part in collectives (every rank must run the same tier)."""
+        return any(isinstance(step, Collective) for step in self.steps)
 
     @property
     def update_states(self) -> tuple:

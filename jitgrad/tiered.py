@@ -31,9 +31,10 @@ class TieredWarning(RuntimeWarning):
 
 
 def enabled(wait) -> bool:
-    """Whether a compile with this ``wait`` runs tiered: ``wait=None`` asks ``JITGRAD_TIERED``."""
+    """Whether a compile with this ``wait`` runs tiered: ``wait=None`` (the default) asks
+    ``JITGRAD_TIERED``, which is on unless set to 0."""
     if wait is None:
-        return os.environ.get("JITGRAD_TIERED", "0") not in ("0", "", "false", "no")
+        return os.environ.get("JITGRAD_TIERED", "1").lower() not in ("0", "false", "no", "off")
     return not wait
 
 
@@ -271,12 +272,26 @@ class CompiledTier:
         self.submitted_at = None
 
     def start(self, args: list, sizes: dict) -> None:
-        """Hand the program's source and its arguments' types to a worker."""
+        """Hand the program's source and its arguments' types to a worker; or, when the disk
+        cache holds the program already, nothing: loading it here is faster than any worker."""
         from .backends.cache import _configured_dir
         self.signature = _signature(self.program.arguments(args, sizes))
         self.submitted_at = time.perf_counter()
+        if self._in_disk_cache():
+            self.future = Future()
+            self.future.set_result({"seconds": 0.0, "problem": None})
+            return
         self.future = _executor().submit(_compile_job, str(_configured_dir()),
                                          list(self.program.module_sources), self.signature)
+
+    def _in_disk_cache(self) -> bool:
+        from .backends import cache
+        program = cache.load_module(self.program.module_sources[-1]).program
+        try:                           # best effort: numba's private structures
+            store = program._cache
+            return store._index_key(self.signature, program.targetctx.codegen()) in store._cache_file._load_index()
+        except Exception:
+            return False
 
     def done(self) -> bool:
         return self.future is not None and self.future.done()

@@ -1,7 +1,13 @@
 """Shared fixtures, and the probe that decides whether the PTX tests can run here."""
 import functools
+import os
 
 import pytest
+
+# The suite tests each target itself: compiled functions run compiled from their first call
+# (tests/test_tiered.py asks for tiered execution with wait=False). Set before any compile, and
+# inherited by the subprocesses tests start (examples, mpiexec).
+os.environ["JITGRAD_TIERED"] = "0"
 
 # What a missing NVVM, NVRTC, libdevice or CUDA driver library raises. numba's own numba.cuda
 # raises NvvmSupportError, CudaSupportError & co. (ImportError subclasses); numba-cuda finds
