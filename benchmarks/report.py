@@ -217,9 +217,9 @@ def measure_w6(rep: Report, quick: bool):
     cold_runs = 1 if quick else 2
     warm_runs = 2 if quick else 3
     results = {}
-    for which in ("jitgrad", "njit"):
+    for which in ("jitgrad", "tiered", "njit"):
         progress(f"W6 {which}: {cold_runs} cold + {warm_runs} warm subprocesses")
-        cold = [W.w6_cold(which) for _ in range(cold_runs if which == "jitgrad" else 1)]
+        cold = [W.w6_cold(which) for _ in range(cold_runs if which != "njit" else 1)]
         with tempfile.TemporaryDirectory(prefix="jg-report-w6-") as d:
             W.w6_first_result(pathlib.Path(d), which)
             warm = [W.w6_first_result(pathlib.Path(d), which) for _ in range(warm_runs)]
@@ -232,7 +232,7 @@ def measure_w6(rep: Report, quick: bool):
                       + ", ".join(f"{r['total']:.2f} s" for r in runs))
     if results["jitgrad"][0][0].get("numba_imported_by_jitgrad"):
         rep.note("`import jitgrad` imports numba: its import time is outside the W6 figures")
-    (jc, jw), (nc, nw) = results["jitgrad"], results["njit"]
+    (jc, jw), (tc, tw), (nc, nw) = results["jitgrad"], results["tiered"], results["njit"]
     cold_jg = statistics.median(r["total"] for r in jc)
     cold_nj = statistics.median(r["total"] for r in nc)
     warm_jg = statistics.median(r["total"] for r in jw)
@@ -243,6 +243,17 @@ def measure_w6(rep: Report, quick: bool):
     rep.row("W6 compile: W3 step, warm cache", "new process, after `import jitgrad` to first loss",
             fmt_time(warm_jg), f"@njit step {fmt_time(warm_nj)}", fmt_ratio(ratio(warm_jg, warm_nj)),
             "<= 0.3 s", warm_jg <= 0.3)
+    first_cold, first_warm = (statistics.median(r["total"] for r in runs) for runs in (tc, tw))
+    compiled_cold = statistics.median(r["compiled"] for r in tc)
+    rep.row("W6 tiered (the default): W3 step, cold caches", "new process, to the first loss",
+            fmt_time(first_cold), f"compiled first {fmt_time(cold_jg)}", fmt_ratio(ratio(first_cold, cold_jg)),
+            "<= 1.0 s", first_cold <= 1.0)
+    rep.row("W6 tiered (the default): W3 step, warm cache", "new process, to the first loss",
+            fmt_time(first_warm), f"compiled first {fmt_time(warm_jg)}", fmt_ratio(ratio(first_warm, warm_jg)),
+            "<= 0.3 s", first_warm <= 0.3)
+    rep.row("W6 tiered: W3 step, cold caches", "new process, to the compiled tier (stepping meanwhile)",
+            fmt_time(compiled_cold), f"compiled first {fmt_time(cold_jg)}", fmt_ratio(ratio(compiled_cold, cold_jg)),
+            "<= 5 s", compiled_cold <= 5.0)
 
 
 def _kib_as_mib(kib) -> str:
