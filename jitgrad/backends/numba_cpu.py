@@ -389,9 +389,7 @@ class CpuProgram(Program):
     def __call__(self, args: list, sizes: dict) -> list:
         """Run on checked arguments; returns the outputs, then the new param values."""
         params = [state.array for state in self._states]
-        if self._scalar_inputs:
-            args = [a.item() if i in self._scalar_inputs and type(a) is np.ndarray else a
-                    for i, a in enumerate(args)]
+        args = self._as_compiled(args)
         if not self._dims and not self._plan.slots:     # nothing to size, nothing to share
             return self._box(self._entry(*args, *params, *self._consts))
         dims = np.array([resolve_dim(d, sizes) for d in self._dims], np.int64)
@@ -405,20 +403,25 @@ class CpuProgram(Program):
         finally:
             self._lock.release()
 
+    def _as_compiled(self, args: list) -> list:
+        """0-d inputs as Python numbers, as the program is compiled for them."""
+        if not self._scalar_inputs:
+            return args
+        return [a.item() if i in self._scalar_inputs and type(a) is np.ndarray else a
+                for i, a in enumerate(args)]
+
+    def _program_args(self, args, params, dims, workspace) -> tuple:
+        return (*args, *params, *self._consts, *workspace, *((dims,) if self._dims else ()))
+
     def arguments(self, args: list, sizes: dict) -> tuple:
         """What a call on checked ``args`` passes to the compiled ``program``: the values whose
         Numba types it is compiled for, ahead of the call (jitgrad.tiered does, in a worker)."""
-        args = [a.item() if i in self._scalar_inputs and type(a) is np.ndarray else a
-                for i, a in enumerate(args)]
-        fixed = (*args, *(state.array for state in self._states), *self._consts)
-        if not self._dims and not self._plan.slots:
-            return fixed
-        dims = (np.array([resolve_dim(d, sizes) for d in self._dims], np.int64),) if self._dims else ()
-        return (*fixed, *self._plan.allocate(sizes), *dims)
+        dims = np.array([resolve_dim(d, sizes) for d in self._dims], np.int64)
+        return self._program_args(self._as_compiled(args), [state.array for state in self._states],
+                                  dims, self._plan.allocate(sizes) if self._plan.slots else ())
 
     def _run(self, args, params, dims, workspace) -> list:
-        extra = (dims,) if self._dims else ()
-        return self._box(call(self._entry, *args, *params, *self._consts, *workspace, *extra))
+        return self._box(call(self._entry, *self._program_args(args, params, dims, workspace)))
 
     def _box(self, results) -> list:
         results = list(results)
