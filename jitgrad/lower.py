@@ -50,11 +50,9 @@ class Lowered(Schedule):
         index = {id(node): k for k, (_, node) in enumerate(self.params)}
         return tuple(self.states[index[id(p)]] for p, _ in self.updates)
 
-    def __str__(self) -> str:
-        lines = [Schedule.__str__(self).splitlines()[0]]
-        if self.params:
-            lines.append(f"  params {' '.join(f'{v}:{v.type_str()}' for v, _ in self.params)} ;")
-        lines += [f"  {v}:{v.type_str()} = const" for v, _ in self.consts]
+    def _body_lines(self) -> list[str]:
+        """The constants (names only), then the steps: each kernel with the equations it fused."""
+        lines = [f"  {v}:{v.type_str()} = const" for v, _ in self.consts]
         number = 0
         for step in self.steps:
             if isinstance(step, Kernel):
@@ -63,10 +61,7 @@ class Lowered(Schedule):
                 number += 1
             else:
                 lines.append(f"  {step.eqn}")
-        lines.append(f"  return ({', '.join(map(str, self.outputs))})")
-        if self.updates:
-            lines.append("  updates " + ", ".join(f"{p.name} <- {v}" for p, v in self.updates))
-        return "\n".join(lines) + " }"
+        return lines
 
 
 def lower(inputs: list[Tensor], outputs: list[Tensor], updates: list[tuple[Tensor, Tensor]]) -> Lowered:

@@ -67,14 +67,19 @@ class Schedule:
         lines = [f"{{ lambda {binders(self.inputs)} ;"]
         if self.params:
             lines.append(f"  params {binders(v for v, _ in self.params)} ;")
-        for v, value in self.consts:
-            shown = np.array2string(value, threshold=6, separator=",") if value.size <= 6 else "..."
-            lines.append(f"  {v}:{v.type_str()} = const {shown}")
-        lines += [f"  {e}" for e in self.eqns]
+        lines += self._body_lines()
         lines.append(f"  return ({', '.join(map(str, self.outputs))})")
         if self.updates:
             lines.append("  updates " + ", ".join(f"{p.name} <- {v}" for p, v in self.updates))
         return "\n".join(lines) + " }"
+
+    def _body_lines(self) -> list[str]:
+        """The constants and the equations, one per line."""
+        lines = []
+        for v, value in self.consts:
+            shown = np.array2string(value, threshold=6, separator=",") if value.size <= 6 else "..."
+            lines.append(f"  {v}:{v.type_str()} = const {shown}")
+        return lines + [f"  {e}" for e in self.eqns]
 
     def __len__(self) -> int:
         return len(self.eqns)
