@@ -36,7 +36,7 @@ checkpoint_p = Primitive(
     shape=lambda y, *xs, fn, index, region, n_args: Aval(y.dims, y.dtype),
     ref=lambda y, *xs, fn, index, region, n_args: y,
     vjp=_checkpoint_vjp,
-    jvp=lambda b, x_dots, y, value, *xs, fn, index, region, n_args: x_dots[0],
+    jvp=lambda b, x_dots, y, value, *xs, fn, index, region, n_args: x_dots[0], marker=True,
     doc="Output ``index`` of a checkpointed region: (value, region arguments, free variables).",
 )
 

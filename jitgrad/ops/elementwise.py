@@ -240,7 +240,7 @@ convert_p = Primitive(
 stop_gradient_p = Primitive(
     "stop_gradient", shape=lambda x: Aval(x.dims, x.dtype), ref=lambda x: x, scalar="{0}",
     vjp=lambda b, y_bar, y, x: (None,), jvp=lambda b, x_dots, y, x: None,
-    doc="Identity whose derivative is zero.",
+    marker=True, doc="Identity whose derivative is zero.",
 )
 
 PRIMITIVES = (

@@ -686,7 +686,7 @@ def _eigh_function_jvp(b, x_dots, y, value, a, v, d, gw):
 eigh_function_p = Primitive(
     "eigh_function", shape=_spectral_shape("eigh_function"), nin=5,
     ref=lambda y, a, v, d, gw: y, scalar="{0}",
-    vjp=_eigh_function_vjp, jvp=_eigh_function_jvp,
+    vjp=_eigh_function_vjp, jvp=_eigh_function_jvp, marker=True,
     doc="V diag(g(w)) Vᵀ (input 0, as computed) with the Daleckii–Krein derivative in A "
         "(input 1), from V (2), the divided differences of g (3) and g(w) (4, diagonal).",
 )
@@ -750,7 +750,7 @@ def _svd_function_jvp(b, x_dots, y, value, a, u, v, dm, dp, gs):
 svd_function_p = Primitive(
     "svd_function", shape=_spectral_shape("svd_function"), nin=7,
     ref=lambda y, a, u, v, dm, dp, gs: y, scalar="{0}",
-    vjp=_svd_function_vjp, jvp=_svd_function_jvp,
+    vjp=_svd_function_vjp, jvp=_svd_function_jvp, marker=True,
     doc="U diag(g(s)) Vᵀ (input 0, as computed, m >= n) with the exact derivative in A "
         "(input 1), from U, V, the divided differences D⁻, D⁺ of g and g(s) (inputs 2-6; "
         "all but U padded with zero rows to m rows).",
