@@ -4,10 +4,13 @@ Each random graph is compiled (rewrites, schedule, buffer freeing) and compared
 bit for bit with an eager evaluation of the original, unrewritten graph, for
 the values and for the gradients.
 """
+from unittest import mock
+
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
 import jitgrad as jg
+from jitgrad.backends import program_split
 from jitgrad.graph import topological_order
 from jitgrad.ops import leaf
 from jitgrad.primitive import resolve_dim
@@ -87,6 +90,17 @@ def test_cpu_target_matches_the_reference(steps, seed, batch):
     rng = np.random.default_rng(seed)
     env = {"x": rng.normal(size=(batch, 4)), "y": rng.normal(size=4), "z": rng.normal(size=(batch, 1))}
     check_target(inputs, outputs, env, "cpu", rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=8, deadline=None)
+@given(programs(), st.integers(0, 2 ** 31 - 1))
+def test_cpu_programs_cut_into_segments_match_the_reference(steps, seed):
+    """Every program cut after every few lines: what a segment takes and returns is right."""
+    inputs, outputs = _random_graph(steps)
+    rng = np.random.default_rng(seed)
+    env = {"x": rng.normal(size=(2, 4)), "y": rng.normal(size=4), "z": rng.normal(size=(2, 1))}
+    with mock.patch.object(program_split, "MIN_LINES", 1), mock.patch.object(program_split, "MAX_LINES", 3):
+        check_target(inputs, outputs, env, "cpu", rtol=1e-9, atol=1e-12)
 
 
 @settings(max_examples=30, deadline=None)

@@ -23,6 +23,7 @@ from .cache import call, load_module, module_name
 from .kernel_body import COMBINE, HELPERS, KernelBody, identity, import_helpers, literal, np_type
 from .linalg_calls import LINALG
 from .program import Program
+from .program_split import imported_names, split
 
 PARALLEL_MIN_SIZE = 32768    # elements below which threads cost more than they save
 
@@ -33,6 +34,11 @@ from numba import prange
 from jitgrad.backends.cache import jit
 """ + import_helpers("jitgrad.backends.scalars", HELPERS + ("matmul_floats", "matmul_ints"))
 
+
+_PRELUDE_NAMES = set(imported_names([_PRELUDE]))
+
+# Functions only the program calls need no entry from Python: Numba skips their wrappers.
+_CALLEE = "{}, no_cpython_wrapper=True, no_cfunc_wrapper=True)"
 
 _ACCUMULATE = {rd.reduce_sum_p: "{0} += {1}", rd.reduce_prod_p: "{0} *= {1}"}
 
@@ -59,7 +65,7 @@ class CpuKernelWriter(KernelBody):
         extents = [f"n{a}" for a in range(self.rank)]
         params = [self.arg[v] for v in self.reads + self.writes] + extents
         threads = ", parallel=True" if self.parallel else ""
-        out = [f"@jit(error_model='numpy', fastmath={self.fastmath}{threads})",
+        out = [_CALLEE.format(f"@jit(error_model='numpy', fastmath={self.fastmath}{threads}"),
                f"def {name}({', '.join(params)}):",
                f'    """fused[{", ".join(e.op.name for e in self.k.body + self.k.reductions)}]"""']
         out += [f"    {line}" for line in before]
@@ -111,7 +117,8 @@ class _ProgramWriter:
         self.parallel, self.fastmath = parallel, fastmath
         self.dim_names = {d: f"d{k}" for k, d in enumerate(dims)}
         self.lines: list[str] = []
-        self.kernel_sources: list[str] = []
+        self.callee_sources: list[str] = []     # kernels and segments, in the order they load
+        self.kernel_alias: dict[str, str] = {}
         self.imports: list[str] = []
         self.fresh: set[Var] = set()
         library_inputs = {v for step in self.steps if isinstance(step, Call) for v in step.reads()}
@@ -157,11 +164,13 @@ class _ProgramWriter:
         return f"{self.name(v)} = np.empty({self.shape(v.dims)}, {np_type(v.dtype)})"
 
     def import_kernel(self, writer: CpuKernelWriter) -> str:
+        """The name the program calls the kernel by: one per distinct kernel source."""
         source = _PRELUDE + "\n\n" + writer.source("kernel")
-        self.kernel_sources.append(source)
-        alias = f"kernel_{len(self.kernel_sources) - 1}"
-        self.imports.append(f"from {module_name(source)} import kernel as {alias}")
-        return alias
+        if source not in self.kernel_alias:
+            self.callee_sources.append(source)
+            self.kernel_alias[source] = f"kernel_{len(self.kernel_alias)}"
+            self.imports.append(f"from {module_name(source)} import kernel as {self.kernel_alias[source]}")
+        return self.kernel_alias[source]
 
     def emit_kernel(self, k: Kernel) -> None:
         serial = CpuKernelWriter(k, False, self.fastmath, self.literals, self.scalar_inputs)
@@ -212,10 +221,12 @@ class _ProgramWriter:
 
     def source(self) -> str:
         group: list = []                # consecutive collectives, packed into one all-reduce
+        starts = []                     # where each step's block of lines begins
         for step in self.steps:
             if group and not isinstance(step, Collective):
                 self.emit_collectives(group)
                 group = []
+            starts.append(len(self.lines))
             match step:
                 case Kernel():
                     self.emit_kernel(step)
@@ -238,14 +249,33 @@ class _ProgramWriter:
             copy = v not in self.fresh or v in returned
             results.append(self.name(v) + (".copy()" if copy else ""))
             returned.add(v)
-        head = [f"@jit(error_model='numpy', fastmath={self.fastmath})",
-                f"def program({', '.join(params)}):"]
+        decorator = f"@jit(error_model='numpy', fastmath={self.fastmath})"
         unpack = [f"{n} = dims[{k}]" for k, n in enumerate(self.dim_names.values())]
         unpack += [f"{self.name(v)} = np.full((), {self.value(v)}, {np_type(v.dtype)})"
                    for v in self.s.inputs if v in self.boxed_inputs]
-        body = unpack + self.lines + [f"return ({''.join(r + ', ' for r in results)})"]
-        return (_PRELUDE + "\n".join(self.imports) + "\n\n\n" + "\n".join(head)
-                + "\n" + "\n".join("    " + line for line in body) + "\n")
+        tail = [f"return ({''.join(r + ', ' for r in results)})"]
+        blocks = [self.lines[a:b] for a, b in zip(starts, starts[1:] + [len(self.lines)])]
+        body = unpack + self.segmented(blocks, tail, decorator) + tail
+        return (_PRELUDE + "\n".join(self.imports) + "\n\n\n" + decorator
+                + f"\ndef program({', '.join(params)}):\n" + "\n".join("    " + line for line in body) + "\n")
+
+    def segmented(self, blocks: list[list[str]], tail: list[str], decorator: str) -> list[str]:
+        """The program's body: the blocks as they are, or, for a long program, calls of segment
+        functions in modules of their own, one module per distinct segment (``program_split``)."""
+        bound = imported_names(self.imports)
+        segments = split(blocks, tail, set(bound) | _PRELUDE_NAMES)
+        if segments is None:
+            return [line for block in blocks for line in block]
+        calls, aliases = [], {}
+        for segment in segments:
+            imports, function = segment.function(_CALLEE.format(decorator[:-1]), bound)
+            source = _PRELUDE + imports + "\n\n\n" + function
+            if source not in aliases:
+                self.callee_sources.append(source)
+                aliases[source] = f"segment_{len(aliases)}"
+                self.imports.append(f"from {module_name(source)} import segment as {aliases[source]}")
+            calls.append(segment.call(aliases[source]))
+        return calls
 
 
 def _slice_text(pw: _ProgramWriter, index) -> str:
@@ -361,10 +391,10 @@ class CpuProgram(Program):
         self._lock = threading.Lock()
         writer = _ProgramWriter(schedule, self._dims, parallel, fastmath)
         program = writer.source()
-        for source in writer.kernel_sources:
+        for source in writer.callee_sources:
             load_module(source)
-        self.source = "\n\n".join(writer.kernel_sources + [program])
-        self.module_sources = [*writer.kernel_sources, program]    # in load order; the program last
+        self.source = "\n\n".join(writer.callee_sources + [program])
+        self.module_sources = [*writer.callee_sources, program]    # in load order; the program last
         self._entry = load_module(program).program
         self._consts = [np.ascontiguousarray(value) for v, value in schedule.consts
                         if v not in writer.inlined]
