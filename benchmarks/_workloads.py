@@ -310,6 +310,65 @@ def w6_warm(which: str = "jitgrad") -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+# Large graphs: first result and compiled tier of deep and jacobian graphs (subprocesses)
+# ---------------------------------------------------------------------------------------------
+
+# Run as `python -c _LARGE_CHILD <this file> <which> <wait cap, s>`; prints one JSON line.
+_LARGE_CHILD = r"""
+import sys, time, json
+import importlib.util
+import jitgrad as jg
+spec = importlib.util.spec_from_file_location("jg_bench_workloads", sys.argv[1])
+W = importlib.util.module_from_spec(spec); spec.loader.exec_module(W)
+import os
+os.environ.pop("JITGRAD_TIERED")    # the benchmarks' module turns tiering off; here it is the subject
+t0 = time.perf_counter()
+inputs, outputs, args = W.large_graph(sys.argv[2])
+f = jg.compile(inputs, outputs)
+f(*args)
+t1 = time.perf_counter()
+cap = float(sys.argv[3])
+while not f.ready and time.perf_counter() - t0 < cap:
+    time.sleep(0.05)
+    f(*args)
+print(json.dumps({"first": t1 - t0, "compiled": time.perf_counter() - t0 if f.ready else None}))
+"""
+
+LARGE_GRAPHS = {"chain": "64-layer tanh chain 256 wide, batch 64, with the gradient",
+                "jacobian": "`jg.jacobian(tanh(A @ x), x)`, n = 100, forward mode",
+                "jacobian3": "third-order forward Jacobian of `V @ A @ V.T`, `(w, V) = eigh(A)`, 2x2"}
+
+
+def large_graph(which: str):
+    """(inputs, outputs, call arguments) of one of LARGE_GRAPHS."""
+    if which == "chain":
+        inputs, outputs = chain_graph(False, "x")
+        return inputs, outputs, [chain_data()]
+    if which == "jacobian":
+        x = jg.input("x", (100,))
+        a = np.random.default_rng(0).standard_normal((100, 100)) / 10
+        return [x], [jg.jacobian(jg.tanh(a @ x), x, mode="fwd")], [np.linspace(-1, 1, 100)]
+    a = jg.input("A", (2, 2))
+    _, v = jg.linalg.eigh(a)
+    j = v @ a @ v.T
+    for _ in range(3):       # JAX's regression test for its issue 1383
+        j = jg.jacobian(j, a, mode="fwd")
+    return [a], [j], [np.array([[2.0, 0.5], [0.5, 1.0]])]
+
+
+def large_first_result(which: str, cap_s: float) -> dict:
+    """Seconds from building ``which`` (after `import jitgrad`, empty caches, tiered) to its first
+    result, and to the compiled tier (None if not within ``cap_s``)."""
+    with tempfile.TemporaryDirectory(prefix="jg-bench-large-") as d:
+        env = _child_env(pathlib.Path(d))
+        out = subprocess.run([sys.executable, "-c", _LARGE_CHILD, str(HERE / "_workloads.py"), which,
+                              str(cap_s)], env=env, capture_output=True, text=True, timeout=cap_s + 300)
+    if out.returncode != 0:
+        raise RuntimeError(f"large-graph child ({which}) failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------
 # Memory: 64-layer tanh chain, reverse pass
 # ---------------------------------------------------------------------------------------------
 
