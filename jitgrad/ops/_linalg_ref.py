@@ -16,7 +16,12 @@ first on ties) of each eigenvector, or of each u_j, is positive.
 import warnings
 
 import numpy as np
-import scipy.linalg
+
+
+def _scipy():
+    """scipy.linalg, imported at first use: it was more than half of ``import jitgrad``."""
+    import scipy.linalg
+    return scipy.linalg
 
 
 def _batch(a):
@@ -46,8 +51,8 @@ def lu_factor(a):
         if n == 0:
             continue
         with warnings.catch_warnings():   # a singular matrix is not an error here
-            warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-            lu, piv = scipy.linalg.lu_factor(a[i].T, check_finite=False)
+            warnings.simplefilter("ignore", _scipy().LinAlgWarning)
+            lu, piv = _scipy().lu_factor(a[i].T, check_finite=False)
         f[i][:n] = lu.T
         f[i][n] = piv + 1
     return f
@@ -72,7 +77,7 @@ def lu_solve(f, b, trans=False):
             raise np.linalg.LinAlgError("Singular matrix")
         if x[i].size:
             factors = (f[i][:n].T, f[i][n].astype(np.intc) - 1)
-            x[i] = scipy.linalg.lu_solve(factors, b[i], trans=0 if trans else 1, check_finite=False)
+            x[i] = _scipy().lu_solve(factors, b[i], trans=0 if trans else 1, check_finite=False)
     return x
 
 
@@ -119,8 +124,8 @@ def lu_cofactor(f):
         lu = f[i][:n].T.copy()
         lu[k, k] = s
         piv = f[i][n].astype(np.intc) - 1
-        w = scipy.linalg.lu_solve((lu, piv), np.eye(n, dtype=f.dtype), check_finite=False)
-        x = s * scipy.linalg.solve_triangular(np.triu(lu), np.eye(n, dtype=f.dtype)[:, k],
+        w = _scipy().lu_solve((lu, piv), np.eye(n, dtype=f.dtype), check_finite=False)
+        x = s * _scipy().solve_triangular(np.triu(lu), np.eye(n, dtype=f.dtype)[:, k],
                                               check_finite=False)
         out[i] = c * (d[k] * w + (1 - d[k] / s) * np.outer(x, s * w[k]))
     return out
@@ -143,10 +148,10 @@ def triangular_solve(t, b, lower, trans):
         if x[i].size == 0:
             continue
         try:
-            x[i] = scipy.linalg.solve_triangular(t[i], b[i], trans=int(trans), lower=lower,
+            x[i] = _scipy().solve_triangular(t[i], b[i], trans=int(trans), lower=lower,
                                                  check_finite=False)
         except np.linalg.LinAlgError:
-            trsm, = scipy.linalg.get_blas_funcs(("trsm",), (t[i], b[i]))
+            trsm, = _scipy().get_blas_funcs(("trsm",), (t[i], b[i]))
             x[i] = trsm(1.0, t[i], b[i], lower=lower, trans_a=int(trans))
     return x
 
