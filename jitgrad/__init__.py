@@ -10,6 +10,7 @@
 """
 from . import data, distributed, linalg, nn, operators, optim
 from ._version import __version__
+from .batching import vmap
 from .autodiff import checkpoint, grad, hessian, hvp, jacobian, jvp, stop_gradient, vjp
 from .compile import Executable, compile
 from .functions import (

@@ -14,6 +14,7 @@ import itertools
 import numpy as np
 
 from . import functions as F, graph
+from .batching import vmap
 from .graph import Tensor, topological_order
 from .ops import control
 from .primitive import Dim
@@ -148,32 +149,30 @@ def _static_size(t: Tensor, what: str) -> int:
     return int(np.prod(t.dims, dtype=np.int64))
 
 
-def _basis(t: Tensor, k: int) -> Tensor:
-    e = np.zeros(_static_size(t, "jacobian"), t.dtype)
-    e[k] = 1
-    return F.constant(e.reshape(t.dims))
+def _basis(t: Tensor, n: int) -> Tensor:
+    """The ``n`` unit vectors of ``t``'s space, stacked: shape ``(n,) + t.shape``."""
+    return F.constant(np.eye(n, dtype=t.dtype).reshape((n,) + t.dims))
 
 
 def jacobian(y: Tensor, x: Tensor, mode: str = "auto") -> Tensor:
     """The Jacobian of ``y`` wrt ``x``, of shape ``y.shape + x.shape``.
 
-    ``mode="fwd"`` builds one JVP per element of ``x``, ``"rev"`` one VJP per
-    element of ``y``; ``"auto"`` picks forward when ``x`` has fewer elements.
+    ``mode="fwd"`` maps one JVP over the unit vectors of ``x`` (``jg.vmap``), ``"rev"``
+    one VJP over those of ``y``; ``"auto"`` picks forward when ``x`` has fewer
+    elements.  Either way the graph holds one pass, whatever the sizes.
     """
     n_out, n_in = _static_size(y, "jacobian: y"), _static_size(x, "jacobian: x")
     if mode == "auto":
         mode = "fwd" if n_in < n_out else "rev"
-    if mode == "fwd":
-        columns = [jvp([y], [x], [_basis(x, k)])[0] for k in range(n_in)]
-        flat = F.stack([F.reshape(c, (n_out,)) for c in columns], axis=1) if columns else None
-    elif mode == "rev":
-        rows = [vjp([y], [x], [_basis(y, k)])[0] for k in range(n_out)]
-        flat = F.stack([F.reshape(r, (n_in,)) for r in rows], axis=0) if rows else None
-    else:
+    if mode not in ("fwd", "rev"):
         raise ValueError(f"jacobian: mode must be 'fwd', 'rev' or 'auto', got {mode!r}")
-    if flat is None:
+    if n_in == 0 or n_out == 0:
         return F.full(y.dims + x.dims, 0, y.dtype)
-    return F.reshape(flat, y.dims + x.dims)
+    if mode == "fwd":          # columns: the examples axis goes last
+        columns = vmap(lambda v: jvp([y], [x], [v])[0], out_axes=-1)(_basis(x, n_in))
+        return F.reshape(columns, y.dims + x.dims)
+    rows = vmap(lambda u: vjp([y], [x], [u])[0])(_basis(y, n_out))
+    return F.reshape(rows, y.dims + x.dims)
 
 
 def hessian(y: Tensor, x: Tensor) -> Tensor:

@@ -117,6 +117,7 @@ class Primitive:
         ref(*arrays, **attrs)            -> ndarray, the NumPy reference
         vjp(b, y_bar, y, *xs, **attrs)   -> one input cotangent (or None) per input
         jvp(b, x_dots, y, *xs, **attrs)  -> the output tangent (or None)
+        batch(b, batched, y, *xs, **attrs) -> the output for a stack of examples (vmap)
 
     Every derivative rule uses the same names.  ``b`` is the builder (``b.multiply``,
     ``b.bind``, ...).  ``y_bar`` is the output's cotangent: there is always one, as
@@ -131,6 +132,12 @@ class Primitive:
 
         vjp=lambda b, y_bar, y, x: (b.multiply(y_bar, b.cos(x)),),     # (x_bar,)
         jvp=lambda b, x_dots, y, x: b.multiply(x_dots[0], b.cos(x)),   # y_dot
+
+    ``batch`` is the rule ``jg.vmap`` applies: ``batched`` holds one flag per
+    input, and each batched input carries the examples on a new axis 0 in front
+    of the shape ``y``'s input had; the rule returns ``y`` for every example,
+    with the examples on axis 0 too.  Primitives that map over leading axes
+    (elementwise and matrix primitives) use :func:`batch_stack`.
 
     ``attrs`` names the static parameters the primitive accepts (saved graphs are
     checked against it).  ``scalar`` is a format string over the inputs for
@@ -155,6 +162,7 @@ class Primitive:
     differentiable: bool = True
     promote: str | None = None
     marker: bool = False
+    batch: Callable[..., Any] | None = None
     doc: str = field(default="", compare=False)
 
     def __repr__(self) -> str:
@@ -175,3 +183,15 @@ def sum_tangents(b, *terms):
 def on(dot, fn):
     """Apply a linear map to a tangent, keeping structural zeros (None) as they are."""
     return None if dot is None else fn(dot)
+
+
+def broadcast_unbatched(b, batched, xs) -> list:
+    """``xs`` with the inputs that lack the examples axis broadcast along it."""
+    size = next(x.dims[0] for x, mapped in zip(xs, batched) if mapped)
+    return [x if mapped else b.broadcast_to(x, (size,) + x.dims) for x, mapped in zip(xs, batched)]
+
+
+def batch_stack(b, batched, y, *xs, **attrs):
+    """The batching rule of a primitive that maps over leading axes (elementwise and
+    matrix primitives): the primitive applies as it is, once every input has the examples axis."""
+    return b.bind(y.op, *broadcast_unbatched(b, batched, xs), **attrs)

@@ -8,7 +8,7 @@ JVP sums the tangents.
 from __future__ import annotations
 
 from .._mpi_world import world
-from ..primitive import Aval, Primitive, on
+from ..primitive import Aval, Primitive, batch_stack, on
 
 
 def _psum_ref(x):
@@ -26,7 +26,7 @@ def _psum_jvp(b, x_dots, y, x):
 
 
 psum_p = Primitive(
-    "psum", shape=lambda x: Aval(x.dims, x.dtype), ref=_psum_ref, vjp=_psum_vjp, jvp=_psum_jvp,
+    "psum", shape=lambda x: Aval(x.dims, x.dtype), ref=_psum_ref, vjp=_psum_vjp, jvp=_psum_jvp, batch=batch_stack,
     doc="The sum of x over the ranks of the distributed world.",
 )
 

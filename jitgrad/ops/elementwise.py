@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from ..primitive import Aval, Primitive, on, sum_tangents
+from ..primitive import Aval, Primitive, batch_stack, on, sum_tangents
 from ._shapes import same_shape
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
@@ -22,7 +22,7 @@ def _elementwise(name, nin, ref, vjp, jvp, scalar, promote="same", out_dtype=Non
     return Primitive(
         name,
         shape=lambda *avals: same_shape(name, avals, out_dtype),
-        ref=ref, vjp=vjp, jvp=jvp, nin=nin, promote=promote, scalar=scalar, doc=doc,
+        ref=ref, vjp=vjp, jvp=jvp, nin=nin, promote=promote, scalar=scalar, batch=batch_stack, doc=doc,
     )
 
 
@@ -218,6 +218,7 @@ select_p = Primitive(
     "select", shape=_select_shape, ref=np.where, nin=3, scalar="({1} if {0} else {2})",
     vjp=lambda b, y_bar, y, c, x1, x2: (None, b.where(c, y_bar, 0.0), b.where(c, 0.0, y_bar)),
     jvp=lambda b, x_dots, y, c, x1, x2: b.where(c, _or_zero(x_dots[1]), _or_zero(x_dots[2])),
+    batch=batch_stack,
     doc="where(c, x1, x2).  Forward mode selects tangents; it never multiplies by masks.",
 )
 
@@ -235,12 +236,13 @@ convert_p = Primitive(
     scalar="{dtype}({0})",
     vjp=lambda b, y_bar, y, x, dtype: (b.astype(y_bar, x.dtype) if _is_float(x.dtype) else None,),
     jvp=lambda b, x_dots, y, x, dtype: b.astype(x_dots[0], dtype) if _is_float(dtype) else None,
+    batch=batch_stack,
     doc="astype.  Derivatives pass between float dtypes; integer results have none.",
 )
 stop_gradient_p = Primitive(
     "stop_gradient", shape=lambda x: Aval(x.dims, x.dtype), ref=lambda x: x, scalar="{0}",
     vjp=lambda b, y_bar, y, x: (None,), jvp=lambda b, x_dots, y, x: None,
-    marker=True, doc="Identity whose derivative is zero.",
+    marker=True, batch=batch_stack, doc="Identity whose derivative is zero.",
 )
 
 PRIMITIVES = (

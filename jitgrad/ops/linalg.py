@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..primitive import Aval, Primitive, on, sum_tangents
+from ..primitive import Aval, Primitive, batch_stack, on, sum_tangents
 from . import _linalg_ref as ref
 from ._shapes import fmt_shape, unify_dim
 from .elementwise import add_p
@@ -48,13 +48,39 @@ def _matmul_ref(a, b):
     return np.matmul(np.ascontiguousarray(a), np.ascontiguousarray(b))
 
 
+def _matmul_batch(b, batched, y, x1, x2):
+    """Examples times one matrix is one product with the examples' rows stacked, not a
+    stack of products with the matrix repeated:  (E, m, k) @ (k, n) as (E m, k) @ (k, n), and
+    (m, k) @ (E, k, n) as ((E, n, k) @ (k, m))ᵀ."""
+    if batched == (True, False) and len(x1.dims) == 3 and len(x2.dims) == 2:
+        rows = b.bind(matmul_p, b.reshape(x1, (-1, x1.dims[-1])), x2)
+        return b.reshape(rows, x1.dims[:2] + x2.dims[-1:])
+    if batched == (False, True) and len(x1.dims) == 2 and len(x2.dims) == 3:
+        rows = b.bind(matmul_p, b.reshape(_mT(b, x2), (-1, x2.dims[-2])), _mT(b, x1))
+        return _mT(b, b.reshape(rows, x2.dims[:1] + x2.dims[-1:] + x1.dims[:1]))
+    return batch_stack(b, batched, y, x1, x2)
+
+
 matmul_p = Primitive(
-    "matmul", shape=_matmul_shape, ref=_matmul_ref, nin=2,
+    "matmul", shape=_matmul_shape, ref=_matmul_ref, nin=2, batch=_matmul_batch,
     vjp=lambda b, y_bar, y, x1, x2: (b.matmul(y_bar, _mT(b, x2)), b.matmul(_mT(b, x1), y_bar)),
     jvp=lambda b, x_dots, y, x1, x2: sum_tangents(
         b, on(x_dots[0], lambda t: b.matmul(t, x2)), on(x_dots[1], lambda t: b.matmul(x1, t))),
     doc="Batched matrix product.  Ā = Ȳ Bᵀ,  B̄ = Aᵀ Ȳ.",
 )
+
+
+def _batch_right_hand_sides(b, batched, y, *xs, **attrs):
+    """The batching rule of a solve (the right-hand side is the last input).  Examples of the
+    right-hand side alone are solved as one, with their columns side by side, so the
+    matrix is factorized (or its factors read) once: (E, n, k) -> (n, E k) -> (E, n, k)."""
+    *matrices, rhs = xs
+    if any(batched[:-1]) or len(rhs.dims) != 3:
+        return batch_stack(b, batched, y, *xs, **attrs)
+    examples, n, k = rhs.dims
+    columns = b.reshape(b.transpose(rhs, (1, 0, 2)), (n, -1))
+    solved = b.bind(y.op, *matrices, columns, **attrs)
+    return b.transpose(b.reshape(solved, (n, examples, k)), (1, 0, 2))
 
 
 # -- graph helpers the rules share -------------------------------------------
@@ -172,7 +198,7 @@ def _lu_shape(a):
 
 
 lu_p = Primitive(
-    "lu", shape=_lu_shape, ref=ref.lu_factor, differentiable=False,
+    "lu", batch=batch_stack, shape=_lu_shape, ref=ref.lu_factor, differentiable=False,
     vjp=lambda b, y_bar, y, a: (None,), jvp=lambda b, x_dots, y, a: None,
     doc="LU factors with partial pivoting, packed: rows :n the factors, row n the pivots.  "
         "No derivative: its consumers differentiate with respect to A directly.",
@@ -220,7 +246,7 @@ def _lu_solve_jvp(b, x_dots, y, f, a, rhs, *, trans):
 
 
 lu_solve_p = Primitive(
-    "lu_solve", shape=_lu_solve_shape, nin=3, attrs=("trans",),
+    "lu_solve", batch=_batch_right_hand_sides, shape=_lu_solve_shape, nin=3, attrs=("trans",),
     ref=lambda f, a, rhs, trans: ref.lu_solve(f, rhs, trans),
     vjp=_lu_solve_vjp, jvp=_lu_solve_jvp,
     doc="Solve A X = B (Aᵀ X = B if ``trans``) with A's LU factors.",
@@ -261,7 +287,7 @@ def _lu_det_jvp(b, x_dots, y, f, a):
 
 
 lu_det_p = Primitive(
-    "lu_det", shape=_scalar_per_matrix("lu_det"), nin=2,
+    "lu_det", batch=batch_stack, shape=_scalar_per_matrix("lu_det"), nin=2,
     ref=lambda f, a: ref.lu_det(f), vjp=_lu_det_vjp, jvp=_lu_det_jvp,
     doc="det A from its LU factors: the product of U's diagonal times the pivots' parity.",
 )
@@ -332,7 +358,7 @@ def _lu_cofactor_jvp(b, x_dots, y, f, a):
 
 
 lu_cofactor_p = Primitive(
-    "lu_cofactor", shape=_cofactor_shape, nin=2,
+    "lu_cofactor", batch=batch_stack, shape=_cofactor_shape, nin=2,
     ref=lambda f, a: ref.lu_cofactor(f), vjp=_lu_cofactor_vjp, jvp=_lu_cofactor_jvp,
     doc="The cofactor matrix adj(A)ᵀ = ∂det A/∂A from A's LU factors, exact at singular A: "
         "d A⁻ᵀ's cost, without dividing by the smallest pivot.",
@@ -354,7 +380,7 @@ def _lu_logabsdet_jvp(b, x_dots, y, f, a):
 
 
 lu_logabsdet_p = Primitive(
-    "lu_logabsdet", shape=_scalar_per_matrix("lu_logabsdet"), nin=2,
+    "lu_logabsdet", batch=batch_stack, shape=_scalar_per_matrix("lu_logabsdet"), nin=2,
     ref=lambda f, a: ref.lu_logabsdet(f), vjp=_lu_logabsdet_vjp, jvp=_lu_logabsdet_jvp,
     doc="log|det A| from its LU factors: the sum of log|U_jj|.",
 )
@@ -368,7 +394,7 @@ def _lu_sign_shape(f):
 
 
 lu_sign_p = Primitive(
-    "lu_sign", shape=_lu_sign_shape, ref=ref.lu_sign, differentiable=False,
+    "lu_sign", batch=batch_stack, shape=_lu_sign_shape, ref=ref.lu_sign, differentiable=False,
     vjp=lambda b, y_bar, y, f: (None,), jvp=lambda b, x_dots, y, f: None,
     doc="The sign of det A (+1, -1, or 0 when singular): piecewise constant.",
 )
@@ -412,7 +438,7 @@ def _cholesky_jvp(b, x_dots, y, a):
 
 
 cholesky_p = Primitive(
-    "cholesky", shape=_cholesky_shape, ref=ref.cholesky, vjp=_cholesky_vjp, jvp=_cholesky_jvp,
+    "cholesky", batch=batch_stack, shape=_cholesky_shape, ref=ref.cholesky, vjp=_cholesky_vjp, jvp=_cholesky_jvp,
     doc="Lower Cholesky factor of sym(A) = (A + Aᵀ)/2; LinAlgError unless positive definite.",
 )
 
@@ -456,7 +482,7 @@ def _triangular_solve_jvp(b, x_dots, y, t, rhs, *, lower, trans):
 
 
 triangular_solve_p = Primitive(
-    "triangular_solve", shape=_triangular_solve_shape, nin=2, attrs=("lower", "trans"),
+    "triangular_solve", batch=_batch_right_hand_sides, shape=_triangular_solve_shape, nin=2, attrs=("lower", "trans"),
     ref=ref.triangular_solve, vjp=_triangular_solve_vjp, jvp=_triangular_solve_jvp,
     doc="Solve op(T) X = B with T the lower (or upper) triangle of t, op = transpose if ``trans``.",
 )
@@ -508,7 +534,7 @@ def _eigh_jvp(b, x_dots, y, a):
 
 
 eigh_p = Primitive(
-    "eigh", shape=_eigh_shape, ref=ref.eigh, vjp=_eigh_vjp, jvp=_eigh_jvp,
+    "eigh", batch=batch_stack, shape=_eigh_shape, ref=ref.eigh, vjp=_eigh_vjp, jvp=_eigh_jvp,
     doc="Eigendecomposition of sym(A), packed [w; V]: w ascending, V's columns the "
         "eigenvectors, each with its largest entry positive.",
 )
@@ -610,7 +636,7 @@ def _svd_jvp(b, x_dots, y, a):
 
 
 svd_p = Primitive(
-    "svd", shape=_svd_shape, ref=ref.svd, vjp=_svd_vjp, jvp=_svd_jvp,
+    "svd", batch=batch_stack, shape=_svd_shape, ref=ref.svd, vjp=_svd_vjp, jvp=_svd_jvp,
     doc="Thin SVD packed [s; U; V]: s descending, V (not Vᵀ), each u_j with its largest "
         "entry positive.",
 )
@@ -684,7 +710,7 @@ def _eigh_function_jvp(b, x_dots, y, value, a, v, d, gw):
 
 
 eigh_function_p = Primitive(
-    "eigh_function", shape=_spectral_shape("eigh_function"), nin=5,
+    "eigh_function", batch=batch_stack, shape=_spectral_shape("eigh_function"), nin=5,
     ref=lambda y, a, v, d, gw: y, scalar="{0}",
     vjp=_eigh_function_vjp, jvp=_eigh_function_jvp, marker=True,
     doc="V diag(g(w)) Vᵀ (input 0, as computed) with the Daleckii–Krein derivative in A "
@@ -748,7 +774,7 @@ def _svd_function_jvp(b, x_dots, y, value, a, u, v, dm, dp, gs):
 
 
 svd_function_p = Primitive(
-    "svd_function", shape=_spectral_shape("svd_function"), nin=7,
+    "svd_function", batch=batch_stack, shape=_spectral_shape("svd_function"), nin=7,
     ref=lambda y, a, u, v, dm, dp, gs: y, scalar="{0}",
     vjp=_svd_function_vjp, jvp=_svd_function_jvp, marker=True,
     doc="U diag(g(s)) Vᵀ (input 0, as computed, m >= n) with the exact derivative in A "

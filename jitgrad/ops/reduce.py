@@ -75,9 +75,13 @@ def _prod_jvp(b, x_dots, y, x, *, axes, keepdims):
     return b.sum(b.safe_mul(x_dots[0], _prod_of_others(b, x, axes)), axes, keepdims=keepdims)
 
 
+def _batch(b, batched, y, x, *, axes, keepdims):
+    return b.bind(y.op, x, axes=tuple(a + 1 for a in axes), keepdims=keepdims)
+
+
 def _reduction(name, ref, vjp, jvp, doc=""):
     return Primitive(name, shape=_reduce_shape(name), ref=ref, vjp=vjp, jvp=jvp,
-                     attrs=("axes", "keepdims"), doc=doc)
+                     attrs=("axes", "keepdims"), batch=_batch, doc=doc)
 
 
 def _in_order(reduce):

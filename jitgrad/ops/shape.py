@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..primitive import Aval, Dim, Primitive, on
+from ..primitive import Aval, Dim, Primitive, batch_stack, broadcast_unbatched, on
 from ._shapes import fmt_shape, is_static, unify_dim
 
 
@@ -43,6 +43,7 @@ reshape_p = Primitive(
     ref=lambda x, shape: np.reshape(x, shape),
     vjp=lambda b, y_bar, y, x, *, shape: (b.reshape(y_bar, x.dims),),
     jvp=lambda b, x_dots, y, x, *, shape: b.reshape(x_dots[0], y.dims),
+    batch=lambda b, batched, y, x, *, shape: b.reshape(x, x.dims[:1] + y.dims),
 )
 
 
@@ -59,6 +60,7 @@ transpose_p = Primitive(
     ref=lambda x, perm: np.transpose(x, perm),
     vjp=lambda b, y_bar, y, x, *, perm: (b.transpose(y_bar, tuple(np.argsort(perm).tolist())),),
     jvp=lambda b, x_dots, y, x, *, perm: b.transpose(x_dots[0], perm),
+    batch=lambda b, batched, y, x, *, perm: b.transpose(x, (0,) + tuple(p + 1 for p in perm)),
 )
 
 
@@ -87,15 +89,27 @@ def _unbroadcast(b, y_bar, x):
     return b.reshape(y_bar, x.dims) if y_bar.dims != x.dims else y_bar
 
 
+def _broadcast_batch(b, batched, y, x, *, shape):
+    """The axes broadcasting adds go after the examples axis, not before it."""
+    lead = len(shape) - (len(x.dims) - 1)
+    if lead:
+        x = b.reshape(x, x.dims[:1] + (1,) * lead + x.dims[1:])
+    return b.bind(broadcast_to_p, x, shape=x.dims[:1] + tuple(shape))
+
+
 broadcast_to_p = Primitive(
     "broadcast_to", shape=_broadcast_shape, attrs=("shape",),
     ref=lambda x, shape: np.broadcast_to(x, shape),
     vjp=lambda b, y_bar, y, x, *, shape: (_unbroadcast(b, y_bar, x),),
     jvp=lambda b, x_dots, y, x, *, shape: b.broadcast_to(x_dots[0], y.dims),
+    batch=_broadcast_batch,
 )
 
 
 # -- basic slicing -----------------------------------------------------------
+
+_WHOLE = (None, None, None)     # the slice of a whole axis
+
 
 def _slices(index):
     return tuple(slice(*t) for t in index)
@@ -132,12 +146,15 @@ slice_p = Primitive(
     ref=lambda x, index: x[_slices(index)],
     vjp=lambda b, y_bar, y, x, *, index: (b.bind(unslice_p, y_bar, shape=x.dims, index=index),),
     jvp=lambda b, x_dots, y, x, *, index: b.bind(slice_p, x_dots[0], index=index),
+    batch=lambda b, batched, y, x, *, index: b.bind(slice_p, x, index=(_WHOLE,) + tuple(index)),
     doc="Basic slicing; ``index`` holds one (start, stop, step) per axis.",
 )
 unslice_p = Primitive(
     "unslice", shape=_unslice_shape, attrs=("shape", "index"), ref=_unslice_ref,
     vjp=lambda b, y_bar, y, x, *, shape, index: (b.bind(slice_p, y_bar, index=index),),
     jvp=lambda b, x_dots, y, x, *, shape, index: b.bind(unslice_p, x_dots[0], shape=shape, index=index),
+    batch=lambda b, batched, y, x, *, shape, index: b.bind(
+        unslice_p, x, shape=x.dims[:1] + tuple(shape), index=(_WHOLE,) + tuple(index)),
     doc="Zeros of ``shape`` with ``x`` written into the slice: the transpose of slice.",
 )
 
@@ -164,12 +181,61 @@ def _scatter_add_shape(g, idx, *, shape, axis):
     return Aval(tuple(shape), g.dtype)
 
 
+def _move_axes(b, x, order):
+    """``x`` with its axes in ``order`` (a list of axis numbers), unless that is no change."""
+    order = tuple(order)
+    return x if order == tuple(range(len(x.dims))) else b.transpose(x, order)
+
+
+def _rows_of_all_examples(b, idx, n):
+    """Indices into the rows of every example's array stacked into one axis: example
+    ``e``'s rows ``0..n-1`` become ``e n .. e n + n - 1`` (negative indices first wrap)."""
+    size = idx.dims[0]
+    if not all(isinstance(d, int) for d in (size, n)):
+        raise NotImplementedError("vmap: indexing with both the array and the indices mapped needs "
+                                  f"fixed sizes, got {size} examples of {n} rows")
+    idx = b.where(b.less(idx, 0), b.add(idx, n), idx)
+    offsets = np.arange(size, dtype=idx.dtype).reshape((size,) + (1,) * (len(idx.dims) - 1)) * n
+    return b.add(idx, offsets)
+
+
+def _gather_batch(b, batched, y, x, idx, *, axis):
+    if not batched[1]:
+        return b.bind(gather_p, x, idx, axis=axis + 1)
+    k = len(idx.dims) - 1                              # axes of one example's indices
+    if not batched[0]:                                 # x[pre, (examples, *I), post]
+        out = b.bind(gather_p, x, idx, axis=axis)
+        return _move_axes(b, out, [axis, *range(axis), *range(axis + 1, len(out.dims))])
+    ndim, n = len(x.dims), x.dims[axis + 1]            # x: (examples, pre, n, post)
+    rows = _move_axes(b, x, [0, axis + 1, *range(1, axis + 1), *range(axis + 2, ndim)])
+    rows = b.reshape(rows, (-1,) + rows.dims[2:])      # (examples * n, pre, post)
+    out = b.bind(gather_p, rows, _rows_of_all_examples(b, idx, n), axis=0)   # (examples, I, pre, post)
+    return _move_axes(b, out, [0, *range(k + 1, k + 1 + axis), *range(1, k + 1),
+                               *range(k + 1 + axis, len(out.dims))])
+
+
+def _scatter_add_batch(b, batched, y, g, idx, *, shape, axis):
+    if not batched[1]:
+        return b.bind(scatter_add_p, g, idx, shape=g.dims[:1] + tuple(shape), axis=axis + 1)
+    size, k, n = idx.dims[0], len(idx.dims) - 1, shape[axis]
+    if not batched[0]:
+        g = b.broadcast_to(g, (size,) + g.dims)
+    ndim = len(g.dims)                                 # g: (examples, pre, I, post)
+    g = _move_axes(b, g, [0, *range(axis + 1, axis + 1 + k), *range(1, axis + 1),
+                          *range(axis + 1 + k, ndim)])
+    rest = tuple(shape[:axis]) + tuple(shape[axis + 1:])
+    flat = b.bind(scatter_add_p, g, _rows_of_all_examples(b, idx, n), shape=(size * n,) + rest, axis=0)
+    out = b.reshape(flat, (size, n) + rest)           # (examples, n, pre, post)
+    return _move_axes(b, out, [0, *range(2, 2 + axis), 1, *range(2 + axis, len(out.dims))])
+
+
 gather_p = Primitive(
     "gather", shape=_gather_shape, attrs=("axis",), nin=2,
     ref=lambda x, idx, axis: np.take(x, idx, axis=axis),
     vjp=lambda b, y_bar, y, x, idx, *, axis: (
         b.bind(scatter_add_p, y_bar, idx, shape=x.dims, axis=axis), None),
     jvp=lambda b, x_dots, y, x, idx, *, axis: on(x_dots[0], lambda t: b.bind(gather_p, t, idx, axis=axis)),
+    batch=_gather_batch,
     doc="np.take(x, idx, axis): integer-array indexing along one axis.",
 )
 scatter_add_p = Primitive(
@@ -178,6 +244,7 @@ scatter_add_p = Primitive(
     vjp=lambda b, y_bar, y, x, idx, *, shape, axis: (b.bind(gather_p, y_bar, idx, axis=axis), None),
     jvp=lambda b, x_dots, y, x, idx, *, shape, axis: on(
         x_dots[0], lambda t: b.bind(scatter_add_p, t, idx, shape=shape, axis=axis)),
+    batch=_scatter_add_batch,
     doc="Zeros of ``shape`` with ``x`` added at ``idx`` along ``axis`` (repeats accumulate).",
 )
 
@@ -225,9 +292,14 @@ def _concat_jvp(b, x_dots, y, *xs, axis):
     return b.bind(concatenate_p, *filled, axis=axis)
 
 
+def _concat_batch(b, batched, y, *xs, axis):
+    return b.bind(concatenate_p, *broadcast_unbatched(b, batched, xs), axis=axis + 1)
+
+
 concatenate_p = Primitive(
     "concatenate", shape=_concat_shape, attrs=("axis",), nin=None,
     ref=lambda *xs, axis: np.concatenate(xs, axis=axis), vjp=_concat_vjp, jvp=_concat_jvp,
+    batch=_concat_batch,
 )
 
 
@@ -244,7 +316,7 @@ full_like_p = Primitive(
     "full_like", shape=lambda x, *, value: Aval(x.dims, x.dtype), attrs=("value",),
     ref=lambda x, value: np.full(x.shape, value, x.dtype),
     vjp=lambda b, y_bar, y, x, *, value: (None,), jvp=lambda b, x_dots, y, x, *, value: None,
-    doc="Like full, for an array whose shape is known only at call time.",
+    batch=batch_stack, doc="Like full, for an array whose shape is known only at call time.",
 )
 
 PRIMITIVES = (reshape_p, transpose_p, broadcast_to_p, slice_p, unslice_p, gather_p,
