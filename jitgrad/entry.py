@@ -11,10 +11,15 @@ from __future__ import annotations
 import numpy as np
 
 
+_SCALAR_TYPES = {np.dtype(np.float64): "float", np.dtype(np.int64): "int", np.dtype(np.bool_): "bool"}
+
+
 def _test(name: str, dtype: np.dtype, shape: tuple) -> str:
-    """The condition under which argument ``name`` can go to the program as it is."""
-    if not shape and dtype == np.float64:
-        return f"type({name}) is float"
+    """The condition under which argument ``name`` can go to the program as it is.  The program
+    takes a 0-d input as a number, so a 0-d array always takes the checked path."""
+    if not shape:
+        python_type = _SCALAR_TYPES.get(dtype)
+        return f"type({name}) is {python_type}" if python_type else "False"
     return (f"(type({name}) is ndarray and {name}.dtype == {dtype.name!r} "
             f"and {name}.shape == {shape!r} and {name}.flags.c_contiguous)")
 

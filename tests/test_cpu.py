@@ -73,3 +73,26 @@ def test_float32_stays_float32():
     f = jg.compile([x], [jg.sum(jg.sigmoid(x) * 2.0), jg.exp(x)], target="cpu")
     s, e = f(np.linspace(-1, 1, 7, dtype=np.float32))
     assert s.dtype == e.dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype, number", [("int64", 2), ("bool", True), ("float32", 0.5), ("int32", 1)])
+def test_a_0d_input_may_be_a_0d_array_or_a_number(dtype, number):
+    """The program takes 0-d inputs as numbers; a 0-d array goes through the checked path
+    (the fast entry used to hand it over as an array, which Numba could not type)."""
+    x, s = jg.input("x", (3,)), jg.input("s", (), dtype)
+    y = jg.take(x, jg.astype(s, "int64")) + jg.sum(x * jg.astype(s, "float64"))
+    f = jg.compile([x, s], y, target="cpu")
+    X = np.arange(3.0)
+    want = X[int(number)] + X.sum() * float(number)
+    for value in (np.array(number, dtype), number, np.array(number, dtype)):
+        assert f(X, value) == want
+
+
+def test_a_0d_constant_read_by_a_library_call_stays_0d():
+    """Constants the program receives are passed C-ordered with their shape: a 0-d one
+    used to arrive 1-d (np.ascontiguousarray's habit) and fail to type in scatter_add."""
+    from jitgrad.ops import shape as sh
+    label = jg.input("label", (), "int64")
+    y = bind(sh.scatter_add_p, jg.constant(2.5), label, shape=(4,), axis=0)
+    f = jg.compile([label], y, target="cpu")
+    np.testing.assert_array_equal(f(np.array(1)), [0, 2.5, 0, 0])

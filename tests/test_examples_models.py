@@ -1,5 +1,5 @@
 """The model example scripts (Lagrange/KKT Newton, ADVI, low-rank completion, the
-least-squares solve layer) run at their --small size, write their figure, and
+least-squares solve layer, per-example gradients with vmap) run at their --small size, write their figure, and
 print what they claim."""
 import re
 import runpy
@@ -59,3 +59,8 @@ def test_least_squares_layer_learns_the_closed_form(tmp_path, capsys):
     assert last < 1e-3 * first and last == pytest.approx(best, rel=1e-6)
     (dist,) = number(r"\|A_learned - A\*\|_F = (\S+);", out)
     assert dist < 1e-5
+
+
+def test_per_example_gradients_equal_the_loop(tmp_path, capsys):
+    out = run_example("per_example_gradients", tmp_path, capsys)
+    assert "they equal the loop's: True; they average to the batch gradient: True" in out

@@ -111,18 +111,36 @@ def test_derivatives_of_batched_graphs_match_finite_differences(name):
     jg.check_grads(jg.vmap(case.fn, in_axes=tuple(in_axes)), _stacked_args(case, in_axes), order=2, **case.tol)
 
 
-@pytest.mark.parametrize("mapped", [(True, False), (False, True), (True, True)])
-def test_indexing_with_mapped_indices(mapped):
+def _pick_and_put_back(x, i):
+    picked = jg.take(x, i, axis=1)                                       # (4, 2, 3)
+    back = jg.graph.bind(BY_NAME["scatter_add"], picked, i, shape=(4, 5), axis=1)
+    return [picked, back, *jg.vjp([picked * picked], [x], [jg.sin(picked)])]
+
+
+def _indexing_args(mapped):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(EXAMPLES, 4, 5)) if mapped[0] else rng.normal(size=(4, 5))
     idx = rng.integers(-5, 5, (EXAMPLES, 2, 3)) if mapped[1] else rng.integers(-5, 5, (2, 3))
-    in_axes = [0 if m else None for m in mapped]
+    return [x, idx], [0 if m else None for m in mapped]
 
-    def fn(x, i):
-        picked = jg.take(x, i, axis=1)                                   # (4, 2, 3)
-        back = jg.graph.bind(BY_NAME["scatter_add"], picked, i, shape=(4, 5), axis=1)
-        return [picked, back, *jg.vjp([picked * picked], [x], [jg.sin(picked)])]
-    for k, (g, w) in enumerate(zip(_batched(fn, [x, idx], in_axes), _looped(fn, [x, idx], in_axes))):
+
+@pytest.mark.parametrize("mapped", [(True, False), (False, True), (True, True)])
+def test_indexing_with_mapped_indices(mapped):
+    args, in_axes = _indexing_args(mapped)
+    got, want = _batched(_pick_and_put_back, args, in_axes), _looped(_pick_and_put_back, args, in_axes)
+    for k, (g, w) in enumerate(zip(got, want)):
+        jt.assert_same(g, w, what=f"output {k}", **TOL)
+
+
+@pytest.mark.parametrize("target", ["numpy", "cpu"])
+def test_indexing_with_a_call_time_number_of_examples(target):
+    """Array and indices both mapped, examples counted at call time: a one-hot selection
+    instead of offset indices, with the same values."""
+    args, in_axes = _indexing_args((True, True))
+    x, i = jg.input("x", (None, 4, 5)), jg.input("i", (None, 2, 3), "int64")
+    outputs = jg.vmap(_pick_and_put_back)(x, i)
+    got = jg.compile([x, i], outputs, target=target)(*args)
+    for k, (g, w) in enumerate(zip(got, _looped(_pick_and_put_back, args, in_axes))):
         jt.assert_same(g, w, what=f"output {k}", **TOL)
 
 

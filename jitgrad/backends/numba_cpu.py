@@ -396,7 +396,8 @@ class CpuProgram(Program):
         self.source = "\n\n".join(writer.callee_sources + [program])
         self.module_sources = [*writer.callee_sources, program]    # in load order; the program last
         self._entry = load_module(program).program
-        self._consts = [np.ascontiguousarray(value) for v, value in schedule.consts
+        # np.asarray(order="C"), not np.ascontiguousarray: the latter makes a 0-d constant 1-d
+        self._consts = [np.asarray(value, order="C") for v, value in schedule.consts
                         if v not in writer.inlined]
         self._scalars = [(i, v.dtype) for i, v in enumerate(schedule.results) if not v.dims]
         self._n_results = len(schedule.results)

@@ -187,16 +187,26 @@ def _move_axes(b, x, order):
     return x if order == tuple(range(len(x.dims))) else b.transpose(x, order)
 
 
+def _wrapped(b, idx, n):
+    """Indices with the negative ones wrapped, as NumPy reads them."""
+    return b.where(b.less(idx, 0), b.add(idx, n), idx)
+
+
 def _rows_of_all_examples(b, idx, n):
     """Indices into the rows of every example's array stacked into one axis: example
-    ``e``'s rows ``0..n-1`` become ``e n .. e n + n - 1`` (negative indices first wrap)."""
+    ``e``'s rows ``0..n-1`` become ``e n .. e n + n - 1``.  Needs a fixed number of examples."""
     size = idx.dims[0]
-    if not all(isinstance(d, int) for d in (size, n)):
-        raise NotImplementedError("vmap: indexing with both the array and the indices mapped needs "
-                                  f"fixed sizes, got {size} examples of {n} rows")
-    idx = b.where(b.less(idx, 0), b.add(idx, n), idx)
     offsets = np.arange(size, dtype=idx.dtype).reshape((size,) + (1,) * (len(idx.dims) - 1)) * n
-    return b.add(idx, offsets)
+    return b.add(_wrapped(b, idx, n), offsets)
+
+
+def _one_hot(b, idx, n, trailing: int):
+    """``idx[..., None] == arange(n)``, with ``trailing`` unit axes after the new one."""
+    if not isinstance(n, int):
+        raise NotImplementedError(f"vmap: indexing with both the array and the indices mapped needs "
+                                  f"a fixed size of the indexed axis, got {n}")
+    hot = b.equal(b.expand_dims(_wrapped(b, idx, n), -1), np.arange(n, dtype=idx.dtype))
+    return b.reshape(hot, hot.dims + (1,) * trailing)
 
 
 def _gather_batch(b, batched, y, x, idx, *, axis):
@@ -208,8 +218,14 @@ def _gather_batch(b, batched, y, x, idx, *, axis):
         return _move_axes(b, out, [axis, *range(axis), *range(axis + 1, len(out.dims))])
     ndim, n = len(x.dims), x.dims[axis + 1]            # x: (examples, pre, n, post)
     rows = _move_axes(b, x, [0, axis + 1, *range(1, axis + 1), *range(axis + 2, ndim)])
-    rows = b.reshape(rows, (-1,) + rows.dims[2:])      # (examples * n, pre, post)
-    out = b.bind(gather_p, rows, _rows_of_all_examples(b, idx, n), axis=0)   # (examples, I, pre, post)
+    if isinstance(idx.dims[0], int) and isinstance(n, int):
+        rows = b.reshape(rows, (-1,) + rows.dims[2:])  # (examples * n, pre, post)
+        out = b.bind(gather_p, rows, _rows_of_all_examples(b, idx, n), axis=0)
+    else:   # a call-time number of examples: select each example's rows with a one-hot mask
+        rows = b.reshape(rows, rows.dims[:1] + (1,) * k + rows.dims[1:])
+        picked = b.where(_one_hot(b, idx, n, ndim - 2), rows, b.zeros_like(rows))
+        out = b.sum(picked, axis=k + 1)
+    # out: (examples, I, pre, post)
     return _move_axes(b, out, [0, *range(k + 1, k + 1 + axis), *range(1, k + 1),
                                *range(k + 1 + axis, len(out.dims))])
 
@@ -224,8 +240,13 @@ def _scatter_add_batch(b, batched, y, g, idx, *, shape, axis):
     g = _move_axes(b, g, [0, *range(axis + 1, axis + 1 + k), *range(1, axis + 1),
                           *range(axis + 1 + k, ndim)])
     rest = tuple(shape[:axis]) + tuple(shape[axis + 1:])
-    flat = b.bind(scatter_add_p, g, _rows_of_all_examples(b, idx, n), shape=(size * n,) + rest, axis=0)
-    out = b.reshape(flat, (size, n) + rest)           # (examples, n, pre, post)
+    if isinstance(size, int) and isinstance(n, int):
+        flat = b.bind(scatter_add_p, g, _rows_of_all_examples(b, idx, n), shape=(size * n,) + rest, axis=0)
+        out = b.reshape(flat, (size, n) + rest)       # (examples, n, pre, post)
+    else:   # a call-time number of examples: add each example's rows through a one-hot mask
+        spread = b.expand_dims(g, k + 1)               # (examples, I, 1, pre, post)
+        out = b.where(_one_hot(b, idx, n, len(rest)), spread, b.zeros_like(spread))
+        out = b.sum(out, axis=tuple(range(1, k + 1))) if k else out
     return _move_axes(b, out, [0, *range(2, 2 + axis), 1, *range(2 + axis, len(out.dims))])
 
 

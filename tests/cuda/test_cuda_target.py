@@ -144,3 +144,18 @@ def test_reductions_of_a_0d_tensor_and_their_derivatives():
         assert g.shape == () and g.dtype == np.float64
         np.testing.assert_allclose(g, e, rtol=1e-13)
     jg.check_grads(test_axes.all_0d_reductions, [np.array(0.8)], order=2, target="cuda")
+
+
+def test_batched_graphs_match_the_reference():
+    """jg.vmap builds ordinary graph: per-example gradients (mapped matmul, reductions, a
+    mapped gather) and a Jacobian mapped over unit vectors run on the device as on the host."""
+    rng = np.random.default_rng(7)
+    w = jg.param("w", rng.normal(size=(4, 3)))
+    xs, labels, v = jg.input("xs", (5, 4)), jg.input("labels", (5,), "int64"), jg.input("v", (3,))
+
+    def loss(x, label):
+        return -jg.nn.log_softmax(x @ w)[label]
+    per_example = jg.vmap(lambda x, label: jg.grad(loss(x, label), [w])[0])(xs, labels)
+    jac = jg.jacobian(jg.tanh(w @ v), v, mode="rev")
+    args = [rng.normal(size=(5, 4)), rng.integers(0, 3, 5), rng.normal(size=3)]
+    check_target([xs, labels, v], [per_example, jac], args, "cuda", rtol=1e-12, atol=1e-14)
