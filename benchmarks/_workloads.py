@@ -9,6 +9,7 @@ W1  value and both gradients of L(w1, w2) = w2 log w1 + sqrt(w2 log w1)
 W2  value and gradient of sum(tanh(sin(x) exp(-x^2/2)) + 0.1 x^2)
 W3  MLP 784-256-256-10 training step (ReLU, softmax cross-entropy, SGD), float32
 W6  compile time of the W3 step (cold cache / warm cache, new process)
+JAC jg.jacobian of tanh(A @ x): one pass mapped with jg.vmap, against one pass per unit vector
 MEM 64-layer tanh MLP chain, reverse pass, with and without jg.checkpoint
 """
 from __future__ import annotations
@@ -365,6 +366,79 @@ def large_first_result(which: str, cap_s: float) -> dict:
                               str(cap_s)], env=env, capture_output=True, text=True, timeout=cap_s + 300)
     if out.returncode != 0:
         raise RuntimeError(f"large-graph child ({which}) failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Jacobians: jg.vmap over the unit vectors against one pass per unit vector (subprocesses)
+# ---------------------------------------------------------------------------------------------
+
+def jacobian_data(n: int):
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((n, n)) / np.sqrt(n), np.linspace(-1, 1, n)
+
+
+def unrolled_jacobian(y, x, mode: str):
+    """The Jacobian as jitgrad built it before jg.vmap: one JVP (or VJP) per unit vector,
+    stacked, so the graph grows with the number of elements."""
+    n_out, n_in = y.shape[0], x.shape[0]
+    if mode == "fwd":
+        columns = [jg.jvp([y], [x], [np.eye(n_in)[k]])[0] for k in range(n_in)]
+        return jg.stack(columns, axis=1)
+    return jg.stack([jg.vjp([y], [x], [np.eye(n_out)[k]])[0] for k in range(n_out)], axis=0)
+
+
+def jacobian_graph(n: int, mode: str, variant: str):
+    """([x], J) for f(x) = tanh(A x), A fixed, with ``variant`` "vmap" (jg.jacobian) or "unrolled"."""
+    a, _ = jacobian_data(n)
+    x = jg.input("x", (n,))
+    y = jg.tanh(jg.constant(a) @ x)
+    return [x], (jg.jacobian(y, x, mode) if variant == "vmap" else unrolled_jacobian(y, x, mode))
+
+
+def jacobian_jitgrad(n: int, mode: str):
+    return jg.compile(*jacobian_graph(n, mode, "vmap"))
+
+
+def jacobian_closed_form(a, x):
+    """NumPy's J = diag(1 - tanh(A x)^2) A: the per-call baseline."""
+    t = np.tanh(a @ x)
+    return (1 - t * t)[:, None] * a
+
+
+# Run as `python -c _JACOBIAN_CHILD <this file> <n> <mode> <variant>`; prints one JSON line.
+_JACOBIAN_CHILD = r"""
+import sys, time, json, timeit, statistics
+import importlib.util
+spec = importlib.util.spec_from_file_location("jg_bench_workloads", sys.argv[1])
+W = importlib.util.module_from_spec(spec); spec.loader.exec_module(W)
+import jitgrad as jg
+import numpy as np
+n, mode, variant = int(sys.argv[2]), sys.argv[3], sys.argv[4]
+t0 = time.perf_counter()
+inputs, j = W.jacobian_graph(n, mode, variant)
+f = jg.compile(inputs, j, wait=True)
+a, x = W.jacobian_data(n)
+got = f(x)
+compile_s = time.perf_counter() - t0
+assert np.allclose(got, W.jacobian_closed_form(a, x), rtol=1e-10, atol=1e-12)
+number = max(1, int(0.2 / max(timeit.timeit(lambda: f(x), number=1), 1e-6)))
+per_call = statistics.median(timeit.repeat(lambda: f(x), number=number, repeat=5)) / number
+hand = statistics.median(timeit.repeat(lambda: W.jacobian_closed_form(a, x), number=number, repeat=5)) / number
+print(json.dumps({"compile": compile_s, "per_call": per_call, "closed_form": hand}))
+"""
+
+
+def jacobian_cold(n: int, mode: str, variant: str, timeout_s: float = 900) -> dict:
+    """Build, compile (empty caches) and time ``jacobian_graph(n, mode, variant)`` in a new process:
+    {"compile": s from building the graph to its first compiled result, "per_call": s,
+    "closed_form": s of the NumPy formula}."""
+    with tempfile.TemporaryDirectory(prefix="jg-bench-jacobian-") as d:
+        out = subprocess.run([sys.executable, "-c", _JACOBIAN_CHILD, str(HERE / "_workloads.py"), str(n),
+                              mode, variant], env=_child_env(pathlib.Path(d)), capture_output=True,
+                             text=True, timeout=timeout_s)
+    if out.returncode != 0:
+        raise RuntimeError(f"jacobian child ({n}, {mode}, {variant}) failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -186,3 +186,24 @@ class MemoryChain:
 
     def track_peak(self, variant, wrt):
         return W.chain_peak(variant, wrt)["total_bytes"] / 2**20
+
+
+class JacobianMapped:
+    """jg.jacobian of tanh(A @ x): one JVP (fwd) or VJP (rev) mapped over the unit vectors with
+    jg.vmap, per call, next to NumPy's closed form diag(1 - tanh(A x)^2) A. Compile times, and
+    the unrolled graph of one pass per unit vector, are in ``report.py --only jacobian``."""
+
+    params = ([100, 1000], ["fwd", "rev"])
+    param_names = ["n", "mode"]
+    timeout = 300
+
+    def setup(self, n, mode):
+        self.f = W.jacobian_jitgrad(n, mode)
+        self.a, self.x = W.jacobian_data(n)
+        self.f(self.x)
+
+    def time_jitgrad_cpu(self, n, mode):
+        self.f(self.x)
+
+    def time_numpy_closed_form(self, n, mode):
+        W.jacobian_closed_form(self.a, self.x)

@@ -10,9 +10,9 @@ measured on the way (NumPy eager W2, the @njit W3 step, W6's breakdown, ...).
 About 3-4 minutes (W4 and W5: 45 s) on 2 cores once the 64-layer chain of the memory row is in
 the jitgrad cache (``JITGRAD_CACHE_DIR``, default ~/.cache/jitgrad); its first
 compile takes a minute or more. Options: ``--quick`` (fewer repeats, one cold
-W6 run), ``--no-subprocess`` (skip W6, large and memory), ``--memory-all`` (also the
+W6 run), ``--no-subprocess`` (skip W6, large, jacobian and memory), ``--memory-all`` (also the
 chain with the weights' gradients), ``--only w4,w5`` (just those measures, from
-w1, w2, w3, w4, w5, w6, large, memory).
+w1, w2, w3, w4, w5, w6, large, jacobian, memory).
 """
 from __future__ import annotations
 
@@ -271,6 +271,31 @@ def measure_large(rep: Report, quick: bool):
                     f"<= {targets[which]:.0f} s", r["compiled"] is not None and r["compiled"] <= targets[which])
 
 
+def measure_jacobian(rep: Report, quick: bool):
+    """jg.jacobian of tanh(A @ x), one pass mapped with jg.vmap, against the unrolled graph of one
+    pass per unit vector (n = 100 only: at n = 1000 it would be 1000 passes), new processes, cold."""
+    for n in (100,) if quick else (100, 1000):
+        for mode in ("fwd", "rev"):
+            progress(f"jacobian n={n} {mode}: jg.vmap")
+            mapped = W.jacobian_cold(n, mode, "vmap")
+            workload = f"Jacobian of tanh(A @ x), n = {n}, {mode}"
+            rep.other(f"{workload}: NumPy closed form diag(1 - t^2) A", fmt_time(mapped["closed_form"]))
+            if n > 100:
+                rep.row(workload, "compile (cold, new process)", fmt_time(mapped["compile"]),
+                        "unrolled: not built (1000 passes)", "", "", None)
+                rep.row(workload, "per call", fmt_time(mapped["per_call"]),
+                        f"closed form {fmt_time(mapped['closed_form'])}",
+                        fmt_ratio(ratio(mapped["per_call"], mapped["closed_form"])), "", None)
+                continue
+            progress(f"jacobian n={n} {mode}: unrolled, one pass per unit vector (about a minute)")
+            unrolled = W.jacobian_cold(n, mode, "unrolled")
+            rep.row(workload, "compile (cold, new process)", fmt_time(mapped["compile"]),
+                    f"unrolled {fmt_time(unrolled['compile'])}",
+                    fmt_ratio(ratio(mapped["compile"], unrolled["compile"])), "", None)
+            rep.row(workload, "per call", fmt_time(mapped["per_call"]), f"unrolled {fmt_time(unrolled['per_call'])}",
+                    fmt_ratio(ratio(mapped["per_call"], unrolled["per_call"])), "", None)
+
+
 def _kib_as_mib(kib) -> str:
     return "n/a" if kib is None else format(kib / 1024, ".1f")
 
@@ -402,7 +427,8 @@ def measure_w5(rep: Report, quick: bool):
 # ---------------------------------------------------------------------------------------------
 
 MEASURES = {"w1": measure_w1, "w2": measure_w2, "w3": measure_w3, "w4": measure_w4,
-            "w5": measure_w5, "w6": measure_w6, "large": measure_large, "memory": measure_memory}
+            "w5": measure_w5, "w6": measure_w6, "large": measure_large, "jacobian": measure_jacobian,
+            "memory": measure_memory}
 
 
 def header() -> list[str]:
@@ -423,7 +449,7 @@ def header() -> list[str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
-    parser.add_argument("--no-subprocess", action="store_true", help="skip W6, large and memory")
+    parser.add_argument("--no-subprocess", action="store_true", help="skip W6, large, jacobian and memory")
     parser.add_argument("--memory-all", action="store_true",
                         help="also the chain with the gradients of all 64 weights")
     parser.add_argument("--only", metavar="W4,W5",
@@ -434,7 +460,7 @@ def main(argv=None) -> int:
         parser.error(f"--only: unknown {','.join(sorted(only - set(MEASURES)))}; "
                      f"choose from {','.join(MEASURES)}")
     if args.no_subprocess:
-        only -= {"w6", "large", "memory"}
+        only -= {"w6", "large", "jacobian", "memory"}
     command = "python benchmarks/report.py" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
     start = time.perf_counter()
     load_start = os.getloadavg()[0]
