@@ -23,6 +23,7 @@ from .functions import (
 from .check import check_grads
 from .graph import Tensor, constant, input, inputs_of, param
 from .io import load, save
+from .loops import fori_loop, scan
 from .params import load_params, save_params
 from .viz import render, to_dot
 

@@ -17,6 +17,7 @@ from . import functions as F, graph
 from .batching import vmap
 from .graph import Tensor, topological_order
 from .ops import control
+from .ops.loop import sibling_key
 from .primitive import Dim
 
 
@@ -48,6 +49,21 @@ class Builder:
         """Reverse mode with ``wrt`` as independent variables: nothing propagates past them."""
         return vjp(outputs, wrt, cotangents, partial=True)
 
+    @staticmethod
+    def scan_jvp(*args):
+        from . import loops
+        return loops.scan_jvp(*args)
+
+    @staticmethod
+    def scan_vjp(*args):
+        from . import loops
+        return loops.scan_vjp(*args)
+
+    @staticmethod
+    def scan_batch(*args):
+        from . import loops
+        return loops.scan_batch(*args)
+
 
 BUILDER = Builder()
 
@@ -62,6 +78,16 @@ def _nodes_between(outputs, wrt) -> list[Tensor]:
             if _differentiable(node):
                 depends.add(id(node))
     return [n for n in order if id(n) in depends]
+
+
+def _siblings(nodes) -> dict:
+    """The nodes of multi-output primitives grouped with their siblings, each group in the
+    order of ``nodes`` (so its first member is the one a reverse walk meets last)."""
+    groups: dict[tuple, list] = {}
+    for node in nodes:
+        if node.op.multi_output:
+            groups.setdefault(sibling_key(node), []).append(node)
+    return groups
 
 
 def _check_like(value: Tensor, like: Tensor, what: str) -> Tensor:
@@ -91,17 +117,30 @@ def vjp(outputs, wrt, cotangents, *, partial: bool = False) -> list[Tensor]:
         contributions.setdefault(id(out), []).append(_check_like(ct, out, "vjp: cotangent"))
     totals: dict[int, Tensor] = {}
     stop = {id(w) for w in wrt}
-    for node in reversed(_nodes_between(outputs, wrt)):
+    nodes = _nodes_between(outputs, wrt)
+    siblings = _siblings(nodes)
+    for node in reversed(nodes):
         parts = contributions.pop(id(node), None)
-        if not parts:
-            continue
-        y_bar = parts[0]
-        for p in parts[1:]:
-            y_bar = F.add(y_bar, p)
-        totals[id(node)] = y_bar
+        if parts:
+            y_bar = parts[0]
+            for p in parts[1:]:
+                y_bar = F.add(y_bar, p)
+            totals[id(node)] = y_bar
         if not node.inputs or (partial and id(node) in stop):
             continue
-        x_bars = node.op.vjp(BUILDER, y_bar, node, *node.inputs, **node.attrs)
+        if node.op.multi_output:
+            # the last sibling the reverse walk meets: every sibling's cotangent is complete
+            group = siblings[sibling_key(node)]
+            if group[0] is not node:
+                continue
+            y_bars = {m.attrs["index"]: totals.get(id(m)) for m in group}
+            if all(v is None for v in y_bars.values()):
+                continue
+            x_bars = node.op.vjp(BUILDER, y_bars, node, *node.inputs, **node.attrs)
+        elif not parts:
+            continue
+        else:
+            x_bars = node.op.vjp(BUILDER, y_bar, node, *node.inputs, **node.attrs)
         for x, x_bar in zip(node.inputs, x_bars):
             if x_bar is not None and _differentiable(x):
                 contributions.setdefault(id(x), []).append(x_bar)
@@ -117,13 +156,20 @@ def jvp(outputs, wrt, tangents) -> list[Tensor]:
     dots: dict[int, Tensor] = {}
     for w, t in zip(wrt, tangents):
         dots[id(w)] = _check_like(t, w, "jvp: tangent")
+    group_dots: dict[tuple, dict] = {}       # siblings' tangents, from one rule call
     for node in _nodes_between(outputs, wrt):
         if id(node) in dots or not node.inputs:
             continue
         x_dots = tuple(dots.get(id(x)) for x in node.inputs)
         if all(d is None for d in x_dots):
             continue
-        y_dot = node.op.jvp(BUILDER, x_dots, node, *node.inputs, **node.attrs)
+        if node.op.multi_output:
+            key = sibling_key(node)
+            if key not in group_dots:
+                group_dots[key] = node.op.jvp(BUILDER, x_dots, node, *node.inputs, **node.attrs)
+            y_dot = group_dots[key].get(node.attrs["index"])
+        else:
+            y_dot = node.op.jvp(BUILDER, x_dots, node, *node.inputs, **node.attrs)
         if y_dot is not None:
             dots[id(node)] = y_dot
     return [dots[id(o)] if id(o) in dots else F.zeros_like(o) for o in outputs]

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .ops import collective, linalg, reduce as rd, shape as sh
+from .ops.loop import sibling_key
 from .schedule import Eqn, Schedule, Var
 
 INDEX_MAPS = (sh.broadcast_to_p, sh.transpose_p, sh.slice_p, sh.gather_p)
@@ -79,7 +80,47 @@ class Collective(Call):
     """A sum over ranks (``psum``): communication, grouped by ``defer_collectives``."""
 
 
-def _call(e: Eqn) -> Call:
+@dataclass(frozen=True, eq=False)
+class Loop(Call):
+    """A loop (``scan``) with all its sibling results: one run of the body per step.
+    ``eqn`` is the first sibling; ``siblings`` all of them, each with its ``index``."""
+
+    siblings: tuple = ()
+
+    @property
+    def body(self):
+        return self.eqn.attrs["body"]
+
+    def writes(self) -> tuple[Var, ...]:
+        return tuple(e.out for e in self.siblings)
+
+    def describe(self) -> str:
+        a = self.eqn.attrs
+        outs = ", ".join(f"{e.out}:{e.out.type_str()}[{e.attrs['index']}]" for e in self.siblings)
+        direction = " reverse" if a["reverse"] else ""
+        return f"loop {a['length']} steps{direction} of {a['body']}  {' '.join(map(str, self.eqn.ins))} -> {outs}"
+
+
+def merge_siblings(eqns) -> tuple[list, dict]:
+    """The equations with each group of sibling results (``multi_output``) reduced to its
+    first, and that first equation's id -> the whole group."""
+    kept, groups = [], {}
+    first: dict[tuple, Eqn] = {}
+    for e in eqns:
+        if e.op.multi_output:
+            key = sibling_key(e)
+            if key in first:
+                groups[id(first[key])].append(e)
+                continue
+            first[key] = e
+            groups[id(e)] = [e]
+        kept.append(e)
+    return kept, {k: tuple(v) for k, v in groups.items()}
+
+
+def _call(e: Eqn, siblings=None) -> Call:
+    if siblings is not None:
+        return Loop(e, siblings)
     if e.op is collective.psum_p:
         return Collective(e)
     return View(e) if e.op in (sh.reshape_p, sh.transpose_p) else Call(e)
@@ -134,8 +175,8 @@ def _space(e: Eqn) -> tuple:
 
 def fuse(schedule: Schedule) -> tuple:
     """Kernels and calls, in an order that respects every dependency."""
-    eqns = list(schedule.eqns)
-    producer = {e.out: i for i, e in enumerate(eqns)}
+    eqns, groups = merge_siblings(schedule.eqns)
+    producer = {v: i for i, e in enumerate(eqns) for v in (s.out for s in groups.get(id(e), (e,)))}
     waiting = [sum(1 for v in set(e.ins) if v in producer) for e in eqns]
     users: dict[int, list[int]] = {}
     for i, e in enumerate(eqns):
@@ -144,21 +185,21 @@ def fuse(schedule: Schedule) -> tuple:
                 users.setdefault(producer[v], []).append(i)
     ready = sorted(i for i, w in enumerate(waiting) if w == 0)
     views = _matmul_operand_transposes(eqns, users)
-    groups: list = []
+    steps: list = []
     current: _Open | None = None
     while ready:
         pick = next((i for i in ready
                      if current is not None and i not in views and current.accepts(eqns[i])), None)
         if pick is None:
-            groups.append(current)
+            steps.append(current)
             pick = ready[0]
             current = _Open(_space(eqns[pick])) if _fusible(eqns[pick]) and pick not in views else None
         ready.remove(pick)
         if current is None:
-            groups.append(_call(eqns[pick]))
+            steps.append(_call(eqns[pick], groups.get(id(eqns[pick]))))
         else:
             if not current.accepts(eqns[pick]):     # a fusible op that must start a kernel
-                groups.append(current)
+                steps.append(current)
                 current = _Open(_space(eqns[pick]))
             current.add(eqns[pick])
         for j in users.get(pick, ()):
@@ -166,9 +207,8 @@ def fuse(schedule: Schedule) -> tuple:
             if waiting[j] == 0:
                 ready.append(j)
                 ready.sort()
-    groups.append(current)
-    groups = _pull_index_maps([g for g in groups if g is not None])
-    return _with_stores(groups, schedule)
+    steps.append(current)
+    return _with_stores(_pull_index_maps([g for g in steps if g is not None]), schedule)
 
 
 def _pull_index_maps(groups: list) -> list:

@@ -139,6 +139,12 @@ class Primitive:
     with the examples on axis 0 too.  Primitives that map over leading axes
     (elementwise and matrix primitives) use :func:`batch_stack`.
 
+    ``multi_output``: the primitive has several results, each a node of its own with an
+    ``index`` attribute (siblings: same inputs and attributes otherwise, see
+    ``jitgrad.ops.loop``).  ``ref`` then returns every result as a list, ``vjp`` takes
+    ``y_bars``, a dict from index to cotangent (None for none) instead of ``y_bar``, and
+    ``jvp`` returns a dict from index to tangent: one rule call serves all siblings.
+
     ``attrs`` names the static parameters the primitive accepts (saved graphs are
     checked against it).  ``scalar`` is a format string over the inputs for
     elementwise primitives, e.g. ``"math.exp({0})"``.  ``vjp``/``jvp`` set to
@@ -163,6 +169,7 @@ class Primitive:
     promote: str | None = None
     marker: bool = False
     batch: Callable[..., Any] | None = None
+    multi_output: bool = False
     doc: str = field(default="", compare=False)
 
     def __repr__(self) -> str:

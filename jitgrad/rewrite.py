@@ -159,7 +159,7 @@ def _static(v) -> bool:
 
 def _fold(node: Tensor):
     """A constant with the node's value, if all inputs are constants and it is small."""
-    if node.op.ref is None or (not node.inputs and node.op is not sh.full_p):
+    if node.op.ref is None or node.op.multi_output or (not node.inputs and node.op is not sh.full_p):
         return None
     if not all(i.op is leaf.constant_p for i in node.inputs) or not _static(tuple(node.attrs.values())):
         return None

@@ -171,6 +171,25 @@ def _singular_function(u, s, vt):
     return (u * jg.tanh(s) if isinstance(s, jg.Tensor) else u * np.tanh(s)) @ vt
 
 
+def _scan_step(h, row):
+    h = jg.tanh(h * 0.7 + row * h + 0.1)
+    return h, h * row
+
+
+def _scan(x, h0, reverse=False):
+    """A recurrence over the rows of x: the final carry on top of the per-step outputs."""
+    h, ys = jg.scan(_scan_step, h0, x, reverse=reverse)
+    return jg.concatenate([jg.expand_dims(h, 0), ys])
+
+
+def _scan_ref(x, h0, reverse=False):
+    h, ys = h0, np.empty_like(x)
+    for t in (range(len(x) - 1, -1, -1) if reverse else range(len(x))):
+        h = np.tanh(h * 0.7 + x[t] * h + 0.1)
+        ys[t] = h * x[t]
+    return np.concatenate([h[None], ys])
+
+
 def _scatter_add(x):
     out = np.zeros((3, 5), x.dtype)
     for i in range(2):
@@ -296,6 +315,9 @@ CASES: list[Case] = [
          lambda x: -scipy.special.log_softmax(x, -1)[np.arange(3), [0, 3, 1]].mean(), (X34,)),
     Case("mse", jg.nn.mse, lambda p, t: ((p - t) ** 2).mean(), (X34, X34)),
     Case("dense", jg.nn.dense, lambda x, w, b: x @ w + b, (X34, uniform(-1, 1, 4, 2), uniform(-1, 1, 2))),
+    Case("scan", _scan, _scan_ref, (X34, uniform(-1, 1, 4))),
+    Case("scan_reverse", lambda x, h: _scan(x, h, reverse=True), lambda x, h: _scan_ref(x, h, reverse=True),
+         (X34, uniform(-1, 1, 4))),
 ]
 
 

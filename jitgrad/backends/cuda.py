@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from ..fusion import INDEX_MAPS, Call, Collective, Kernel, View
+from ..fusion import INDEX_MAPS, Call, Collective, Kernel, Loop, View
 from ..lower import Lowered
 from ..ops import linalg, shape as sh
 from ..primitive import Dim, resolve_dim
@@ -78,6 +78,8 @@ class CudaProgram(Program):
                 return self.emit_collective(step)
             case View():
                 return self.emit_view(step)
+            case Loop():
+                return self.emit_loop(step)
             case Call():
                 return self.emit_call(step)
 
@@ -146,6 +148,48 @@ class CudaProgram(Program):
             ins = [self._array(env, v) for v in e.ins]
             attrs = {k: _resolved(v, sizes) for k, v in e.attrs.items()}
             launch(cuda_library, ins, out, _one_element_attrs(op, attrs) if not e.out.dims else attrs)
+        return run
+
+    def emit_loop(self, step: Loop):
+        """A scan as a host loop: the body's own program (its kernels, its workspace) runs
+        once per step on device arrays; carries pass from step to step on the device, and
+        each step's outputs and starting carries are copied into their stacked results."""
+        body = CudaProgram(step.body.lowered)
+        self.kernel_sources += body.kernel_sources
+        lowered, attrs = step.body.lowered, step.eqn.attrs
+        n_c, n_x, n_y = step.body.n_carry, step.body.n_x, step.body.n_y
+        by_index = {e.attrs["index"]: e.out for e in step.siblings}
+        order = range(attrs["length"] - 1, -1, -1) if attrs["reverse"] else range(attrs["length"])
+
+        def as_input(value, v: Var):
+            """How the body takes ``v``: a number if 0-d (its scalar inputs), else the array."""
+            if v.dims or isinstance(value, (int, float, bool, np.generic)):
+                return value
+            return value.copy_to_host().reshape(-1)[0]
+
+        def run(env, sizes):
+            ins = [env[v] for v in step.eqn.ins]
+            out = {i: self._alloc(v, sizes) for i, v in by_index.items()}
+            env.update((by_index[i], array) for i, array in out.items())
+            carries = [as_input(a, v) for a, v in zip(ins[:n_c], lowered.inputs)]
+            outside = [as_input(a, v) for a, v in zip(ins[n_c + n_x:], lowered.inputs[n_c + n_x:])]
+            for t in order:
+                for k, c in enumerate(carries):
+                    if n_c + n_y + k in by_index:
+                        _store_row(self.cuda, out[n_c + n_y + k], t, c, lowered.inputs[k])
+                slices = [_row(ins[n_c + j], t) for j in range(n_x)]
+                benv = dict(zip(lowered.inputs, carries + slices + outside))
+                body.run_on_device(benv, {})
+                results = [body._owned(benv, v) for v in lowered.outputs]
+                carries = [as_input(r, v) for r, v in zip(results[:n_c], lowered.inputs)]
+                for k in range(n_y):
+                    if n_c + k in by_index:
+                        _store_row(self.cuda, out[n_c + k], t, results[n_c + k], lowered.outputs[n_c + k])
+            for k, c in enumerate(carries):
+                if k in by_index:
+                    source = c if not isinstance(c, (int, float, bool, np.generic)) else \
+                        self.cuda.to_device(np.array([c], by_index[k].dtype))
+                    out[k].copy_to_device(source)
         return run
 
     def emit_collective(self, step: Collective):
@@ -277,6 +321,19 @@ class CudaProgram(Program):
         copy = self.cuda.device_array(value.shape, value.dtype)
         copy.copy_to_device(value)
         return copy
+
+
+def _row(array, t: int):
+    """Step ``t`` of a stacked device array: a view, or a number for a one-axis array."""
+    return array[t]
+
+
+def _store_row(cuda, stacked, t: int, value, v: Var) -> None:
+    """Write one step's ``value`` (a device array, or a number for a 0-d ``v``) into row ``t``."""
+    target = stacked[t:t + 1] if len(stacked.shape) == 1 else stacked[t]
+    if isinstance(value, (int, float, bool, np.generic)):
+        value = cuda.to_device(np.array([value], v.dtype))
+    target.copy_to_device(value.reshape(target.shape))
 
 
 def _in_place_updates(schedule: Lowered, steps) -> dict:

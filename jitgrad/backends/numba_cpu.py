@@ -14,7 +14,7 @@ import threading
 
 import numpy as np
 
-from ..fusion import Call, Collective, Kernel, View
+from ..fusion import Call, Collective, Kernel, Loop, View
 from ..lower import Lowered
 from ..ops import linalg, reduce as rd, shape as sh
 from ..primitive import Dim, resolve_dim
@@ -112,9 +112,15 @@ class CpuKernelWriter(KernelBody):
 # -- the program -------------------------------------------------------------
 
 class _ProgramWriter:
-    def __init__(self, schedule: Lowered, dims: list[Dim], parallel: bool, fastmath: bool):
+    """Writes the ``program`` function of a schedule.  A loop body's program (``body=True``)
+    is only called by another program: no Python wrapper, and its constants are module
+    globals (which Numba compiles in) rather than parameters."""
+
+    def __init__(self, schedule: Lowered, dims: list[Dim], parallel: bool, fastmath: bool,
+                 body: bool = False):
         self.s, self.steps, self.plan = schedule, schedule.steps, schedule.plan
-        self.parallel, self.fastmath = parallel, fastmath
+        self.parallel, self.fastmath, self.is_body = parallel, fastmath, body
+        self.loops = 0
         self.dim_names = {d: f"d{k}" for k, d in enumerate(dims)}
         self.lines: list[str] = []
         self.callee_sources: list[str] = []     # kernels and segments, in the order they load
@@ -206,6 +212,49 @@ class _ProgramWriter:
         else:
             self.lines.append(f"{self.name(e.out)} = {self.name(e.ins[0])}.T")
 
+    def emit_loop(self, step: Loop) -> None:
+        """A scan: the body's own program (its kernels imported as any kernel) called once
+        per step, the carries handed from one call to the next, each step's outputs and
+        starting carries written into their stacked results."""
+        body, attrs = step.body, step.eqn.attrs
+        writer = _ProgramWriter(body.lowered, [], self.parallel, self.fastmath, body=True)
+        source = writer.source()
+        for callee in writer.callee_sources:
+            if callee not in self.callee_sources:
+                self.callee_sources.append(callee)
+        if source not in self.kernel_alias:
+            self.callee_sources.append(source)
+            self.kernel_alias[source] = f"body_{len(self.kernel_alias)}"
+            self.imports.append(f"from {module_name(source)} import program as {self.kernel_alias[source]}")
+        n_c, n_x, n_y = body.n_carry, body.n_x, body.n_y
+        j, ins = self.loops, step.eqn.ins
+        self.loops += 1
+        carries = [f"loop{j}_c{k}" for k in range(n_c)]
+        by_index = {e.attrs["index"]: e.out for e in step.siblings}
+        self.lines.append(self.comment(step.describe()))
+        self.lines.extend(self.alloc(v) for v in step.writes())
+        workspace = [f"loop{j}_ws{k}" for k in range(len(writer.plan.slots))]
+        self.lines += [f"{name} = np.empty({max(1, n)}, {np_type(dtype)})" for name, n, (dtype, _)
+                       in zip(workspace, writer.plan.slot_sizes({}), writer.plan.slots)]
+        self.lines += [f"{c} = {self.scalar(v) if not v.dims else self.name(v) + '.copy()'}"
+                       for c, v in zip(carries, ins[:n_c])]
+        steps = f"range({attrs['length'] - 1}, -1, -1)" if attrs["reverse"] else f"range({attrs['length']})"
+        step_args = carries + [f"{self.name(v)}[t]" for v in ins[n_c:n_c + n_x]]
+        step_args += [self.scalar(v) if not v.dims else self.name(v) for v in ins[n_c + n_x:]]
+        loop = [f"for t in {steps}:"]
+        loop += [f"    {self.name(by_index[n_c + n_y + k])}[t] = {c}" for k, c in enumerate(carries)
+                 if n_c + n_y + k in by_index]
+        loop.append(f"    r = {self.kernel_alias[source]}({', '.join(step_args + workspace)})")
+        loop += [f"    {c} = r[{k}]" for k, c in enumerate(carries)]
+        loop += [f"    {self.name(by_index[n_c + k])}[t] = r[{n_c + k}]" for k in range(n_y) if n_c + k in by_index]
+        self.lines += loop
+        self.lines += [f"{self.name(by_index[k])}[{'()' if not by_index[k].dims else '...'}] = {c}"
+                       for k, c in enumerate(carries) if k in by_index]
+
+    def scalar(self, v: Var) -> str:
+        """A 0-d value as a number (a body program takes its 0-d inputs as numbers)."""
+        return f"s_{v.name}" if v in self.scalar_inputs else f"{self.name(v)}.item()"
+
     def emit_collectives(self, group: list) -> None:
         """Consecutive collectives: one all-reduce of their packed buffers, run by Python
         (mpi4py) between the kernels, on the program's own arrays."""
@@ -234,12 +283,15 @@ class _ProgramWriter:
                     group.append(step)
                 case View():
                     self.emit_view(step)
+                case Loop():
+                    self.emit_loop(step)
                 case Call():
                     self.emit_call(step)
         if group:
             self.emit_collectives(group)
+        consts = [(v, value) for v, value in self.s.consts if v not in self.inlined]
         params = ([self.value(v) for v in self.s.inputs] + [self.name(v) for v, _ in self.s.params]
-                  + [self.name(v) for v, _ in self.s.consts if v not in self.inlined]
+                  + ([] if self.is_body else [self.name(v) for v, _ in consts])
                   + [f"ws{k}" for k in range(len(self.plan.slots))] + (["dims"] if self.dim_names else []))
         results, returned = [], set()
         for v in self.s.results:
@@ -250,6 +302,10 @@ class _ProgramWriter:
             results.append(self.name(v) + (".copy()" if copy else ""))
             returned.add(v)
         decorator = f"@jit(error_model='numpy', fastmath={self.fastmath})"
+        if self.is_body:
+            decorator = _CALLEE.format(decorator[:-1])
+            self.imports += [f"{self.name(v)} = np.frombuffer(bytes.fromhex({value.tobytes().hex()!r}), "
+                             f"{np_type(value.dtype)}).reshape({value.shape!r})" for v, value in consts]
         unpack = [f"{n} = dims[{k}]" for k, n in enumerate(self.dim_names.values())]
         unpack += [f"{self.name(v)} = np.full((), {self.value(v)}, {np_type(v.dtype)})"
                    for v in self.s.inputs if v in self.boxed_inputs]

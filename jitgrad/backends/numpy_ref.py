@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..lower import Lowered
+from ..ops.loop import sibling_key
 from ..primitive import Dim, resolve_dim
 from ..schedule import Schedule
 from .program import Program
@@ -41,6 +42,10 @@ class NumpyProgram(Program):
         self._last = _last_uses(schedule)
         self._frees = [[v for v in eqn.ins if self._last.get(v) == i]
                        for i, eqn in enumerate(schedule.eqns)]
+        self._siblings: dict = {}
+        for eqn in schedule.eqns:
+            if eqn.op.multi_output:
+                self._siblings.setdefault(sibling_key(eqn), []).append(eqn)
 
     def entry(self, fixed: list) -> None:
         return None
@@ -53,17 +58,28 @@ class NumpyProgram(Program):
         env.update(s.consts)
         with np.errstate(all="ignore"):
             for eqn, frees in zip(s.eqns, self._frees):
-                ins = [env[v] for v in eqn.ins]
-                attrs = {k: _resolve(v, sizes) for k, v in eqn.attrs.items()}
-                out = np.asarray(eqn.op.ref(*ins, **attrs))
-                if out.dtype != eqn.out.dtype:
-                    out = out.astype(eqn.out.dtype)
-                expected = tuple(resolve_dim(d, sizes) for d in eqn.out.dims)
-                if out.shape != expected:
-                    raise RuntimeError(f"jitgrad internal error: {eqn.op.name} produced shape "
-                                       f"{out.shape}, its shape rule said {expected}\n  {eqn}")
-                env[eqn.out] = out
+                if eqn.out not in env:          # (else a sibling computed it)
+                    ins = [env[v] for v in eqn.ins]
+                    attrs = {k: _resolve(v, sizes) for k, v in eqn.attrs.items()}
+                    out = eqn.op.ref(*ins, **attrs)
+                    if eqn.op.multi_output:
+                        for sibling in self._siblings[sibling_key(eqn)]:
+                            env[sibling.out] = self._checked(out[sibling.attrs["index"]], sibling, sizes)
+                    else:
+                        env[eqn.out] = self._checked(out, eqn, sizes)
                 for v in frees:
                     if v not in s.outputs:
                         env.pop(v, None)
         return [np.array(env[v], copy=True) for v in s.results]
+
+    @staticmethod
+    def _checked(out, eqn, sizes) -> np.ndarray:
+        """``out`` in the dtype the graph inferred, after checking its shape."""
+        out = np.asarray(out)
+        if out.dtype != eqn.out.dtype:
+            out = out.astype(eqn.out.dtype)
+        expected = tuple(resolve_dim(d, sizes) for d in eqn.out.dims)
+        if out.shape != expected:
+            raise RuntimeError(f"jitgrad internal error: {eqn.op.name} produced shape "
+                               f"{out.shape}, its shape rule said {expected}\n  {eqn}")
+        return out

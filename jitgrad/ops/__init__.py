@@ -1,7 +1,7 @@
 """The registry of primitives: an explicit tuple built from the family modules."""
-from . import collective, control, elementwise, leaf, linalg, reduce, shape
+from . import collective, control, elementwise, leaf, linalg, loop, reduce, shape
 
 PRIMITIVES = (leaf.PRIMITIVES + elementwise.PRIMITIVES + reduce.PRIMITIVES + shape.PRIMITIVES
-              + linalg.PRIMITIVES + control.PRIMITIVES + collective.PRIMITIVES)
+              + linalg.PRIMITIVES + control.PRIMITIVES + collective.PRIMITIVES + loop.PRIMITIVES)
 BY_NAME = {p.name: p for p in PRIMITIVES}
 assert len(BY_NAME) == len(PRIMITIVES), "two primitives share a name"

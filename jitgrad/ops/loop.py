@@ -1,0 +1,147 @@
+"""The loop primitive: ``scan``, a body graph run a fixed number of times.
+
+A loop's body is graph too, kept as data in the node's ``body`` attribute (a
+:class:`Body`): stand-in inputs for the carries, for one step's slices of the
+scanned arrays and for the values the body reads from outside, and the
+body's outputs, the new carries and one step's outputs.  Nothing in it is
+Python code, so it lowers, prints and saves like any graph, once, whatever the
+trip count.
+
+``scan`` has several results (final carries, stacked per-step outputs, and the
+stacked carries each step started from, which reverse mode reads), and a
+jitgrad node has one.  So each result is a node of its own, ``index`` naming
+which; nodes that differ only in ``index`` are *siblings* (:func:`sibling_key`)
+and are computed together: the backends run one loop for all of them, and the
+derivative rules take or give all their cotangents or tangents at once.  Such a
+primitive says ``multi_output=True``.
+
+The derivative and batching rules are built by :mod:`jitgrad.loops` (they trace
+new bodies), which the builder ``b`` hands to them as ``b.scan_jvp``,
+``b.scan_vjp`` and ``b.scan_batch``.
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..primitive import Aval, Dim, Primitive
+from ._shapes import fmt_shape
+
+_bodies = itertools.count()
+
+
+@dataclass(frozen=True, eq=False)
+class Body:
+    """A loop body: ``params`` are stand-in input nodes (``n_carry`` carries, then ``n_x``
+    per-step slices, then the values read from outside), ``outputs`` the new carries, then
+    one step's outputs.  Compared by identity."""
+
+    params: tuple
+    outputs: tuple
+    n_carry: int
+    n_x: int
+    number: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "number", next(_bodies))
+
+    def __str__(self) -> str:
+        return f"body{self.number}"
+
+    @property
+    def n_y(self) -> int:
+        return len(self.outputs) - self.n_carry
+
+    @functools.cached_property
+    def lowered(self):
+        """The body's own lowered schedule (every backend runs this once per step)."""
+        from ..lower import lower
+        return lower(list(self.params), list(self.outputs), [])
+
+    def result_aval(self, index: int, length: int) -> Aval:
+        """Result ``index`` of a scan of ``length`` steps: final carries, then the stacked
+        per-step outputs, then the stacked carries each step began with."""
+        n_c, n_y = self.n_carry, self.n_y
+        if index < n_c:
+            node = self.outputs[index]
+            return Aval(node.dims, node.dtype)
+        node = self.outputs[index] if index < n_c + n_y else self.params[index - n_c - n_y]
+        return Aval((length,) + node.dims, node.dtype)
+
+    def n_results(self) -> int:
+        return 2 * self.n_carry + self.n_y
+
+
+def sibling_key(node) -> tuple:
+    """What siblings share (a node or a schedule equation): the primitive, the inputs and
+    every attribute but ``index``."""
+    ins = node.inputs if hasattr(node, "inputs") else node.ins
+    attrs = tuple(sorted((k, v) for k, v in node.attrs.items() if k != "index"))
+    return (node.op, tuple(id(x) for x in ins), attrs)
+
+
+def _scan_shape(*xs, body, length, reverse, index):
+    n_c, n_x = body.n_carry, body.n_x
+    if len(xs) != len(body.params):
+        raise ValueError(f"scan: {len(xs)} operands for a body of {len(body.params)} inputs")
+    for k, (x, p) in enumerate(zip(xs, body.params)):
+        want = p.dims if not n_c <= k < n_c + n_x else (length,) + p.dims
+        if tuple(x.dims) != tuple(want) or x.dtype != p.dtype:
+            raise ValueError(f"scan: operand {k} is {x.dtype}{fmt_shape(x.dims)}, the body expects "
+                             f"{p.dtype}{fmt_shape(want)}")
+    if not 0 <= index < body.n_results():
+        raise ValueError(f"scan: result {index} of {body.n_results()}")
+    return body.result_aval(index, length)
+
+
+def _scan_ref(*arrays, body, length, reverse, index):
+    """Every result of the loop, run step by step by the reference interpreter."""
+    from ..backends.numpy_ref import NumpyProgram
+    program = NumpyProgram(body.lowered)
+    n_c, n_x = body.n_carry, body.n_x
+    carries, xs, free = list(arrays[:n_c]), arrays[n_c:n_c + n_x], list(arrays[n_c + n_x:])
+    ys = [np.empty((length,) + tuple(o.dims), o.dtype) for o in body.outputs[n_c:]]
+    history = [np.empty((length,) + tuple(p.dims), p.dtype) for p in body.params[:n_c]]
+    for t in (range(length - 1, -1, -1) if reverse else range(length)):
+        for h, c in zip(history, carries):
+            h[t] = c
+        results = program([*carries, *(x[t] for x in xs), *free], {})
+        carries = results[:n_c]
+        for y, r in zip(ys, results[n_c:]):
+            y[t] = r
+    return [*(np.array(c, copy=True) for c in carries), *ys, *history]
+
+
+def _scan_jvp(b, x_dots, y, *xs, body, length, reverse, index):
+    return b.scan_jvp(x_dots, xs, body, length, reverse)
+
+
+def _scan_vjp(b, y_bars, y, *xs, body, length, reverse, index):
+    return b.scan_vjp(y_bars, xs, body, length, reverse)
+
+
+def _scan_batch(b, batched, y, *xs, body, length, reverse, index):
+    return b.scan_batch(batched, xs, body, length, reverse)
+
+
+scan_p = Primitive(
+    "scan", shape=_scan_shape, ref=_scan_ref, vjp=_scan_vjp, jvp=_scan_jvp, batch=_scan_batch, nin=None,
+    attrs=("body", "length", "reverse", "index"), multi_output=True,
+    doc="Result ``index`` of running ``body`` ``length`` times over (carries, per-step slices "
+        "of the scanned operands, values read from outside): the final carries, the stacked "
+        "per-step outputs, then the stacked carries each step began with.",
+)
+
+
+def static_sizes(what: str, tensors) -> None:
+    """Loop bodies are compiled for fixed shapes: a clear error for a call-time size."""
+    for t in tensors:
+        if any(isinstance(d, Dim) for d in t.dims):
+            raise NotImplementedError(f"{what}: a loop's operands need fixed shapes; got one of "
+                                      f"shape {t.shape} (None: a size given at call time)")
+
+
+PRIMITIVES = (scan_p,)
