@@ -25,6 +25,7 @@ import numpy as np
 from .graph import SUPPORTED_DTYPES, Tensor, bind, constant, input, param, topological_order
 from .graph import inputs_of  # noqa: F401  (what compile needs after load; re-exported)
 from .ops import BY_NAME, control, leaf
+from .ops.loop import Body
 from .primitive import DERIVATIONS, Dim
 
 FORMAT, VERSION = "jitgrad-graph", 1
@@ -43,7 +44,7 @@ def save(path, outputs) -> None:
         raise TypeError("save: outputs must be a Tensor or a list of Tensors")
     nodes = _save_order(roots)
     index = {id(n): i for i, n in enumerate(nodes)}
-    encoder = _Encoder()
+    encoder = _Encoder(index)
     records = [encoder.node(i, n, index) for i, n in enumerate(nodes)]
     outs = [index[id(r)] for r in roots]
     graph = {"format": FORMAT, "version": VERSION, "dims": encoder.derived, "nodes": records,
@@ -85,6 +86,9 @@ def _save_order(roots) -> list[Tensor]:
 
     def needs(node):
         found, dims = list(node.inputs), [d for v in node.attrs.values() for d in _attr_dims(v)]
+        for v in node.attrs.values():
+            if isinstance(v, Body):         # a loop's body: its nodes are saved before the loop
+                found += list(v.params) + list(v.outputs)
         while dims:
             d = dims.pop()
             if d in creators:
@@ -108,13 +112,18 @@ def _save_order(roots) -> list[Tensor]:
 
 
 class _Encoder:
-    def __init__(self):
+    def __init__(self, index: dict):
         self.ids: dict[Dim, int] = {}   # Dim -> id in the file
         self.derived: list = []         # the "dims" table
+        self.index = index              # id(node) -> its number in the file
 
     def attr(self, v):
         if isinstance(v, np.generic):
             v = v.item()
+        if isinstance(v, Body):
+            return {"body": {"params": [self.index[id(p)] for p in v.params],
+                             "outputs": [self.index[id(o)] for o in v.outputs],
+                             "n_carry": v.n_carry, "n_x": v.n_x}}
         if v is None or isinstance(v, (bool, int, str)):
             return v
         if isinstance(v, float):
@@ -230,6 +239,7 @@ class _Loader:
                              f"(only {VERSION})")
         self.graph = _fields(graph, {"format", "version", "dims", "nodes", "outputs"}, "the graph")
         self.arrays, self.unused, self.nodes = arrays, set(arrays), []
+        self.bodies: dict[tuple, Body] = {}     # one Body per saved body: siblings share it
         self.dims: dict[int, Dim] = {}      # id in the file -> Dim of the loaded graph
         self.owner: dict[int, int] = {}     # id(loaded Dim) -> id in the file
         self.formulas: dict[int, tuple] = {}
@@ -292,7 +302,25 @@ class _Loader:
                 return _DTYPES[x]
             if tag == "dim":
                 return self.dim(self.size(v, where)[0], where)
+            if tag == "body":
+                return self.body(x, where)
         raise ValueError(f"load: {where}: unknown attribute value {v!r}")
+
+    def body(self, rec, where: str) -> Body:
+        """A loop body: its stand-ins (input nodes) and outputs, all saved earlier."""
+        rec = _fields(rec, {"params", "outputs", "n_carry", "n_x"}, f"{where}: body")
+        below = len(self.nodes)
+        params = tuple(self.nodes[_index(k, below, f"{where}: a body input")] for k in _list(rec["params"], "params"))
+        outputs = tuple(self.nodes[_index(k, below, f"{where}: a body output")]
+                        for k in _list(rec["outputs"], "outputs"))
+        n_carry, n_x = (_index(rec[k], len(params) + 1, f"{where}: {k}") for k in ("n_carry", "n_x"))
+        if any(p.op is not leaf.input_p for p in params) or n_carry + n_x > len(params):
+            raise ValueError(f"load: {where}: a body's inputs must be input nodes, carries and "
+                             f"slices among them")
+        key = (params, outputs, n_carry, n_x)
+        if key not in self.bodies:
+            self.bodies[key] = Body(params, outputs, n_carry, n_x)
+        return self.bodies[key]
 
     def node(self, i: int, rec) -> Tensor:
         name = rec.get("op") if isinstance(rec, dict) else None

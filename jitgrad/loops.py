@@ -119,13 +119,15 @@ def scan(body, init, xs=None, length=None, reverse=False, checkpoint=None):
     >>> running.shape
     (5, 3)
     """
-    if checkpoint is not None:
-        raise NotImplementedError("scan: checkpoint=k is not available yet; reverse mode stores "
-                                  "every step's carry")
     init_leaves, make_carry = _leaves(init, "init")
     x_leaves, make_x = _leaves(xs, "xs")
     static_sizes("scan", init_leaves + x_leaves)
     length = _trip_count(x_leaves, length)
+    if checkpoint is not None:
+        if not isinstance(checkpoint, (int, np.integer)) or isinstance(checkpoint, bool) or checkpoint < 1:
+            raise ValueError(f"scan: checkpoint must be a positive int (steps per segment), got {checkpoint!r}")
+        if checkpoint < length:
+            return _segmented(body, init, xs, x_leaves, make_x, length, bool(reverse), int(checkpoint))
     y_maker = []
 
     def step(carries, x_slices):
@@ -145,6 +147,39 @@ def scan(body, init, xs=None, length=None, reverse=False, checkpoint=None):
     results = [bind(scan_p, *init_leaves, *x_leaves, *free, body=loop, length=length, reverse=bool(reverse),
                     index=k) for k in range(loop.n_carry + loop.n_y)]
     return make_carry(results[:loop.n_carry]), y_maker[0](results[loop.n_carry:])
+
+
+def _segmented(body, init, xs, x_leaves, make_x, length: int, reverse: bool, k: int):
+    """``scan(..., checkpoint=k)``: a scan over segments of ``k`` steps whose body scans one
+    segment (then the steps left over).  Reverse mode then stores the carry each segment
+    began with, and each segment's reverse step recomputes its ``k`` carries: memory
+    ~ length / k + k carries instead of length, for one more forward pass.  Same values."""
+    whole, rest = divmod(length, k)
+
+    def run(carry, part, steps):
+        return scan(body, carry, make_x(part) if x_leaves else None, length=steps, reverse=reverse)
+
+    def segments(carry):
+        grouped = [F.reshape(x[:whole * k], (whole, k) + x.shape[1:]) for x in x_leaves]
+        carry, ys = scan(lambda c, part: run(c, part, k), carry, grouped or None, length=whole,
+                         reverse=reverse)
+        flat, make_y = _leaves(ys, "y")
+        return carry, make_y([F.reshape(y, (whole * k,) + y.shape[2:]) for y in flat])
+
+    def tail(carry):
+        return run(carry, [x[whole * k:] for x in x_leaves], rest)
+
+    if not rest:
+        return segments(init)
+    if reverse:                         # the last steps run first
+        carry, ys_tail = tail(init)
+        carry, ys_main = segments(carry)
+    else:
+        carry, ys_main = segments(init)
+        carry, ys_tail = tail(carry)
+    main, make_y = _leaves(ys_main, "y")
+    last, _ = _leaves(ys_tail, "y")
+    return carry, make_y([F.concatenate([a, b], axis=0) for a, b in zip(main, last)])
 
 
 def fori_loop(lower: int, upper: int, body, init):
