@@ -23,7 +23,7 @@ from .functions import (
 from .check import check_grads
 from .graph import Tensor, constant, input, inputs_of, param
 from .io import load, save
-from .loops import fori_loop, scan
+from .loops import cond, fori_loop, scan, while_loop
 from .params import load_params, save_params
 from .viz import render, to_dot
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .ops import collective, linalg, reduce as rd, shape as sh
-from .ops.loop import sibling_key
+from .ops.loop import Body, sibling_key
 from .schedule import Eqn, Schedule, Var
 
 INDEX_MAPS = (sh.broadcast_to_p, sh.transpose_p, sh.slice_p, sh.gather_p)
@@ -81,15 +81,16 @@ class Collective(Call):
 
 
 @dataclass(frozen=True, eq=False)
-class Loop(Call):
-    """A loop (``scan``) with all its sibling results: one run of the body per step.
-    ``eqn`` is the first sibling; ``siblings`` all of them, each with its ``index``."""
+class ControlFlow(Call):
+    """A loop (``scan``, ``while``) or a branch (``cond``) with all its sibling results, run
+    as one step.  ``eqn`` is the first sibling; ``siblings`` all of them, each with its
+    ``index``; ``bodies`` the graphs it runs (a :class:`~jitgrad.ops.loop.Body` each)."""
 
     siblings: tuple = ()
 
     @property
-    def body(self):
-        return self.eqn.attrs["body"]
+    def bodies(self) -> dict:
+        return {k: v for k, v in self.eqn.attrs.items() if isinstance(v, Body)}
 
     def writes(self) -> tuple[Var, ...]:
         return tuple(e.out for e in self.siblings)
@@ -97,8 +98,14 @@ class Loop(Call):
     def describe(self) -> str:
         a = self.eqn.attrs
         outs = ", ".join(f"{e.out}:{e.out.type_str()}[{e.attrs['index']}]" for e in self.siblings)
-        direction = " reverse" if a["reverse"] else ""
-        return f"loop {a['length']} steps{direction} of {a['body']}  {' '.join(map(str, self.eqn.ins))} -> {outs}"
+        ins = " ".join(map(str, self.eqn.ins))
+        if self.eqn.op.name == "scan":
+            head = f"loop {a['length']} steps{' reverse' if a['reverse'] else ''} of {a['body']}"
+        elif self.eqn.op.name == "while":
+            head = f"loop of {a['body']} while {a['cond']}"
+        else:
+            head = f"{a['true']} if {self.eqn.ins[0]} else {a['false']}"
+        return f"{head}  {ins} -> {outs}"
 
 
 def merge_siblings(eqns) -> tuple[list, dict]:
@@ -120,7 +127,7 @@ def merge_siblings(eqns) -> tuple[list, dict]:
 
 def _call(e: Eqn, siblings=None) -> Call:
     if siblings is not None:
-        return Loop(e, siblings)
+        return ControlFlow(e, siblings)
     if e.op is collective.psum_p:
         return Collective(e)
     return View(e) if e.op in (sh.reshape_p, sh.transpose_p) else Call(e)

@@ -1,4 +1,5 @@
-"""Loops in the graph: ``scan`` and ``fori_loop``, and the derivatives of a scan.
+"""Control flow in the graph: ``scan``, ``fori_loop``, ``while_loop`` and ``cond``, and
+their derivative and batching rules.
 
 ``scan(body, init, xs)`` calls ``body`` once, on stand-ins shaped like one
 step, and keeps what it built as the loop's :class:`~jitgrad.ops.loop.Body`;
@@ -22,7 +23,7 @@ import numpy as np
 from . import functions as F, graph
 from .graph import Tensor, bind
 from .ops import leaf
-from .ops.loop import Body, scan_p, static_sizes
+from .ops.loop import Body, cond_operands, cond_p, scan_p, static_sizes, while_operands, while_p
 
 
 # -- bodies ----------------------------------------------------------------------------------
@@ -195,6 +196,75 @@ def fori_loop(lower: int, upper: int, body, init):
     return carry
 
 
+def while_loop(cond_fun, body, init):
+    """``while cond(carry): carry = body(carry)``, as ``jax.lax.while_loop``: the number of
+    steps is decided when it runs.  ``cond`` returns a boolean scalar Tensor; ``body`` returns
+    a carry of the same shapes and dtypes.  Forward mode (``jg.jvp``) differentiates through
+    it; reverse mode raises (there is no fixed number of steps to store): use
+    ``jg.fori_loop`` or ``jg.scan``."""
+    init_leaves, make_carry = _leaves(init, "init")
+    static_sizes("while_loop", init_leaves)
+
+    def test(_, carries):
+        pred = F.as_tensor(cond_fun(make_carry(carries)))
+        if pred.shape != () or pred.dtype != np.bool_:
+            raise TypeError(f"while_loop: cond must return a boolean scalar, got {pred.dtype}{list(pred.shape)}")
+        return [], [pred]
+
+    def step(carries, _):
+        new_leaves, _ = _leaves(body(make_carry(carries)), "carry")
+        _check_carry(init_leaves, new_leaves, "while_loop")
+        return new_leaves, []
+
+    test_body, test_free = trace_body(test, [], init_leaves)
+    step_body, step_free = trace_body(step, init_leaves, [])
+    static_sizes("while_loop: cond or body reads a Tensor that", test_free + step_free)
+    return make_carry(_while_results(init_leaves, test_free, step_free, test_body, step_body))
+
+
+def _while_results(init, test_free, step_free, test_body, step_body) -> list[Tensor]:
+    return [bind(while_p, *init, *test_free, *step_free, cond=test_body, body=step_body, index=k)
+            for k in range(len(init))]
+
+
+def cond(pred, true_fn, false_fn, *operands):
+    """``true_fn(*operands)`` if ``pred`` else ``false_fn(*operands)``, as ``jax.lax.cond``:
+    only the branch taken runs.  Both return the same structure (a Tensor, or a tuple or
+    list of them) with the same shapes and dtypes.  Derivatives are those of the branch
+    taken; the other branch contributes nothing, not even NaN."""
+    pred = F.as_tensor(pred)
+    if pred.shape != () or pred.dtype != np.bool_:
+        raise TypeError(f"cond: pred must be a boolean scalar Tensor, got {pred.dtype}{list(pred.shape)}")
+    operands = [F.as_tensor(x) for x in operands]
+    static_sizes("cond", operands)
+    makers = []
+
+    def branch(fn, name):
+        def traced(_, xs):
+            out = fn(*xs)
+            leaves, make = _leaves(out, f"{name} result")
+            makers.append(make)
+            return [], leaves
+        return traced
+
+    true, true_free = trace_body(branch(true_fn, "true_fn"), [], operands)
+    false, false_free = trace_body(branch(false_fn, "false_fn"), [], operands)
+    if len(true.outputs) != len(false.outputs):
+        raise ValueError(f"cond: true_fn returns {len(true.outputs)} values, false_fn {len(false.outputs)}")
+    for k, (x, y) in enumerate(zip(true.outputs, false.outputs)):
+        if x.dims != y.dims or x.dtype != y.dtype:
+            raise ValueError(f"cond: result {k} is {x.dtype}{list(x.shape)} from true_fn but "
+                             f"{y.dtype}{list(y.shape)} from false_fn")
+    static_sizes("cond: a branch reads a Tensor that", true_free + false_free)
+    results = _cond_results(pred, operands, true_free, false_free, true, false)
+    return makers[0](results)
+
+
+def _cond_results(pred, operands, true_free, false_free, true, false) -> list[Tensor]:
+    return [bind(cond_p, pred, *operands, *true_free, *false_free, true=true, false=false, index=k)
+            for k in range(len(true.outputs))]
+
+
 def _trip_count(x_leaves, length) -> int:
     sizes = {x.shape[0] if x.ndim else None for x in x_leaves}
     if None in sizes:
@@ -218,12 +288,12 @@ def _slice_like(x: Tensor) -> Tensor:
     return Tensor(leaf.input_p, (), {}, x.dims[1:], x.dtype, name="step")
 
 
-def _check_carry(before: list[Tensor], after: list[Tensor]) -> None:
+def _check_carry(before: list[Tensor], after: list[Tensor], what: str = "scan") -> None:
     if len(after) != len(before):
-        raise ValueError(f"scan: the body returns {len(after)} carry values for {len(before)} in init")
+        raise ValueError(f"{what}: the body returns {len(after)} carry values for {len(before)} in init")
     for k, (a, b) in enumerate(zip(before, after)):
         if a.dims != b.dims or a.dtype != b.dtype:
-            raise ValueError(f"scan: carry[{k}] goes into the body as {a.dtype}{list(a.shape)} but comes "
+            raise ValueError(f"{what}: carry[{k}] goes into the body as {a.dtype}{list(a.shape)} but comes "
                              f"out as {b.dtype}{list(b.shape)}; a carry keeps its shape and dtype")
 
 
@@ -378,3 +448,148 @@ def _reaches(body: Body, sources) -> set:
         if any(id(i) in reached for i in node.inputs):
             reached.add(id(node))
     return reached
+
+
+# -- while_loop and cond: derivative and batching rules -------------------------------------
+
+def while_jvp(x_dots, xs, cond_body: Body, body: Body) -> dict:
+    """Tangents of a while loop's final carries: the loop run on (carry, tangent), stopping
+    when the carry alone says so."""
+    from .autodiff import jvp
+    init, test_free, step_free = while_operands(xs, cond_body, body)
+    init_dot, _, step_free_dot = while_operands(x_dots, cond_body, body)
+    moving = [k for k, c in enumerate(init) if _float(c)]
+    moving_free = [k for k, d in enumerate(step_free_dot) if d is not None]
+    n = len(init)
+
+    def test(_, carries):
+        return [], inline(cond_body, carries[:n] + test_free)
+
+    def step(carries, _):
+        c, c_dot = carries[:n], carries[n:]
+        outs = inline(body, c + step_free)
+        wrt = [c[k] for k in moving] + [step_free[k] for k in moving_free]
+        tangents = jvp(outs, wrt, list(c_dot) + [step_free_dot[k] for k in moving_free])
+        return outs + [tangents[k] for k in moving], []
+
+    dot_init = [init_dot[k] if init_dot[k] is not None else F.zeros_like(init[k]) for k in moving]
+    carry_like = init + dot_init
+    test_body, t_free = trace_body(test, [], carry_like)
+    step_body, s_free = trace_body(step, carry_like, [])
+    results = _while_results(carry_like, t_free, s_free, test_body, step_body)
+    return {k: results[n + j] for j, k in enumerate(moving)}
+
+
+def while_batch(batched, xs, cond_body: Body, body: Body) -> dict:
+    """A while loop for a stack of examples: it runs while any example's condition holds,
+    and an example whose condition is false keeps its carry (a masked step)."""
+    from .batching import vmap
+    init, test_free, step_free = while_operands(xs, cond_body, body)
+    n, size = len(init), next(x.dims[0] for x, f in zip(xs, batched) if f)
+    flags_init, flags_test, flags_step = while_operands(list(batched), cond_body, body)
+    init = [x if f else F.broadcast_to(x, (size,) + x.dims) for x, f in zip(init, flags_init)]
+    carry_axes = (0,) * n
+    test_axes = carry_axes + tuple(0 if f else None for f in flags_test)
+    step_axes = carry_axes + tuple(0 if f else None for f in flags_step)
+
+    def each_pred(carries):
+        return vmap(lambda *a: inline(cond_body, a)[0], in_axes=test_axes)(*carries, *test_free)
+
+    def test(_, carries):
+        return [], [F.max(each_pred(carries))]         # any example still running
+
+    def step(carries, _):
+        running = each_pred(carries)
+        new = vmap(lambda *a: inline(body, a), in_axes=step_axes)(*carries, *step_free)
+        return [F.where(F.reshape(running, (size,) + (1,) * (c.ndim - 1)), m, c)
+                for m, c in zip(new, carries)], []
+
+    test_body, t_free = trace_body(test, [], init)
+    step_body, s_free = trace_body(step, init, [])
+    return dict(enumerate(_while_results(init, t_free, s_free, test_body, step_body)))
+
+
+def cond_jvp(x_dots, xs, true: Body, false: Body) -> dict:
+    """Tangents of a cond's results: a cond of the two branches' JVPs."""
+    from .autodiff import jvp
+    pred, operands, true_free, false_free = cond_operands(xs, true, false)
+    _, operand_dots, true_free_dots, false_free_dots = cond_operands(x_dots, true, false)
+
+    def branch(body, free, free_dots):
+        def traced(_, args):
+            outs = inline(body, list(args) + free)
+            pairs = [(w, d) for w, d in zip(list(args) + free, list(operand_dots) + list(free_dots))
+                     if d is not None]
+            return [], jvp(outs, [w for w, _ in pairs], [d for _, d in pairs])
+        return traced
+
+    tangents = _traced_cond(pred, operands, branch(true, true_free, true_free_dots),
+                            branch(false, false_free, false_free_dots))
+    return dict(enumerate(tangents))
+
+
+def cond_vjp(y_bars: dict, xs, true: Body, false: Body) -> tuple:
+    """Cotangents of a cond's operands: a cond of the two branches' VJPs (each recomputes its
+    branch's values; what the other branch reads from outside gets zeros)."""
+    from .autodiff import vjp
+    pred, operands, true_free, false_free = cond_operands(xs, true, false)
+    n = len(true.outputs)
+    seeded = [k for k in range(n) if y_bars.get(k) is not None]
+    cts = [y_bars[k] for k in seeded]
+    moving = [k for k, x in enumerate(operands) if _float(x)]
+    moving_true = [k for k, f in enumerate(true_free) if _float(f)]
+    moving_false = [k for k, f in enumerate(false_free) if _float(f)]
+
+    def branch(taken: bool):
+        body, own, mine = (true, true_free, moving_true) if taken else (false, false_free, moving_false)
+
+        def traced(_, args):
+            outs = inline(body, list(args) + own)
+            wrt = [args[k] for k in moving] + [own[k] for k in mine]
+            grads = vjp([outs[k] for k in seeded], wrt, cts, partial=True)
+            operand_bars, own_bars = grads[:len(moving)], grads[len(moving):]
+            true_bars = own_bars if taken else [F.zeros_like(true_free[k]) for k in moving_true]
+            false_bars = [F.zeros_like(false_free[k]) for k in moving_false] if taken else own_bars
+            return [], operand_bars + true_bars + false_bars
+        return traced
+
+    results = _traced_cond(pred, operands, branch(True), branch(False))
+    cotangents: list = [None] * len(xs)
+    for j, k in enumerate(moving):
+        cotangents[1 + k] = results[j]
+    offset = 1 + len(operands)
+    for j, k in enumerate(moving_true):
+        cotangents[offset + k] = results[len(moving) + j]
+    for j, k in enumerate(moving_false):
+        cotangents[offset + len(true_free) + k] = results[len(moving) + len(moving_true) + j]
+    return tuple(cotangents)
+
+
+def cond_batch(batched, xs, true: Body, false: Body) -> dict:
+    """A cond for a stack of examples.  With one predicate for all, a cond of the batched
+    branches; with a predicate per example, both branches run and each example takes its
+    own (as ``where`` does: derivatives stay NaN-free)."""
+    from .batching import vmap
+    pred, operands, true_free, false_free = cond_operands(xs, true, false)
+    flag_pred, flag_ops, flag_true, flag_false = cond_operands(list(batched), true, false)
+    size = next(x.dims[0] for x, f in zip(xs, batched) if f)
+    n = len(true.outputs)
+
+    def mapped(body, free, flags):
+        axes = tuple(0 if f else None for f in list(flag_ops) + list(flags))
+        return lambda *args: vmap(lambda *a: inline(body, a), in_axes=axes, out_axes=(0,) * n)(*args, *free)
+
+    run_true, run_false = mapped(true, true_free, flag_true), mapped(false, false_free, flag_false)
+    if not flag_pred:
+        return dict(enumerate(_traced_cond(pred, operands, lambda _, args: ([], list(run_true(*args))),
+                                           lambda _, args: ([], list(run_false(*args))))))
+    a, b = run_true(*operands), run_false(*operands)
+    return {k: F.where(F.reshape(pred, (size,) + (1,) * (x.ndim - 1)), x, y) for k, (x, y) in enumerate(zip(a, b))}
+
+
+def _traced_cond(pred, operands, true_fn, false_fn) -> list[Tensor]:
+    """A cond of two branch functions ``fn(_, operands) -> ([], results)`` (as ``trace_body``
+    calls them), without the public cond's checks."""
+    true, true_free = trace_body(true_fn, [], operands)
+    false, false_free = trace_body(false_fn, [], operands)
+    return _cond_results(pred, operands, true_free, false_free, true, false)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from .fusion import Collective, Kernel, Loop, defer_collectives, fuse
+from .fusion import Collective, ControlFlow, Kernel, defer_collectives, fuse
 from .graph import Tensor, inputs_of, topological_order
 from .memory import MemoryPlan, plan_memory
 from .ops import leaf, linalg, shape as sh
@@ -59,12 +59,13 @@ class Lowered(Schedule):
                 lines.append(f"  kernel {number}  {step.describe()}")
                 lines += [f"      {e}" for e in step.body + step.reductions]
                 number += 1
-            elif isinstance(step, Loop):
-                body = step.body.lowered
+            elif isinstance(step, ControlFlow):
                 lines.append(f"  {step.describe()}")
-                lines.append(f"      {{ lambda {' '.join(f'{v}:{v.type_str()}' for v in body.inputs)} ;")
-                lines += ["    " + line for line in body._body_lines()]
-                lines.append(f"        return ({', '.join(map(str, body.outputs))}) }}")
+                for name, body in step.bodies.items():
+                    body = body.lowered
+                    lines.append(f"      {name} {{ lambda {' '.join(f'{v}:{v.type_str()}' for v in body.inputs)} ;")
+                    lines += ["    " + line for line in body._body_lines()]
+                    lines.append(f"        return ({', '.join(map(str, body.outputs))}) }}")
             else:
                 lines.append(f"  {step.eqn}")
         return lines

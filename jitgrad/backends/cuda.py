@@ -24,9 +24,10 @@ import math
 
 import numpy as np
 
-from ..fusion import INDEX_MAPS, Call, Collective, Kernel, Loop, View
+from ..fusion import INDEX_MAPS, Call, Collective, ControlFlow, Kernel, View
 from ..lower import Lowered
 from ..ops import linalg, shape as sh
+from ..ops.loop import cond_operands, while_operands
 from ..primitive import Dim, resolve_dim
 from ..schedule import Var
 from .cache import load_module
@@ -78,8 +79,8 @@ class CudaProgram(Program):
                 return self.emit_collective(step)
             case View():
                 return self.emit_view(step)
-            case Loop():
-                return self.emit_loop(step)
+            case ControlFlow():
+                return self.emit_control(step)
             case Call():
                 return self.emit_call(step)
 
@@ -150,46 +151,23 @@ class CudaProgram(Program):
             launch(cuda_library, ins, out, _one_element_attrs(op, attrs) if not e.out.dims else attrs)
         return run
 
-    def emit_loop(self, step: Loop):
-        """A scan as a host loop: the body's own program (its kernels, its workspace) runs
-        once per step on device arrays; carries pass from step to step on the device, and
-        each step's outputs and starting carries are copied into their stacked results."""
-        body = CudaProgram(step.body.lowered)
-        self.kernel_sources += body.kernel_sources
-        lowered, attrs = step.body.lowered, step.eqn.attrs
-        n_c, n_x, n_y = step.body.n_carry, step.body.n_x, step.body.n_y
+    def emit_control(self, step: ControlFlow):
+        """A loop or a branch, driven from the host: each body is a program of its own (its
+        kernels, its workspace) that runs on device arrays; carries pass from step to step
+        on the device."""
+        bodies = {name: CudaProgram(body.lowered) for name, body in step.bodies.items()}
+        for body in bodies.values():
+            self.kernel_sources += body.kernel_sources
         by_index = {e.attrs["index"]: e.out for e in step.siblings}
-        order = range(attrs["length"] - 1, -1, -1) if attrs["reverse"] else range(attrs["length"])
-
-        def as_input(value, v: Var):
-            """How the body takes ``v``: a number if 0-d (its scalar inputs), else the array."""
-            if v.dims or isinstance(value, (int, float, bool, np.generic)):
-                return value
-            return value.copy_to_host().reshape(-1)[0]
+        run_control = {"scan": _run_scan, "while": _run_while, "cond": _run_cond}[step.eqn.op.name]
 
         def run(env, sizes):
-            ins = [env[v] for v in step.eqn.ins]
             out = {i: self._alloc(v, sizes) for i, v in by_index.items()}
             env.update((by_index[i], array) for i, array in out.items())
-            carries = [as_input(a, v) for a, v in zip(ins[:n_c], lowered.inputs)]
-            outside = [as_input(a, v) for a, v in zip(ins[n_c + n_x:], lowered.inputs[n_c + n_x:])]
-            for t in order:
-                for k, c in enumerate(carries):
-                    if n_c + n_y + k in by_index:
-                        _store_row(self.cuda, out[n_c + n_y + k], t, c, lowered.inputs[k])
-                slices = [_row(ins[n_c + j], t) for j in range(n_x)]
-                benv = dict(zip(lowered.inputs, carries + slices + outside))
-                body.run_on_device(benv, {})
-                results = [body._owned(benv, v) for v in lowered.outputs]
-                carries = [as_input(r, v) for r, v in zip(results[:n_c], lowered.inputs)]
-                for k in range(n_y):
-                    if n_c + k in by_index:
-                        _store_row(self.cuda, out[n_c + k], t, results[n_c + k], lowered.outputs[n_c + k])
-            for k, c in enumerate(carries):
-                if k in by_index:
-                    source = c if not isinstance(c, (int, float, bool, np.generic)) else \
-                        self.cuda.to_device(np.array([c], by_index[k].dtype))
-                    out[k].copy_to_device(source)
+            results = run_control(self.cuda, step.eqn, bodies, [env[v] for v in step.eqn.ins], out)
+            for k, value in results.items():
+                if k in out:
+                    _store(self.cuda, out[k], value, by_index[k])
         return run
 
     def emit_collective(self, step: Collective):
@@ -323,17 +301,67 @@ class CudaProgram(Program):
         return copy
 
 
-def _row(array, t: int):
-    """Step ``t`` of a stacked device array: a view, or a number for a one-axis array."""
-    return array[t]
+def _number(value) -> bool:
+    return isinstance(value, (int, float, bool, np.generic))
 
 
-def _store_row(cuda, stacked, t: int, value, v: Var) -> None:
-    """Write one step's ``value`` (a device array, or a number for a 0-d ``v``) into row ``t``."""
-    target = stacked[t:t + 1] if len(stacked.shape) == 1 else stacked[t]
-    if isinstance(value, (int, float, bool, np.generic)):
+def _as_input(value, v: Var):
+    """How a body takes ``v``: a number if 0-d (a program's 0-d inputs are), else the array."""
+    if v.dims or _number(value):
+        return value
+    return value.copy_to_host().reshape(-1)[0]
+
+
+def _call_body(program: CudaProgram, args: list) -> list:
+    """Run a body's program on ``args`` (one per input); its results, owned by the caller."""
+    lowered = program._s
+    env = dict(zip(lowered.inputs, (_as_input(a, v) for a, v in zip(args, lowered.inputs))))
+    program.run_on_device(env, {})
+    return [program._owned(env, v) for v in lowered.outputs]
+
+
+def _store(cuda, target, value, v: Var) -> None:
+    """Copy ``value`` (a device array, or a number for a 0-d ``v``) into the device array ``target``."""
+    if _number(value):
         value = cuda.to_device(np.array([value], v.dtype))
     target.copy_to_device(value.reshape(target.shape))
+
+
+def _row(stacked, t: int):
+    """Row ``t`` of a stacked device array, as an array (a one-element one for a vector)."""
+    return stacked[t:t + 1] if len(stacked.shape) == 1 else stacked[t]
+
+
+def _run_scan(cuda, eqn, bodies, ins, out) -> dict:
+    body = eqn.attrs["body"]
+    program, (n_c, n_x, n_y) = bodies["body"], (body.n_carry, body.n_x, body.n_y)
+    carries, outside = ins[:n_c], ins[n_c + n_x:]
+    length = eqn.attrs["length"]
+    for t in range(length - 1, -1, -1) if eqn.attrs["reverse"] else range(length):
+        for k, c in enumerate(carries):
+            if n_c + n_y + k in out:
+                _store(cuda, _row(out[n_c + n_y + k], t), c, body.params[k])
+        results = _call_body(program, carries + [x[t] for x in ins[n_c:n_c + n_x]] + outside)
+        carries = results[:n_c]
+        for k in range(n_y):
+            if n_c + k in out:
+                _store(cuda, _row(out[n_c + k], t), results[n_c + k], body.outputs[n_c + k])
+    return dict(enumerate(carries))
+
+
+def _run_while(cuda, eqn, bodies, ins, out) -> dict:
+    carries, test_free, step_free = while_operands(ins, eqn.attrs["cond"], eqn.attrs["body"])
+    while _as_input(_call_body(bodies["cond"], carries + test_free)[0], eqn.attrs["cond"].outputs[0]):
+        carries = _call_body(bodies["body"], carries + step_free)
+    return dict(enumerate(carries))
+
+
+def _run_cond(cuda, eqn, bodies, ins, out) -> dict:
+    pred, operands, true_free, false_free = cond_operands(ins, eqn.attrs["true"], eqn.attrs["false"])
+    taken = _as_input(pred, eqn.ins[0])
+    results = _call_body(bodies["true"], operands + true_free) if taken else \
+        _call_body(bodies["false"], operands + false_free)
+    return dict(enumerate(results))
 
 
 def _in_place_updates(schedule: Lowered, steps) -> dict:

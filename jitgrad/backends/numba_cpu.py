@@ -14,9 +14,10 @@ import threading
 
 import numpy as np
 
-from ..fusion import Call, Collective, Kernel, Loop, View
+from ..fusion import Call, Collective, ControlFlow, Kernel, View
 from ..lower import Lowered
 from ..ops import linalg, reduce as rd, shape as sh
+from ..ops.loop import cond_operands, while_operands
 from ..primitive import Dim, resolve_dim
 from ..schedule import Schedule, Var
 from .cache import call, load_module, module_name
@@ -212,11 +213,9 @@ class _ProgramWriter:
         else:
             self.lines.append(f"{self.name(e.out)} = {self.name(e.ins[0])}.T")
 
-    def emit_loop(self, step: Loop) -> None:
-        """A scan: the body's own program (its kernels imported as any kernel) called once
-        per step, the carries handed from one call to the next, each step's outputs and
-        starting carries written into their stacked results."""
-        body, attrs = step.body, step.eqn.attrs
+    def import_body(self, body) -> tuple[str, list[str]]:
+        """The name the program calls a loop body or branch by (its own ``program``, in a
+        module of its own), and the workspace arrays it needs, allocated here."""
         writer = _ProgramWriter(body.lowered, [], self.parallel, self.fastmath, body=True)
         source = writer.source()
         for callee in writer.callee_sources:
@@ -226,30 +225,82 @@ class _ProgramWriter:
             self.callee_sources.append(source)
             self.kernel_alias[source] = f"body_{len(self.kernel_alias)}"
             self.imports.append(f"from {module_name(source)} import program as {self.kernel_alias[source]}")
-        n_c, n_x, n_y = body.n_carry, body.n_x, body.n_y
-        j, ins = self.loops, step.eqn.ins
-        self.loops += 1
-        carries = [f"loop{j}_c{k}" for k in range(n_c)]
-        by_index = {e.attrs["index"]: e.out for e in step.siblings}
-        self.lines.append(self.comment(step.describe()))
-        self.lines.extend(self.alloc(v) for v in step.writes())
-        workspace = [f"loop{j}_ws{k}" for k in range(len(writer.plan.slots))]
+        prefix = f"{self.kernel_alias[source]}_ws"
+        workspace = [f"{prefix}{k}" for k in range(len(writer.plan.slots))]
         self.lines += [f"{name} = np.empty({max(1, n)}, {np_type(dtype)})" for name, n, (dtype, _)
                        in zip(workspace, writer.plan.slot_sizes({}), writer.plan.slots)]
+        return self.kernel_alias[source], workspace
+
+    def emit_control(self, step: ControlFlow) -> None:
+        """A loop or a branch: each body is a program of its own, called from this one."""
+        self.lines.append(self.comment(step.describe()))
+        self.lines.extend(self.alloc(v) for v in step.writes())
+        by_index = {e.attrs["index"]: e.out for e in step.siblings}
+        emit = {"scan": self.emit_scan, "while": self.emit_while, "cond": self.emit_cond}[step.eqn.op.name]
+        emit(step.eqn, by_index)
+
+    def argument(self, v: Var) -> str:
+        """``v`` as a body program takes it: 0-d values as numbers."""
+        return self.scalar(v) if not v.dims else self.name(v)
+
+    def carries(self, init) -> list[str]:
+        """Local names for a loop's carries, set to their initial values (copies: the loop
+        rebinds them, and the program's own buffers must not change)."""
+        j = self.loops
+        self.loops += 1
+        names = [f"loop{j}_c{k}" for k in range(len(init))]
         self.lines += [f"{c} = {self.scalar(v) if not v.dims else self.name(v) + '.copy()'}"
-                       for c, v in zip(carries, ins[:n_c])]
-        steps = f"range({attrs['length'] - 1}, -1, -1)" if attrs["reverse"] else f"range({attrs['length']})"
-        step_args = carries + [f"{self.name(v)}[t]" for v in ins[n_c:n_c + n_x]]
-        step_args += [self.scalar(v) if not v.dims else self.name(v) for v in ins[n_c + n_x:]]
+                       for c, v in zip(names, init)]
+        return names
+
+    def store_results(self, by_index: dict, values: dict) -> None:
+        self.lines += [f"{self.name(by_index[k])}[{'()' if not by_index[k].dims else '...'}] = {values[k]}"
+                       for k in sorted(by_index) if k in values]
+
+    def emit_scan(self, e, by_index: dict) -> None:
+        """Once per step: the body's program on the carries, this step's slices and what it
+        reads from outside; each step's outputs and starting carries go into their rows."""
+        body, ins = e.attrs["body"], e.ins
+        n_c, n_x, n_y = body.n_carry, body.n_x, body.n_y
+        alias, workspace = self.import_body(body)
+        carries = self.carries(ins[:n_c])
+        length = e.attrs["length"]
+        steps = f"range({length - 1}, -1, -1)" if e.attrs["reverse"] else f"range({length})"
+        args = carries + [f"{self.name(v)}[t]" for v in ins[n_c:n_c + n_x]]
+        args += [self.argument(v) for v in ins[n_c + n_x:]] + workspace
         loop = [f"for t in {steps}:"]
         loop += [f"    {self.name(by_index[n_c + n_y + k])}[t] = {c}" for k, c in enumerate(carries)
                  if n_c + n_y + k in by_index]
-        loop.append(f"    r = {self.kernel_alias[source]}({', '.join(step_args + workspace)})")
+        loop.append(f"    r = {alias}({', '.join(args)})")
         loop += [f"    {c} = r[{k}]" for k, c in enumerate(carries)]
         loop += [f"    {self.name(by_index[n_c + k])}[t] = r[{n_c + k}]" for k in range(n_y) if n_c + k in by_index]
         self.lines += loop
-        self.lines += [f"{self.name(by_index[k])}[{'()' if not by_index[k].dims else '...'}] = {c}"
-                       for k, c in enumerate(carries) if k in by_index]
+        self.store_results(by_index, dict(enumerate(carries)))
+
+    def emit_while(self, e, by_index: dict) -> None:
+        cond, body = e.attrs["cond"], e.attrs["body"]
+        test_free, step_free = while_operands(e.ins, cond, body)[1:]
+        test, test_ws = self.import_body(cond)
+        step, step_ws = self.import_body(body)
+        carries = self.carries(e.ins[:body.n_carry])
+        test_args = carries + [self.argument(v) for v in test_free] + test_ws
+        step_args = carries + [self.argument(v) for v in step_free] + step_ws
+        self.lines += [f"while {test}({', '.join(test_args)})[0]:",
+                       f"    r = {step}({', '.join(step_args)})"]
+        self.lines += [f"    {c} = r[{k}]" for k, c in enumerate(carries)]
+        self.store_results(by_index, dict(enumerate(carries)))
+
+    def emit_cond(self, e, by_index: dict) -> None:
+        true, false = e.attrs["true"], e.attrs["false"]
+        pred, operands, true_free, false_free = cond_operands(e.ins, true, false)
+        when_true, true_ws = self.import_body(true)
+        when_false, false_ws = self.import_body(false)
+        args = [self.argument(v) for v in operands]
+        self.lines += [f"if {self.scalar(pred)}:",
+                       f"    r = {when_true}({', '.join(args + [self.argument(v) for v in true_free] + true_ws)})",
+                       "else:",
+                       f"    r = {when_false}({', '.join(args + [self.argument(v) for v in false_free] + false_ws)})"]
+        self.store_results(by_index, {k: f"r[{k}]" for k in range(len(true.outputs))})
 
     def scalar(self, v: Var) -> str:
         """A 0-d value as a number (a body program takes its 0-d inputs as numbers)."""
@@ -283,8 +334,8 @@ class _ProgramWriter:
                     group.append(step)
                 case View():
                     self.emit_view(step)
-                case Loop():
-                    self.emit_loop(step)
+                case ControlFlow():
+                    self.emit_control(step)
                 case Call():
                     self.emit_call(step)
         if group:

@@ -1,4 +1,5 @@
-"""The loop primitive: ``scan``, a body graph run a fixed number of times.
+"""Control flow primitives: ``scan`` (a body graph run a fixed number of times),
+``while`` (run while a condition graph holds) and ``cond`` (one of two graphs).
 
 A loop's body is graph too, kept as data in the node's ``body`` attribute (a
 :class:`Body`): stand-in inputs for the carries, for one step's slices of the
@@ -136,6 +137,98 @@ scan_p = Primitive(
 )
 
 
+def _while_shape(*xs, cond, body, index):
+    n_c = body.n_carry
+    _check_operands("while_loop", xs[:n_c] + xs[len(xs) - (len(body.params) - n_c):], body.params)
+    _check_operands("while_loop", xs[:len(cond.params)], cond.params)
+    (pred,) = cond.outputs
+    if pred.dims or pred.dtype != np.bool_:
+        raise TypeError(f"while_loop: cond must return a boolean scalar, got {pred.dtype}{fmt_shape(pred.dims)}")
+    if not 0 <= index < n_c:
+        raise ValueError(f"while_loop: result {index} of {n_c}")
+    return Aval(xs[index].dims, xs[index].dtype)
+
+
+def _check_operands(what: str, xs, params) -> None:
+    if len(xs) != len(params):
+        raise ValueError(f"{what}: {len(xs)} operands for a body of {len(params)} inputs")
+    for k, (x, p) in enumerate(zip(xs, params)):
+        if tuple(x.dims) != tuple(p.dims) or x.dtype != p.dtype:
+            raise ValueError(f"{what}: operand {k} is {x.dtype}{fmt_shape(x.dims)}, the body expects "
+                             f"{p.dtype}{fmt_shape(p.dims)}")
+
+
+def while_operands(xs, cond: Body, body: Body):
+    """The carries, what ``cond`` reads from outside, what ``body`` reads from outside."""
+    n_c = body.n_carry
+    n_cond = len(cond.params) - n_c
+    return list(xs[:n_c]), list(xs[n_c:n_c + n_cond]), list(xs[n_c + n_cond:])
+
+
+def _while_ref(*arrays, cond, body, index):
+    from ..backends.numpy_ref import NumpyProgram
+    test, step = NumpyProgram(cond.lowered), NumpyProgram(body.lowered)
+    carries, cond_free, body_free = while_operands(arrays, cond, body)
+    while test([*carries, *cond_free], {})[0]:
+        carries = step([*carries, *body_free], {})
+    return [np.array(c, copy=True) for c in carries]
+
+
+def _while_vjp(b, y_bars, y, *xs, cond, body, index):
+    raise NotImplementedError("while_loop: reverse-mode differentiation is not supported: the number "
+                              "of steps is known only when it runs, so there is nothing to store the "
+                              "carries in.  Use jg.fori_loop or jg.scan with a fixed number of steps "
+                              "(forward mode, jg.jvp, works through while_loop)")
+
+
+while_p = Primitive(
+    "while", shape=_while_shape, ref=_while_ref, vjp=_while_vjp,
+    jvp=lambda b, x_dots, y, *xs, cond, body, index: b.while_jvp(x_dots, xs, cond, body),
+    batch=lambda b, batched, y, *xs, cond, body, index: b.while_batch(batched, xs, cond, body),
+    nin=None, attrs=("cond", "body", "index"), multi_output=True,
+    doc="Final carry ``index`` of running ``body`` while ``cond`` holds, from (carries, what "
+        "cond reads from outside, what body reads from outside).  Forward mode only.",
+)
+
+
+def cond_operands(xs, true: Body, false: Body):
+    """The predicate, the operands, what each branch reads from outside."""
+    n = true.n_x
+    n_true = len(true.params) - n
+    return xs[0], list(xs[1:1 + n]), list(xs[1 + n:1 + n + n_true]), list(xs[1 + n + n_true:])
+
+
+def _cond_shape(*xs, true, false, index):
+    pred, operands, true_free, false_free = cond_operands(xs, true, false)
+    if pred.dims or pred.dtype != np.bool_:
+        raise TypeError(f"cond: pred must be a boolean scalar, got {pred.dtype}{fmt_shape(pred.dims)}")
+    _check_operands("cond", operands + true_free, true.params)
+    _check_operands("cond", operands + false_free, false.params)
+    if not 0 <= index < len(true.outputs):
+        raise ValueError(f"cond: result {index} of {len(true.outputs)}")
+    out = true.outputs[index]
+    return Aval(out.dims, out.dtype)
+
+
+def _cond_ref(*arrays, true, false, index):
+    from ..backends.numpy_ref import NumpyProgram
+    pred, operands, true_free, false_free = cond_operands(arrays, true, false)
+    if pred:
+        return NumpyProgram(true.lowered)([*operands, *true_free], {})
+    return NumpyProgram(false.lowered)([*operands, *false_free], {})
+
+
+cond_p = Primitive(
+    "cond", shape=_cond_shape, ref=_cond_ref,
+    vjp=lambda b, y_bars, y, *xs, true, false, index: b.cond_vjp(y_bars, xs, true, false),
+    jvp=lambda b, x_dots, y, *xs, true, false, index: b.cond_jvp(x_dots, xs, true, false),
+    batch=lambda b, batched, y, *xs, true, false, index: b.cond_batch(batched, xs, true, false),
+    nin=None, attrs=("true", "false", "index"), multi_output=True,
+    doc="Result ``index`` of the ``true`` or the ``false`` body, whichever ``pred`` (input 0) "
+        "selects, on (operands, what each branch reads from outside).  Only that branch runs.",
+)
+
+
 def static_sizes(what: str, tensors) -> None:
     """Loop bodies are compiled for fixed shapes: a clear error for a call-time size."""
     for t in tensors:
@@ -144,4 +237,4 @@ def static_sizes(what: str, tensors) -> None:
                                       f"shape {t.shape} (None: a size given at call time)")
 
 
-PRIMITIVES = (scan_p,)
+PRIMITIVES = (scan_p, while_p, cond_p)
