@@ -303,6 +303,22 @@ def _float(t: Tensor) -> bool:
     return np.issubdtype(t.dtype, np.floating)
 
 
+def _may_vary(t: Tensor) -> bool:
+    """Whether a cotangent of ``t`` can matter: a float computed from some input or param
+    (a constant's, such as a number in the body, never does)."""
+    if not _float(t):
+        return False
+    seen, stack = set(), [t]
+    while stack:
+        node = stack.pop()
+        if node.op in (leaf.input_p, leaf.param_p):
+            return True
+        if id(node) not in seen:
+            seen.add(id(node))
+            stack.extend(node.inputs)
+    return False
+
+
 def _split(values, body: Body):
     n_c, n_x = body.n_carry, body.n_x
     return list(values[:n_c]), list(values[n_c:n_c + n_x]), list(values[n_c + n_x:])
@@ -356,7 +372,7 @@ def scan_vjp(y_bars: dict, xs, body: Body, length: int, reverse: bool) -> tuple:
                for k in range(n_c)]
     moving_c = [k for k, c in enumerate(init) if _float(c)]
     moving_x = [k for k, x in enumerate(seq) if _float(x)]
-    moving_free = [k for k, f in enumerate(free) if _float(f)]
+    moving_free = [k for k, f in enumerate(free) if _may_vary(f)]
     seeded_y = [j for j in range(n_y) if y_bars.get(n_c + j) is not None and _float(body.outputs[n_c + j])]
     seeded_h = [j for j, k in enumerate(moving_c) if y_bars.get(n_c + n_y + k) is not None]
     c_bar0 = [y_bars.get(k) if y_bars.get(k) is not None else F.zeros_like(init[k]) for k in moving_c]
@@ -537,8 +553,8 @@ def cond_vjp(y_bars: dict, xs, true: Body, false: Body) -> tuple:
     seeded = [k for k in range(n) if y_bars.get(k) is not None]
     cts = [y_bars[k] for k in seeded]
     moving = [k for k, x in enumerate(operands) if _float(x)]
-    moving_true = [k for k, f in enumerate(true_free) if _float(f)]
-    moving_false = [k for k, f in enumerate(false_free) if _float(f)]
+    moving_true = [k for k, f in enumerate(true_free) if _may_vary(f)]
+    moving_false = [k for k, f in enumerate(false_free) if _may_vary(f)]
 
     def branch(taken: bool):
         body, own, mine = (true, true_free, moving_true) if taken else (false, false_free, moving_false)
