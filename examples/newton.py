@@ -10,7 +10,12 @@ method in n dimensions. This script does both:
 (b) the minimum of the n-dimensional Rosenbrock function (n = 10; 3 with
     ``--small``) with x <- x - H^-1 g: one compiled graph gives f, its
     gradient g (``jg.grad``) and its full n x n Hessian H (``jg.hessian``,
-    forward mode over the reverse-mode gradient); NumPy solves H s = g.
+    forward mode over the reverse-mode gradient); NumPy solves H s = g;
+(c) the root of (a) again, but the whole iteration inside the graph: a
+    ``jg.while_loop`` runs Newton steps until |f(x)| < 1e-13, so one call
+    returns the root and the number of steps, and forward mode (``jg.jvp``)
+    through the loop gives how the root moves with the constant of
+    x^3 - 2x - p, which the implicit function theorem says is 1 / f'(x*).
 
 It prints the error per iteration with the number of correct digits, which
 roughly doubles per step once the iterate is close (quadratic convergence),
@@ -80,13 +85,43 @@ def newton_rosenbrock(n: int, max_steps: int = 50) -> list[float]:
     return errors
 
 
+def newton_in_the_graph(p: float = 5.0, tol: float = 1e-13) -> float:
+    """(c): the iteration as a jg.while_loop; returns the root's error."""
+    constant = jg.input("p", ())
+
+    def f(x):
+        return x ** 3 - 2 * x - constant
+
+    def keep_going(carry):
+        x, k = carry
+        return jg.abs(f(x)) > tol
+
+    def newton_step(carry):
+        x, k = carry
+        (slope,) = jg.grad(f(x), [x])
+        return x - f(x) / slope, k + 1
+
+    root, steps = jg.while_loop(keep_going, newton_step, (jg.constant(2.0), jg.constant(np.int64(0))))
+    (droot,) = jg.jvp([root], [constant], [1.0])          # forward mode through every step
+    solve = jg.compile([constant], [root, steps, droot], wait=True)
+    x, k, dx = solve(p)
+    implicit = 1 / (3 * float(x) ** 2 - 2)
+    print(f"\n(c) the same root with the loop in the graph: jg.while_loop until |f(x)| < {tol:g}")
+    print(f"  root {float(x):.16f} after {int(k)} steps, |x - root| = {abs(float(x) - ROOT):.1e}")
+    print(f"  d root / d p by jg.jvp through the loop {float(dx):.15f}, "
+          f"1 / f'(root) {implicit:.15f}, difference {abs(float(dx) - implicit):.1e}")
+    return abs(float(x) - ROOT)
+
+
 def main(argv=None) -> int:
     args = _common.parser(__doc__.splitlines()[0]).parse_args(argv)
     n = 3 if args.small else 10
     err_1d = newton_1d(2.0)
     err_nd = newton_rosenbrock(n)
+    err_loop = newton_in_the_graph()
     print(f"\nfinal errors: 1-D {err_1d[-1]:.1e} after {len(err_1d) - 1} steps, "
-          f"Rosenbrock n={n} {err_nd[-1]:.1e} after {len(err_nd) - 1} steps")
+          f"Rosenbrock n={n} {err_nd[-1]:.1e} after {len(err_nd) - 1} steps, "
+          f"while_loop {err_loop:.1e}")
 
     plt = _common.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -102,7 +137,7 @@ def main(argv=None) -> int:
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 0.06), fontsize=9)
     _common.save_figure(fig, args.out, "newton.png")
-    return 0 if max(err_1d[-1], err_nd[-1]) < 1e-10 else 1
+    return 0 if max(err_1d[-1], err_nd[-1], err_loop) < 1e-10 else 1
 
 
 if __name__ == "__main__":

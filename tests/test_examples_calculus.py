@@ -30,6 +30,8 @@ def test_newton_converges(tmp_path, monkeypatch, capsys):
     out = run_example("newton", tmp_path, monkeypatch, capsys)
     assert number(r"1-D (\S+) after", out) < 1e-10
     assert number(r"Rosenbrock n=\d+ (\S+) after", out) < 1e-10
+    assert number(r"while_loop (\S+)$", out.strip().splitlines()[-2]) < 1e-10
+    assert number(r"difference (\S+)\n", out) < 1e-12          # jvp through the loop = 1 / f'(root)
 
 
 def test_forward_vs_reverse_jacobians_equal_a(tmp_path, monkeypatch, capsys):

@@ -111,3 +111,52 @@ def test_random_graph_gradients_match_finite_differences(steps):
     rng = np.random.default_rng(0)
     jg.check_grads(f, [rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(size=(3, 1))],
                    rtol=1e-4, atol=1e-5)
+
+
+def _scanned(steps, x, h0, unrolled: bool):
+    """A random body (drawn like the graphs above) run over the rows of ``x``: scanned, or
+    unrolled by a Python loop."""
+    def body(h, row):
+        pool = _grow([h, row + 0.0 * h, h * row], steps)
+        return 0.5 * h + 0.5 * jg.tanh(pool[-1]), jg.sum(pool[len(pool) // 2])
+    if not unrolled:
+        return jg.scan(body, h0, x)
+    h, ys = h0, []
+    for t in range(x.shape[0]):
+        h, y = body(h, x[t])
+        ys.append(y)
+    return h, jg.stack(ys)
+
+
+def _loop_graphs(steps):
+    x, h0 = jg.input("x", (3, 3, 4)), jg.input("h0", (3, 4))
+    built = []
+    for unrolled in (False, True):
+        h, ys = _scanned(steps, x, h0, unrolled)
+        loss = jg.sum(h * h) + jg.sum(jg.sin(ys))
+        built.append([h, ys, loss, *jg.grad(loss, [x, h0])])
+    return [x, h0], built
+
+
+@settings(max_examples=25, deadline=None)
+@given(programs(), st.integers(0, 2 ** 31 - 1))
+def test_scanned_random_bodies_equal_the_unrolled_loop(steps, seed):
+    inputs, (scanned, unrolled) = _loop_graphs(steps)
+    rng = np.random.default_rng(seed)
+    args = [rng.normal(size=(3, 3, 4)), rng.normal(size=(3, 4))]
+    got = jg.compile(inputs, scanned, target="numpy")(*args)
+    want = jg.compile(inputs, unrolled, target="numpy")(*args)
+    for k, (g, w) in enumerate(zip(got, want)):
+        if k < 3:
+            np.testing.assert_array_equal(g, w)
+        else:
+            np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=5, deadline=None)
+@given(programs(), st.integers(0, 2 ** 31 - 1))
+def test_scanned_random_bodies_on_the_cpu_match_the_reference(steps, seed):
+    inputs, (scanned, _) = _loop_graphs(steps)
+    rng = np.random.default_rng(seed)
+    check_target(inputs, scanned, [rng.normal(size=(3, 3, 4)), rng.normal(size=(3, 4))], "cpu",
+                 rtol=1e-10, atol=1e-12)

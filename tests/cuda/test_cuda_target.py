@@ -159,3 +159,25 @@ def test_batched_graphs_match_the_reference():
     jac = jg.jacobian(jg.tanh(w @ v), v, mode="rev")
     args = [rng.normal(size=(5, 4)), rng.integers(0, 3, 5), rng.normal(size=3)]
     check_target([xs, labels, v], [per_example, jac], args, "cuda", rtol=1e-12, atol=1e-14)
+
+
+def test_loops_and_branches_match_the_reference():
+    """scan (tuple carry with a 0-d part, reverse mode), while_loop (forward mode) and cond
+    run as host loops over the bodies' kernels."""
+    from jitgrad import functions as F
+    x, a = jg.input("x", (5, 3)), jg.input("a", ())
+    w = jg.param("w", np.full(3, 0.5))
+
+    def step(carry, row):
+        h, s = carry
+        h = jg.tanh(h * w + row)
+        return (h, s + jg.sum(h)), jg.sum(h * h)
+    (h, s), ys = jg.scan(step, (F.zeros_like(x[0]), a), x)
+    loss = jg.sum(h) + jg.sum(ys) + s
+    root = jg.while_loop(lambda c: jg.abs(c * c - a) > 1e-12, lambda c: (c + a / c) * 0.5, F.constant(1.0))
+    branch = jg.cond(a > 2.0, lambda u: jg.sin(u) * 2.0, lambda u: jg.cos(u), root)
+    outputs = [h, s, ys, loss, *jg.grad(loss, [x, w]), root, *jg.jvp([root], [a], [1.0]), branch,
+               *jg.jvp([branch], [a], [1.0])]
+    for value in (3.0, 1.5):
+        check_target([x, a], outputs, [np.random.default_rng(8).normal(size=(5, 3)), np.array(value)], "cuda",
+                     rtol=1e-12, atol=1e-14)
