@@ -35,21 +35,13 @@ def _as_list(xs, what: str) -> list[Tensor]:
     return xs
 
 
-_CONTROL_FLOW_RULES = frozenset({"scan_jvp", "scan_vjp", "scan_batch", "while_jvp", "while_batch",
-                                 "cond_jvp", "cond_vjp", "cond_batch"})
-
-
 class Builder:
-    """The ``b`` that derivative and batching rules receive: the builder functions of
-    :mod:`jitgrad.functions` (``b.multiply``, ``b.bind``, ...), ``b.partial_vjp`` for a
-    rule that differentiates a subgraph (checkpoint's), and the control flow rules of
-    :mod:`jitgrad.loops` (``b.scan_vjp``, ...), which trace new bodies.  Handed to the
-    rules here, so the primitives never import what sits above them."""
+    """The ``b`` that derivative rules receive: the builder functions of
+    :mod:`jitgrad.functions` (``b.multiply``, ``b.bind``, ...), and ``b.partial_vjp``
+    for a rule that differentiates a subgraph (checkpoint's).  Handed to the rules
+    here, so the builder functions never import autodiff."""
 
     def __getattr__(self, name: str):
-        if name in _CONTROL_FLOW_RULES:
-            from . import loops
-            return getattr(loops, name)
         return getattr(F, name)
 
     @staticmethod

@@ -68,7 +68,6 @@ def batch_graph(outputs, examples: dict) -> dict:
     ``examples`` maps ``id(stand_in)`` to its batched Tensor (examples on axis 0);
     the result maps ``id(node)`` to the node's batched Tensor, for those nodes only.
     """
-    from .autodiff import BUILDER       # the builder derivative rules get (scan's rule traces)
     batched, siblings = dict(examples), {}
     for node in topological_order(outputs):
         if id(node) in batched:
@@ -82,10 +81,10 @@ def batch_graph(outputs, examples: dict) -> dict:
         if node.op.multi_output:        # one rule call batches every sibling
             key = sibling_key(node)
             if key not in siblings:
-                siblings[key] = node.op.batch(BUILDER, flags, node, *xs, **node.attrs)
+                siblings[key] = node.op.batch(F, flags, node, *xs, **node.attrs)
             out = siblings[key][node.attrs["index"]]
         else:
-            out = node.op.batch(BUILDER, flags, node, *xs, **node.attrs)
+            out = node.op.batch(F, flags, node, *xs, **node.attrs)
         assert out.ndim == node.ndim + 1 and out.dtype == node.dtype, (
             f"vmap: the batching rule of {node.op.name!r} made {out.dtype}{fmt_shape(out.dims)} "
             f"from one example's {node.dtype}{fmt_shape(node.dims)}")

@@ -23,7 +23,7 @@ import numpy as np
 from . import functions as F, graph
 from .graph import Tensor, bind
 from .ops import leaf
-from .ops.loop import Body, cond_operands, cond_p, scan_p, static_sizes, while_operands, while_p
+from .ops.loop import RULES, Body, cond_operands, cond_p, scan_p, static_sizes, while_operands, while_p
 
 
 # -- bodies ----------------------------------------------------------------------------------
@@ -196,7 +196,7 @@ def fori_loop(lower: int, upper: int, body, init):
     return carry
 
 
-def while_loop(cond_fun, body, init):
+def while_loop(cond, body, init):
     """``while cond(carry): carry = body(carry)``, as ``jax.lax.while_loop``: the number of
     steps is decided when it runs.  ``cond`` returns a boolean scalar Tensor; ``body`` returns
     a carry of the same shapes and dtypes.  Forward mode (``jg.jvp``) differentiates through
@@ -206,7 +206,7 @@ def while_loop(cond_fun, body, init):
     static_sizes("while_loop", init_leaves)
 
     def test(_, carries):
-        pred = F.as_tensor(cond_fun(make_carry(carries)))
+        pred = F.as_tensor(cond(make_carry(carries)))
         if pred.shape != () or pred.dtype != np.bool_:
             raise TypeError(f"while_loop: cond must return a boolean scalar, got {pred.dtype}{list(pred.shape)}")
         return [], [pred]
@@ -593,6 +593,8 @@ def cond_batch(batched, xs, true: Body, false: Body) -> dict:
 
     def mapped(body, free, flags):
         axes = tuple(0 if f else None for f in list(flag_ops) + list(flags))
+        if not any(f is not None for f in axes):        # only the predicate is per example
+            return lambda *args: [F.broadcast_to(o, (size,) + o.dims) for o in inline(body, list(args) + free)]
         return lambda *args: vmap(lambda *a: inline(body, a), in_axes=axes, out_axes=(0,) * n)(*args, *free)
 
     run_true, run_false = mapped(true, true_free, flag_true), mapped(false, false_free, flag_false)
@@ -609,3 +611,7 @@ def _traced_cond(pred, operands, true_fn, false_fn) -> list[Tensor]:
     true, true_free = trace_body(true_fn, [], operands)
     false, false_free = trace_body(false_fn, [], operands)
     return _cond_results(pred, operands, true_free, false_free, true, false)
+
+
+RULES.update(scan_jvp=scan_jvp, scan_vjp=scan_vjp, scan_batch=scan_batch, while_jvp=while_jvp,
+             while_batch=while_batch, cond_jvp=cond_jvp, cond_vjp=cond_vjp, cond_batch=cond_batch)

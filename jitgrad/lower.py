@@ -16,12 +16,14 @@ on every target.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, fields
 
 from .fusion import Collective, ControlFlow, Kernel, defer_collectives, fuse
 from .graph import Tensor, inputs_of, topological_order
 from .memory import MemoryPlan, plan_memory
 from .ops import leaf, linalg, shape as sh
+from .ops.loop import Body
 from .rewrite import rewrite
 from .schedule import Schedule, linearize
 
@@ -62,7 +64,7 @@ class Lowered(Schedule):
             elif isinstance(step, ControlFlow):
                 lines.append(f"  {step.describe()}")
                 for name, body in step.bodies.items():
-                    body = body.lowered
+                    body = lower_body(body)
                     lines.append(f"      {name} {{ lambda {' '.join(f'{v}:{v.type_str()}' for v in body.inputs)} ;")
                     lines += ["    " + line for line in body._body_lines()]
                     lines.append(f"        return ({', '.join(map(str, body.outputs))}) }}")
@@ -82,6 +84,16 @@ def lower(inputs: list[Tensor], outputs: list[Tensor], updates: list[tuple[Tenso
                    steps=steps, plan=plan_memory(steps, schedule), values_only=values_only(schedule),
                    states=tuple(node._payload for _, node in schedule.params),
                    constraints=size_constraints(roots))
+
+
+_lowered_bodies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def lower_body(body: Body) -> Lowered:
+    """A loop body or branch lowered on its own (once per body): what backends run per step."""
+    if body not in _lowered_bodies:
+        _lowered_bodies[body] = lower(list(body.params), list(body.outputs), [])
+    return _lowered_bodies[body]
 
 
 def check_leaves(inputs: list[Tensor], roots: list[Tensor], updated: list[Tensor]) -> None:

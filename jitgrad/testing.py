@@ -190,6 +190,20 @@ def _scan_ref(x, h0, reverse=False):
     return np.concatenate([h[None], ys])
 
 
+def _halvings(x):
+    """How many halvings bring every |x| under 0.1: a while loop with an integer result."""
+    _, count = jg.while_loop(lambda c: jg.max(jg.abs(c[0])) > 0.1, lambda c: (c[0] * 0.5, c[1] + 1),
+                             (x, F.constant(np.int64(0))))
+    return count
+
+
+def _halvings_ref(x):
+    count = 0
+    while np.abs(x).max() > 0.1:
+        x, count = x * 0.5, count + 1
+    return np.int64(count)
+
+
 def _scatter_add(x):
     out = np.zeros((3, 5), x.dtype)
     for i in range(2):
@@ -318,6 +332,9 @@ CASES: list[Case] = [
     Case("scan", _scan, _scan_ref, (X34, uniform(-1, 1, 4))),
     Case("scan_reverse", lambda x, h: _scan(x, h, reverse=True), lambda x, h: _scan_ref(x, h, reverse=True),
          (X34, uniform(-1, 1, 4))),
+    Case("while", _halvings, _halvings_ref, (X34,), differentiable=False),
+    Case("cond", lambda x, y: jg.cond(jg.sum(y) > 0, lambda u: jg.sin(u) * u, jg.exp, x),
+         lambda x, y: np.sin(x) * x if y.sum() > 0 else np.exp(x), (X34, uniform(-1, 1, 2))),
 ]
 
 

@@ -1,6 +1,6 @@
 """The model example scripts (Lagrange/KKT Newton, ADVI, low-rank completion, the
-least-squares solve layer, per-example gradients with vmap) run at their --small size, write their figure, and
-print what they claim."""
+least-squares solve layer, per-example gradients with vmap, an ODE fitted through a
+scan) run at their --small size, write their figure, and print what they claim."""
 import re
 import runpy
 import sys
@@ -64,3 +64,19 @@ def test_least_squares_layer_learns_the_closed_form(tmp_path, capsys):
 def test_per_example_gradients_equal_the_loop(tmp_path, capsys):
     out = run_example("per_example_gradients", tmp_path, capsys)
     assert "they equal the loop's: True; they average to the batch gradient: True" in out
+
+
+def test_ode_fit_through_scan_recovers_the_parameters(tmp_path, capsys):
+    out = run_example("ode_scan", tmp_path, capsys)
+    for name, true_value in (("a", 1.0), ("b", 0.5), ("c", 0.5), ("d", 1.0)):
+        true, initial, fitted, _ = number(rf"\n  {name}\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\n", out)
+        assert true == true_value and abs(initial - true) > 0.1 * true   # it starts off
+        assert abs(fitted - true) < 0.03 * true
+    max_error, final_loss, noise = number(
+        r"max relative parameter error (\S+); final loss (\S+) \(the noise alone gives (\S+)\)", out)
+    assert max_error < 0.03 and final_loss <= 1.05 * noise       # the fit is down to the noise
+    (fd_error,) = number(r"finite-difference check: relative error (\S+)", out)
+    assert fd_error < 1e-6
+    sizes = re.findall(r"N = +(\d+): (\d+) equations, (\d+) lines of generated source", out)
+    assert [n for n, _, _ in sizes] == ["20", "2000"] and sizes[0][1:] == sizes[1][1:]
+    assert "program size independent of the number of steps: True" in out

@@ -14,6 +14,7 @@ import pytest
 import jitgrad as jg
 from jitgrad import functions as F
 from jitgrad.fusion import ControlFlow
+from jitgrad.lower import lower_body
 from jitgrad.testing import check_target
 
 RNG = np.random.default_rng(0)
@@ -83,7 +84,7 @@ def _history_rows(schedule) -> int:
             body = step.eqn.attrs["body"]
             first = body.n_carry + body.n_y
             rows += sum(e.out.dims[0] for e in step.siblings if e.attrs["index"] >= first)
-            rows += _history_rows(body.lowered)
+            rows += _history_rows(lower_body(body))
     return rows
 
 
@@ -292,3 +293,29 @@ def test_errors_name_what_is_wrong():
         jg.cond(x[0, 0] > 0, lambda u: u, lambda u: jg.sum(u), x[0])
     with pytest.raises(TypeError, match="fori_loop: bounds must be ints"):
         jg.fori_loop(0, 2.5, lambda i, c: c, x)
+
+
+def test_tuples_of_scanned_operands_and_of_per_step_outputs():
+    x, u = jg.input("x", (4, 3)), jg.input("u", (4,))
+
+    def step(c, xs):
+        row, scale = xs
+        c = c + row * scale
+        return c, (jg.sum(c), c * 2.0)
+
+    c, (totals, doubled) = jg.scan(step, F.zeros_like(x[0]), (x, u))
+    X, U = RNG.normal(size=(4, 3)), RNG.normal(size=4)
+    got = check_target([x, u], [c, totals, doubled], [X, U], "cpu")
+    running = np.cumsum(X * U[:, None], axis=0)
+    np.testing.assert_allclose(got[0], running[-1], rtol=1e-14)
+    np.testing.assert_allclose(got[1], running.sum(1), rtol=1e-14)
+    np.testing.assert_allclose(got[2], running * 2, rtol=1e-14)
+
+
+def test_one_predicate_for_every_example_keeps_cond_a_branch():
+    a, xs = jg.input("a", ()), jg.input("xs", (3,))
+    ys = jg.vmap(lambda v: jg.cond(a > 0, lambda t: jg.sqrt(t), lambda t: t * t, v))(xs)
+    assert any(n.op.name == "cond" for n in jg.graph.topological_order([ys]))
+    f = jg.compile([a, xs], ys, target="cpu")
+    np.testing.assert_allclose(f(np.array(1.0), np.array([1.0, 4.0, 9.0])), [1.0, 2.0, 3.0])
+    np.testing.assert_allclose(f(np.array(-1.0), np.array([1.0, 4.0, -9.0])), [1.0, 16.0, 81.0])

@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from ..fusion import INDEX_MAPS, Call, Collective, ControlFlow, Kernel, View
-from ..lower import Lowered
+from ..lower import Lowered, lower_body
 from ..ops import linalg, shape as sh
 from ..ops.loop import cond_operands, while_operands
 from ..primitive import Dim, resolve_dim
@@ -155,7 +155,7 @@ class CudaProgram(Program):
         """A loop or a branch, driven from the host: each body is a program of its own (its
         kernels, its workspace) that runs on device arrays; carries pass from step to step
         on the device."""
-        bodies = {name: CudaProgram(body.lowered) for name, body in step.bodies.items()}
+        bodies = {name: CudaProgram(lower_body(body)) for name, body in step.bodies.items()}
         for body in bodies.values():
             self.kernel_sources += body.kernel_sources
         by_index = {e.attrs["index"]: e.out for e in step.siblings}

@@ -15,7 +15,7 @@ import threading
 import numpy as np
 
 from ..fusion import Call, Collective, ControlFlow, Kernel, View
-from ..lower import Lowered
+from ..lower import Lowered, lower_body
 from ..ops import linalg, reduce as rd, shape as sh
 from ..ops.loop import cond_operands, while_operands
 from ..primitive import Dim, resolve_dim
@@ -216,7 +216,7 @@ class _ProgramWriter:
     def import_body(self, body) -> tuple[str, list[str]]:
         """The name the program calls a loop body or branch by (its own ``program``, in a
         module of its own), and the workspace arrays it needs, allocated here."""
-        writer = _ProgramWriter(body.lowered, [], self.parallel, self.fastmath, body=True)
+        writer = _ProgramWriter(lower_body(body), [], self.parallel, self.fastmath, body=True)
         source = writer.source()
         for callee in writer.callee_sources:
             if callee not in self.callee_sources:

@@ -16,22 +16,25 @@ and are computed together: the backends run one loop for all of them, and the
 derivative rules take or give all their cotangents or tangents at once.  Such a
 primitive says ``multi_output=True``.
 
-The derivative and batching rules are built by :mod:`jitgrad.loops` (they trace
-new bodies), which the builder ``b`` hands to them as ``b.scan_jvp``,
-``b.scan_vjp`` and ``b.scan_batch``.
+The derivative and batching rules trace new bodies, so they live in
+:mod:`jitgrad.loops`, above autodiff and vmap; that module fills ``RULES`` when it
+is imported (as ``import jitgrad`` does), and the primitives here call them
+from it.  The NumPy references run a body node by node (:func:`run_body`);
+the backends run it lowered (``jitgrad.lower.lower_body``).
 """
 from __future__ import annotations
 
-import functools
 import itertools
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..primitive import Aval, Dim, Primitive
+from . import leaf
 from ._shapes import fmt_shape
 
 _bodies = itertools.count()
+RULES: dict = {}        # name -> rule, filled by jitgrad.loops (scan_jvp, scan_vjp, scan_batch, ...)
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,12 +59,6 @@ class Body:
     def n_y(self) -> int:
         return len(self.outputs) - self.n_carry
 
-    @functools.cached_property
-    def lowered(self):
-        """The body's own lowered schedule (every backend runs this once per step)."""
-        from ..lower import lower
-        return lower(list(self.params), list(self.outputs), [])
-
     def result_aval(self, index: int, length: int) -> Aval:
         """Result ``index`` of a scan of ``length`` steps: final carries, then the stacked
         per-step outputs, then the stacked carries each step began with."""
@@ -74,6 +71,44 @@ class Body:
 
     def n_results(self) -> int:
         return 2 * self.n_carry + self.n_y
+
+
+def run_body(body: Body, args) -> list[np.ndarray]:
+    """The body's outputs for ``args`` (one array per stand-in), node by node with each
+    primitive's NumPy reference: what the references of the control flow primitives run."""
+    values = {id(p): np.asarray(a) for p, a in zip(body.params, args)}
+    results: dict = {}                  # a multi-output node's siblings, computed once
+    for node in _in_order(body.outputs):
+        if id(node) in values:
+            continue
+        if node.op is leaf.constant_p:
+            values[id(node)] = node.const_value
+            continue
+        ins = [values[id(i)] for i in node.inputs]
+        with np.errstate(all="ignore"):
+            if node.op.multi_output:
+                key = sibling_key(node)
+                if key not in results:
+                    results[key] = node.op.ref(*ins, **node.attrs)
+                out = results[key][node.attrs["index"]]
+            else:
+                out = node.op.ref(*ins, **node.attrs)
+        values[id(node)] = np.asarray(out).astype(node.dtype, copy=False)
+    return [values[id(o)] for o in body.outputs]
+
+
+def _in_order(outputs) -> list:
+    """The nodes ``outputs`` depend on, each after its inputs."""
+    order, seen, stack = [], set(), [(o, False) for o in reversed(outputs)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+        elif id(node) not in seen:
+            seen.add(id(node))
+            stack.append((node, True))
+            stack.extend((i, False) for i in reversed(node.inputs) if id(i) not in seen)
+    return order
 
 
 def sibling_key(node) -> tuple:
@@ -99,9 +134,7 @@ def _scan_shape(*xs, body, length, reverse, index):
 
 
 def _scan_ref(*arrays, body, length, reverse, index):
-    """Every result of the loop, run step by step by the reference interpreter."""
-    from ..backends.numpy_ref import NumpyProgram
-    program = NumpyProgram(body.lowered)
+    """Every result of the loop, run step by step."""
     n_c, n_x = body.n_carry, body.n_x
     carries, xs, free = list(arrays[:n_c]), arrays[n_c:n_c + n_x], list(arrays[n_c + n_x:])
     ys = [np.empty((length,) + tuple(o.dims), o.dtype) for o in body.outputs[n_c:]]
@@ -109,7 +142,7 @@ def _scan_ref(*arrays, body, length, reverse, index):
     for t in (range(length - 1, -1, -1) if reverse else range(length)):
         for h, c in zip(history, carries):
             h[t] = c
-        results = program([*carries, *(x[t] for x in xs), *free], {})
+        results = run_body(body, [*carries, *(x[t] for x in xs), *free])
         carries = results[:n_c]
         for y, r in zip(ys, results[n_c:]):
             y[t] = r
@@ -117,15 +150,15 @@ def _scan_ref(*arrays, body, length, reverse, index):
 
 
 def _scan_jvp(b, x_dots, y, *xs, body, length, reverse, index):
-    return b.scan_jvp(x_dots, xs, body, length, reverse)
+    return RULES["scan_jvp"](x_dots, xs, body, length, reverse)
 
 
 def _scan_vjp(b, y_bars, y, *xs, body, length, reverse, index):
-    return b.scan_vjp(y_bars, xs, body, length, reverse)
+    return RULES["scan_vjp"](y_bars, xs, body, length, reverse)
 
 
 def _scan_batch(b, batched, y, *xs, body, length, reverse, index):
-    return b.scan_batch(batched, xs, body, length, reverse)
+    return RULES["scan_batch"](batched, xs, body, length, reverse)
 
 
 scan_p = Primitive(
@@ -166,11 +199,9 @@ def while_operands(xs, cond: Body, body: Body):
 
 
 def _while_ref(*arrays, cond, body, index):
-    from ..backends.numpy_ref import NumpyProgram
-    test, step = NumpyProgram(cond.lowered), NumpyProgram(body.lowered)
     carries, cond_free, body_free = while_operands(arrays, cond, body)
-    while test([*carries, *cond_free], {})[0]:
-        carries = step([*carries, *body_free], {})
+    while run_body(cond, [*carries, *cond_free])[0]:
+        carries = run_body(body, [*carries, *body_free])
     return [np.array(c, copy=True) for c in carries]
 
 
@@ -183,8 +214,8 @@ def _while_vjp(b, y_bars, y, *xs, cond, body, index):
 
 while_p = Primitive(
     "while", shape=_while_shape, ref=_while_ref, vjp=_while_vjp,
-    jvp=lambda b, x_dots, y, *xs, cond, body, index: b.while_jvp(x_dots, xs, cond, body),
-    batch=lambda b, batched, y, *xs, cond, body, index: b.while_batch(batched, xs, cond, body),
+    jvp=lambda b, x_dots, y, *xs, cond, body, index: RULES["while_jvp"](x_dots, xs, cond, body),
+    batch=lambda b, batched, y, *xs, cond, body, index: RULES["while_batch"](batched, xs, cond, body),
     nin=None, attrs=("cond", "body", "index"), multi_output=True,
     doc="Final carry ``index`` of running ``body`` while ``cond`` holds, from (carries, what "
         "cond reads from outside, what body reads from outside).  Forward mode only.",
@@ -211,18 +242,17 @@ def _cond_shape(*xs, true, false, index):
 
 
 def _cond_ref(*arrays, true, false, index):
-    from ..backends.numpy_ref import NumpyProgram
     pred, operands, true_free, false_free = cond_operands(arrays, true, false)
     if pred:
-        return NumpyProgram(true.lowered)([*operands, *true_free], {})
-    return NumpyProgram(false.lowered)([*operands, *false_free], {})
+        return run_body(true, [*operands, *true_free])
+    return run_body(false, [*operands, *false_free])
 
 
 cond_p = Primitive(
     "cond", shape=_cond_shape, ref=_cond_ref,
-    vjp=lambda b, y_bars, y, *xs, true, false, index: b.cond_vjp(y_bars, xs, true, false),
-    jvp=lambda b, x_dots, y, *xs, true, false, index: b.cond_jvp(x_dots, xs, true, false),
-    batch=lambda b, batched, y, *xs, true, false, index: b.cond_batch(batched, xs, true, false),
+    vjp=lambda b, y_bars, y, *xs, true, false, index: RULES["cond_vjp"](y_bars, xs, true, false),
+    jvp=lambda b, x_dots, y, *xs, true, false, index: RULES["cond_jvp"](x_dots, xs, true, false),
+    batch=lambda b, batched, y, *xs, true, false, index: RULES["cond_batch"](batched, xs, true, false),
     nin=None, attrs=("true", "false", "index"), multi_output=True,
     doc="Result ``index`` of the ``true`` or the ``false`` body, whichever ``pred`` (input 0) "
         "selects, on (operands, what each branch reads from outside).  Only that branch runs.",
