@@ -21,6 +21,7 @@ from .functions import (
     subtract, sum, take, tan, tanh, transpose, where,
 )
 from .check import check_grads
+from .custom import custom_jvp, custom_vjp
 from .graph import Tensor, constant, input, inputs_of, param
 from .io import load, save
 from .loops import cond, fori_loop, scan, while_loop

@@ -24,7 +24,7 @@ import numpy as np
 
 from .graph import SUPPORTED_DTYPES, Tensor, bind, constant, input, param, topological_order
 from .graph import inputs_of  # noqa: F401  (what compile needs after load; re-exported)
-from .ops import BY_NAME, control, leaf
+from .ops import BY_NAME, control, custom, leaf
 from .ops.loop import Body
 from .primitive import DERIVATIONS, Dim
 
@@ -148,6 +148,9 @@ class _Encoder:
         if n.op is control.checkpoint_p:
             raise ValueError(f"save: node {i} is a jg.checkpoint region, whose function is code and "
                              f"cannot be stored; save the graph built without jg.checkpoint")
+        if n.op in (custom.custom_vjp_p, custom.custom_jvp_p):
+            raise ValueError(f"save: node {i} is jg.{n.op.name} of {n.attrs['rule'].name}, whose rule is "
+                             f"Python code and cannot be stored; save the graph built without it")
         try:
             attrs = {k: self.attr(v) for k, v in n.attrs.items()}
         except ValueError as e:

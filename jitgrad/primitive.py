@@ -152,7 +152,8 @@ class Primitive:
     ``promote`` is the dtype policy the builder applies to an elementwise
     primitive's operands: ``"same"`` (NumPy promotion), ``"float"`` (then at
     least float64 for integers) or ``"compare"`` (promote, output bool).
-    ``marker``: the value is input 0 and the op exists only for its derivative rules
+    ``marker``: the value is input 0 (input ``index`` for a multi-output marker) and the op
+    exists only for its derivative rules
     (stop_gradient, checkpoint, the spectral functions); once derivatives are built,
     ``rewrite`` replaces it by input 0, so what only the rules read is never computed.
     """

@@ -138,7 +138,7 @@ def _simplify(node: Tensor):
     if op is ew.select_p and _fill_value(ins[0]) is not None:
         return _replacement(node, ins[1] if _fill_value(ins[0]) else ins[2])
     if op.marker:                   # derivatives are built by now: only its value is left
-        return ins[0]
+        return ins[node.attrs["index"]] if op.multi_output else ins[0]
     if op is sh.reshape_p and ins[0].op is sh.reshape_p:
         return bind(sh.reshape_p, ins[0].inputs[0], shape=node.attrs["shape"])
     if op is sh.transpose_p and ins[0].op is sh.transpose_p:

@@ -204,6 +204,24 @@ def _halvings_ref(x):
     return np.int64(count)
 
 
+@jg.custom_vjp
+def _x_sin_x(u):
+    """u sin u with its derivative as a reverse rule (the true one: finite differences agree)."""
+    return u * jg.sin(u)
+
+
+_x_sin_x.defvjp(lambda u: (u * jg.sin(u), u), lambda u, g: (g * (jg.sin(u) + u * jg.cos(u)),))
+
+
+@jg.custom_jvp
+def _softplus(u):
+    """log(1 + e^u) with its derivative as a forward rule."""
+    return jg.log1p(jg.exp(u))
+
+
+_softplus.defjvp(lambda primals, tangents: (_softplus(primals[0]), tangents[0] * jg.sigmoid(primals[0])))
+
+
 def _scatter_add(x):
     out = np.zeros((3, 5), x.dtype)
     for i in range(2):
@@ -333,6 +351,8 @@ CASES: list[Case] = [
     Case("scan_reverse", lambda x, h: _scan(x, h, reverse=True), lambda x, h: _scan_ref(x, h, reverse=True),
          (X34, uniform(-1, 1, 4))),
     Case("while", _halvings, _halvings_ref, (X34,), differentiable=False),
+    Case("custom_vjp", lambda x: _x_sin_x(x) * x, lambda x: x * np.sin(x) * x, (X34,)),
+    Case("custom_jvp", lambda x: _softplus(x) * x, lambda x: np.logaddexp(0, x) * x, (X34,)),
     Case("cond", lambda x, y: jg.cond(jg.sum(y) > 0, lambda u: jg.sin(u) * u, jg.exp, x),
          lambda x, y: np.sin(x) * x if y.sum() > 0 else np.exp(x), (X34, uniform(-1, 1, 2))),
 ]
