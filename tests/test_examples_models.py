@@ -1,6 +1,7 @@
 """The model example scripts (Lagrange/KKT Newton, ADVI, low-rank completion, the
 least-squares solve layer, per-example gradients with vmap, an ODE fitted through a
-scan) run at their --small size, write their figure, and print what they claim."""
+scan, the implicit derivative of a Newton root) run at their --small size, write their
+figure, and print what they claim."""
 import re
 import runpy
 import sys
@@ -80,3 +81,11 @@ def test_ode_fit_through_scan_recovers_the_parameters(tmp_path, capsys):
     sizes = re.findall(r"N = +(\d+): (\d+) equations, (\d+) lines of generated source", out)
     assert [n for n, _, _ in sizes] == ["20", "2000"] and sizes[0][1:] == sizes[1][1:]
     assert "program size independent of the number of steps: True" in out
+
+
+def test_implicit_newton_gradient_matches_differences_and_unrolling(tmp_path, capsys):
+    out = run_example("implicit_newton", tmp_path, capsys)
+    fd, unrolled = number(r"finite differences: relative error (\S+); vs unrolled: (\S+)", out)
+    assert fd < 1e-6 and unrolled < 1e-9
+    first, last = number(r"loss (\S+) -> (\S+) in", out)
+    assert last < 0.01 * first
