@@ -5,7 +5,8 @@ approximate posterior by stochastic gradient ascent on the ELBO, with the
 gradients from AD.  Here: 200 synthetic points in 2-D plus a bias, a prior
 w ~ N(0, 3^2 I), and a mean-field Gaussian q(w) = N(mu, diag(sigma^2)) with
 sigma = softplus(rho).  The reparameterization w = mu + sigma * eps, eps ~ N(0, I)
-drawn fresh each step (K samples, an input of the graph), makes
+drawn fresh each step inside the graph (K samples, ``jg.random.normal`` from a key
+param that the step advances with ``jg.random.split``), makes
 
     ELBO = E_q[log p(y | X, w) + log p(w)] + H[q],   H[q] = sum log sigma + const
 
@@ -49,19 +50,23 @@ def main(argv=None) -> int:
     Xv, yv = make_data(200, rng)
     steps = 400 if args.small else 2000
     X, y = jg.input("X", (None, 3)), jg.input("y", (None,))
-    eps, lr = jg.input("eps", (K, 3)), jg.input("lr", ())
+    lr = jg.input("lr", ())
+    key = jg.param("key", np.array([0, 0], np.uint32))                  # jg.random.key(0)
+    draw, next_key = jg.random.split(key)
+    eps = jg.random.normal(draw, (K, 3))
     mu = jg.param("mu", np.zeros(3))
     rho = jg.param("rho", np.full(3, math.log(math.expm1(1.0))))       # sigma = 1 at the start
     sigma = jg.softplus(rho)
     entropy = jg.sum(jg.log(sigma)) + 1.5 * (1 + math.log(2 * math.pi))
     elbo = jg.mean(log_joint(X, y, mu + sigma * eps)) + entropy           # w: (K, 3)
-    step = jg.compile([X, y, eps, lr], elbo, updates=jg.optim.adam(-elbo, [mu, rho], lr=lr))
+    updates = {**jg.optim.adam(-elbo, [mu, rho], lr=lr), key: next_key}    # a new stream every step
+    step = jg.compile([X, y, lr], elbo, updates=updates)
 
     print(f"ADVI, Bayesian logistic regression: {len(yv)} points, {K} samples of eps per step")
     trace = np.empty(steps)
     for t in range(steps):
         rate = 0.05 * (0.1 ** (t / steps))                  # decays from 0.05 to 0.005
-        trace[t] = step(Xv, yv, rng.normal(size=(K, 3)), rate)
+        trace[t] = step(Xv, yv, rate)
         if (t + 1) % (steps // 5) == 0:
             print(f"  step {t + 1:>5}  ELBO (mean of the last {steps // 5} estimates) "
                   f"{trace[t + 1 - steps // 5:t + 1].mean():9.3f}")

@@ -8,7 +8,7 @@
 >>> f(np.arange(3.0))
 (array(5.), array([0., 2., 4.]))
 """
-from . import data, distributed, linalg, nn, operators, optim
+from . import data, distributed, linalg, nn, operators, optim, random
 from ._version import __version__
 from .batching import vmap
 from .autodiff import checkpoint, grad, hessian, hvp, jacobian, jvp, stop_gradient, vjp

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import functions as F
+from . import functions as F, random
 from .graph import Tensor
 from .ops._shapes import normalize_axes
 
@@ -59,3 +59,18 @@ def mse(pred, target) -> Tensor:
 def dense(x, W, b) -> Tensor:
     """x @ W + b, with ``W`` of shape (in, out)."""
     return F.add(F.matmul(x, W), b)
+
+
+def dropout(x, rate: float, key, training: bool = True) -> Tensor:
+    """Inverted dropout: each element is kept with probability ``1 - rate`` and scaled by
+    ``1 / (1 - rate)`` (so its expectation is ``x``), or zeroed; ``x`` itself when not
+    ``training`` or when ``rate`` is 0.  ``key`` is a ``jg.random`` key: advance it between
+    steps (a key param updated with ``jg.random.split``) for new masks."""
+    x = F.as_tensor(x)
+    if not 0 <= rate < 1:
+        raise ValueError(f"dropout: rate must be in [0, 1), got {rate}")
+    if not training or rate == 0:
+        return x
+    dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.dtype(np.float64)
+    keep = F.greater_equal(random.uniform(key, x.dims, dtype), rate)
+    return F.where(keep, F.multiply(x, 1.0 / (1.0 - rate)), 0.0)

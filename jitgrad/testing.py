@@ -39,6 +39,7 @@ import jitgrad as jg
 from jitgrad import functions as F
 from jitgrad.graph import bind
 from jitgrad.ops import BY_NAME, linalg as la, shape as sh
+from jitgrad.ops.random import philox_reference
 
 rng = np.random.default_rng(0)      # the one stream every generator below draws from
 
@@ -351,6 +352,9 @@ CASES: list[Case] = [
     Case("scan_reverse", lambda x, h: _scan(x, h, reverse=True), lambda x, h: _scan_ref(x, h, reverse=True),
          (X34, uniform(-1, 1, 4))),
     Case("while", _halvings, _halvings_ref, (X34,), differentiable=False),
+    Case("philox", lambda x: x * jg.random.uniform(jg.random.key(7), (3, 4)),
+         lambda x: x * philox_reference(np.array([7, 0], np.uint32), np.zeros(2, np.uint32), shape=(3, 4),
+                                   dtype=np.float64), (X34,)),
     Case("custom_vjp", lambda x: _x_sin_x(x) * x, lambda x: x * np.sin(x) * x, (X34,)),
     Case("custom_jvp", lambda x: _softplus(x) * x, lambda x: np.logaddexp(0, x) * x, (X34,)),
     Case("cond", lambda x, y: jg.cond(jg.sum(y) > 0, lambda u: jg.sin(u) * u, jg.exp, x),

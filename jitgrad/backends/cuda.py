@@ -27,6 +27,7 @@ import numpy as np
 from ..fusion import INDEX_MAPS, Call, Collective, ControlFlow, Kernel, View
 from ..lower import Lowered, lower_body
 from ..ops import linalg, shape as sh
+from ..ops import random as random_ops
 from ..ops.loop import cond_operands, while_operands
 from ..primitive import Dim, resolve_dim
 from ..schedule import Var
@@ -416,4 +417,5 @@ _LIBRARY = {  # primitive -> its launch, given cuda_library, the input arrays, t
     sh.concatenate_p: lambda lib, ins, out, attrs: lib.concatenate(ins, out, attrs["axis"]),
     sh.full_p: lambda lib, ins, out, attrs: lib.fill(out, attrs["value"]),
     sh.full_like_p: lambda lib, ins, out, attrs: lib.fill(out, attrs["value"]),
+    random_ops.philox_p: lambda lib, ins, out, attrs: lib.philox(ins[0], ins[1], out),
 }

@@ -31,7 +31,8 @@ from numba import cuda, types
 from .cuda_runtime import (INDEX_OUT_OF_BOUNDS, error_flag, library_launch, raise_error, simulated,
                            tiled_matmul_launch)
 
-__all__ = ["matmul", "transpose", "unslice", "scatter_add", "concatenate", "fill", "reshape", "KERNELS"]
+__all__ = ["matmul", "transpose", "unslice", "scatter_add", "concatenate", "fill", "reshape", "philox",
+           "KERNELS"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,6 +357,66 @@ def matmul(a, b, out, trans_a: bool = False, trans_b: bool = False,
 
 
 # ---------------------------------------------------------------------------------------------
+# philox: counter-based random numbers (jitgrad.ops.random defines the streams)
+# ---------------------------------------------------------------------------------------------
+
+@cuda.jit
+def _philox_words(key, tweak, words, counters):
+    """Words of ``counters`` Philox4x32-10 blocks per stream: thread i makes block i."""
+    low = np.uint64(0xFFFFFFFF)
+    for i in range(cuda.grid(1), key.shape[0] // 2 * counters, cuda.gridsize(1)):
+        b, c = i // counters, np.uint64(i % counters)
+        c0, c1 = c & low, c >> np.uint64(32)
+        c2, c3 = np.uint64(tweak[2 * b]), np.uint64(tweak[2 * b + 1])
+        k0, k1 = np.uint64(key[2 * b]), np.uint64(key[2 * b + 1])
+        for _ in range(10):
+            p0, p1 = np.uint64(0xD2511F53) * c0, np.uint64(0xCD9E8D57) * c2
+            c0, c1, c2, c3 = (p1 >> np.uint64(32)) ^ c1 ^ k0, p1 & low, (p0 >> np.uint64(32)) ^ c3 ^ k1, p0 & low
+            k0, k1 = (k0 + np.uint64(0x9E3779B9)) & low, (k1 + np.uint64(0xBB67AE85)) & low
+        words[4 * i], words[4 * i + 1], words[4 * i + 2], words[4 * i + 3] = c0, c1, c2, c3
+
+
+@cuda.jit
+def _words_as_bits(words, out, m, per_stream):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = words[i // m * per_stream + i % m]
+
+
+@cuda.jit
+def _words_as_float32(words, out, m, per_stream):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        w = words[i // m * per_stream + i % m]
+        out[i] = np.float32(np.float64(w >> np.uint32(8)) * 5.9604644775390625e-08)       # 2^-24
+
+
+@cuda.jit
+def _words_as_float64(words, out, m, per_stream):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        at = i // m * per_stream + 2 * (i % m)
+        hi, lo = words[at] >> np.uint32(5), words[at + 1] >> np.uint32(6)
+        out[i] = (np.float64(hi) * 67108864.0 + np.float64(lo)) * 1.1102230246251565e-16    # 2^-53
+
+
+_CONVERT = {np.dtype(np.uint32): _words_as_bits, np.dtype(np.float32): _words_as_float32,
+            np.dtype(np.float64): _words_as_float64}
+
+
+def philox(key, tweak, out) -> None:
+    """out (streams x elements, any shape) from the streams of ``key`` and ``tweak`` (..., 2)."""
+    streams = key.size // 2
+    if not out.size:
+        return
+    m = out.size // streams
+    per_element = 2 if out.dtype == np.float64 else 1
+    counters = -(-m * per_element // 4)
+    words = cuda.device_array(streams * counters * 4, np.uint32)
+    blocks, threads = library_launch(streams * counters)
+    _philox_words[blocks, threads](_flat(key), _flat(tweak), words, counters)
+    blocks, threads = library_launch(out.size)
+    _CONVERT[np.dtype(out.dtype)][blocks, threads](words, _flat(out), m, counters * 4)
+
+
+# ---------------------------------------------------------------------------------------------
 # Every kernel and the signatures it is compiled for (the PTX test)
 # ---------------------------------------------------------------------------------------------
 
@@ -382,6 +443,11 @@ KERNELS = [
      _signatures(lambda t: (t[::1], types.int64[::1], t[::1], types.int64, types.int64,
                             types.int32[::1]))),
     ("matmul_rows", _matmul_rows, _signatures(_matmul_args)),
+    ("philox_words", _philox_words, [(types.uint32[::1], types.uint32[::1], types.uint32[::1], types.int64)]),
+] + [
+    (f"words_as_{name}", kernel, [(types.uint32[::1], t[::1], types.int64, types.int64)])
+    for name, kernel, t in (("bits", _words_as_bits, types.uint32), ("float32", _words_as_float32, types.float32),
+                            ("float64", _words_as_float64, types.float64))
 ] + [
     (f"matmul_{np.dtype(dt).name}", _matmul_kernel(np.dtype(dt), TILE), [_matmul_args(t)])
     for dt, t in ((np.float64, types.float64), (np.float32, types.float32), (np.int64, types.int64))

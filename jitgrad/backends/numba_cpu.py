@@ -17,6 +17,7 @@ import numpy as np
 from ..fusion import Call, Collective, ControlFlow, Kernel, View
 from ..lower import Lowered, lower_body
 from ..ops import linalg, reduce as rd, shape as sh
+from ..ops import random as random_ops
 from ..ops.loop import cond_operands, while_operands
 from ..primitive import Dim, resolve_dim
 from ..schedule import Schedule, Var
@@ -464,7 +465,17 @@ def _emit_linalg(pw, e):
     return [f"lapack.{call.routine_for(e.out, pw.values_only)}({', '.join(args)})"]
 
 
-_LIBRARY = {sh.unslice_p: _emit_unslice, sh.scatter_add_p: _emit_scatter_add,
+def _emit_philox(pw, e):
+    """A call of ``jitgrad.backends.philox``: streams stacked as (keys, elements per key)."""
+    pw.use("from jitgrad.backends import philox")
+    key, tweak = e.ins
+    streams = " * ".join(pw.size(d) for d in key.dims[:-1]) or "1"
+    return [f"philox.fill_{np.dtype(e.attrs['dtype']).name.replace('uint32', 'bits')}("
+            f"np.reshape({pw.name(key)}, ({streams}, 2)), np.reshape({pw.name(tweak)}, ({streams}, 2)), "
+            f"np.reshape({pw.name(e.out)}, ({streams}, -1)))"]
+
+
+_LIBRARY = {random_ops.philox_p: _emit_philox, sh.unslice_p: _emit_unslice, sh.scatter_add_p: _emit_scatter_add,
             sh.concatenate_p: _emit_concatenate, sh.full_p: _emit_full, sh.full_like_p: _emit_full_like,
             linalg.matmul_p: _emit_matmul}
 

@@ -181,3 +181,13 @@ def test_loops_and_branches_match_the_reference():
     for value in (3.0, 1.5):
         check_target([x, a], outputs, [np.random.default_rng(8).normal(size=(5, 3)), np.array(value)], "cuda",
                      rtol=1e-12, atol=1e-14)
+
+
+def test_random_streams_are_bitwise_the_reference():
+    """Philox on the device: the same bits, uniform numbers and keys as the NumPy reference."""
+    key = jg.input("key", (2,), "uint32")
+    k1, k2 = jg.random.split(key)
+    draws = [jg.random.uniform(k1, (7, 3)), jg.random.bits(key, (9,)), jg.random.uniform(key, (), "float32"),
+             jg.random.split(key, 3), jg.random.fold_in(key, 12345), jg.random.bernoulli(k2, 0.4, (6,)),
+             jg.vmap(lambda k: jg.random.uniform(k, (5,), "float32"))(jg.random.split(key, 4))]
+    check_target([key], draws, [np.array([7, 9], np.uint32)], "cuda", rtol=0, atol=0)
