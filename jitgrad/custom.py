@@ -23,7 +23,7 @@ from . import functions as F
 from .autodiff import jvp as forward, vjp as reverse
 from .batching import vmap
 from .graph import bind
-from .loops import _leaves, _may_vary, inline, trace_body
+from .loops import inline, leaves, may_vary, trace_body
 from .ops.custom import RULES, custom_jvp_p, custom_operands, custom_vjp_p
 
 
@@ -85,8 +85,8 @@ class custom_vjp:  # noqa: N801  (used as a function and as a decorator, like ja
             result = self.fwd(*xs)
             if not isinstance(result, tuple) or len(result) != 2:
                 raise TypeError(f"custom_vjp: fwd of {name} must return a pair (out, residuals)")
-            out = _leaves(result[0], "out")[0]
-            res, make_res = _leaves(result[1], "residuals")
+            out = leaves(result[0])[0]
+            res, make_res = leaves(result[1])
             _check_like(out, fn_body.outputs, f"custom_vjp: fwd of {name} returns", "fn's")
             residual_tree.append(make_res)
             return [], out + res
@@ -152,7 +152,7 @@ class custom_jvp:  # noqa: N801  (used as a function and as a decorator, like ja
             result = self.jvp(tuple(xs[:n]), tuple(xs[n:]))
             if not isinstance(result, tuple) or len(result) != 2:
                 raise TypeError(f"custom_jvp: jvp of {name} must return a pair (out, out_dot)")
-            out, out_dot = _leaves(result[0], "out")[0], _leaves(result[1], "out_dot")[0]
+            out, out_dot = leaves(result[0])[0], leaves(result[1])[0]
             _check_like(out, fn_body.outputs, f"custom_jvp: jvp of {name} returns out with", "fn's")
             _check_like(out_dot, fn_body.outputs, f"custom_jvp: jvp of {name} returns out_dot with", "fn's")
             return [], out + [F.astype(d, o.dtype) for d, o in zip(out_dot, fn_body.outputs)]
@@ -170,9 +170,9 @@ def _trace_function(fn, args):
     maker = []
 
     def traced(_, xs):
-        leaves, make = _leaves(fn(*xs), "out")
+        results, make = leaves(fn(*xs))
         maker.append(make)
-        return [], leaves
+        return [], results
 
     body, free = trace_body(traced, [], args)
     return body, free, maker[0]
@@ -196,7 +196,7 @@ def _through_fn(fn, args, fn_free, seeds, mode):
     if mode == "fwd":
         pairs = [(f, d) for f, d in zip(fn_free, seeds) if d is not None]
         return forward(outs, [f for f, _ in pairs], [d for _, d in pairs]) if pairs else None
-    moving = [f for f in fn_free if _may_vary(f)]
+    moving = [f for f in fn_free if may_vary(f)]
     seeded = [(o, c) for o, c in zip(outs, seeds) if c is not None]
     if not moving or not seeded:
         return [None] * len(fn_free)
@@ -287,7 +287,7 @@ def custom_vjp_batch(batched, xs, fn, rule, n_out):
 
     def batched_bwd(res, out_bar):
         _, _, bwd, bwd_free = rule.traced()
-        return tuple(_mapped(bwd, bwd_free)(*res, *_leaves(out_bar, "out_bar")[0]))
+        return tuple(_mapped(bwd, bwd_free)(*res, *leaves(out_bar)[0]))
 
     run = custom_vjp(lambda *a: list(run_fn(*a)), batched_fwd, batched_bwd)
     return dict(enumerate(run(*_batched_args(batched, xs, n_out, fn))))

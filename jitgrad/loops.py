@@ -91,7 +91,7 @@ def inline(body: Body, args) -> list[Tensor]:
 
 # -- the public loops ----------------------------------------------------------------------
 
-def _leaves(tree, what: str) -> tuple[list[Tensor], callable]:
+def leaves(tree) -> tuple[list[Tensor], callable]:
     """A Tensor, or a tuple or list of them: the Tensors, and how to rebuild the container."""
     if isinstance(tree, (tuple, list)):
         kind = type(tree)
@@ -116,12 +116,12 @@ def scan(body, init, xs=None, length=None, reverse=False, checkpoint=None):
 
     >>> import jitgrad as jg
     >>> x = jg.input("x", (5, 3))
-    >>> total, running = jg.scan(lambda c, row: (c + row, c + row), jg.zeros_like(x[0]), x)
+    >>> total, running = jg.scan(lambda c, row: (c + row, c + row), x[0] * 0.0, x)
     >>> running.shape
     (5, 3)
     """
-    init_leaves, make_carry = _leaves(init, "init")
-    x_leaves, make_x = _leaves(xs, "xs")
+    init_leaves, make_carry = leaves(init)
+    x_leaves, make_x = leaves(xs)
     static_sizes("scan", init_leaves + x_leaves)
     length = _trip_count(x_leaves, length)
     if checkpoint is not None:
@@ -136,9 +136,9 @@ def scan(body, init, xs=None, length=None, reverse=False, checkpoint=None):
         if not isinstance(out, tuple) or len(out) != 2:
             raise TypeError("scan: body must return a pair (carry, y)")
         new_carry, y = out
-        new_leaves, _ = _leaves(new_carry, "carry")
+        new_leaves, _ = leaves(new_carry)
         _check_carry(init_leaves, new_leaves)
-        y_leaves, make_y = _leaves(y, "y")
+        y_leaves, make_y = leaves(y)
         y_maker.append(make_y)
         return new_leaves, y_leaves
 
@@ -164,7 +164,7 @@ def _segmented(body, init, xs, x_leaves, make_x, length: int, reverse: bool, k: 
         grouped = [F.reshape(x[:whole * k], (whole, k) + x.shape[1:]) for x in x_leaves]
         carry, ys = scan(lambda c, part: run(c, part, k), carry, grouped or None, length=whole,
                          reverse=reverse)
-        flat, make_y = _leaves(ys, "y")
+        flat, make_y = leaves(ys)
         return carry, make_y([F.reshape(y, (whole * k,) + y.shape[2:]) for y in flat])
 
     def tail(carry):
@@ -178,8 +178,8 @@ def _segmented(body, init, xs, x_leaves, make_x, length: int, reverse: bool, k: 
     else:
         carry, ys_main = segments(init)
         carry, ys_tail = tail(carry)
-    main, make_y = _leaves(ys_main, "y")
-    last, _ = _leaves(ys_tail, "y")
+    main, make_y = leaves(ys_main)
+    last, _ = leaves(ys_tail)
     return carry, make_y([F.concatenate([a, b], axis=0) for a, b in zip(main, last)])
 
 
@@ -202,7 +202,7 @@ def while_loop(cond, body, init):
     a carry of the same shapes and dtypes.  Forward mode (``jg.jvp``) differentiates through
     it; reverse mode raises (there is no fixed number of steps to store): use
     ``jg.fori_loop`` or ``jg.scan``."""
-    init_leaves, make_carry = _leaves(init, "init")
+    init_leaves, make_carry = leaves(init)
     static_sizes("while_loop", init_leaves)
 
     def test(_, carries):
@@ -212,7 +212,7 @@ def while_loop(cond, body, init):
         return [], [pred]
 
     def step(carries, _):
-        new_leaves, _ = _leaves(body(make_carry(carries)), "carry")
+        new_leaves, _ = leaves(body(make_carry(carries)))
         _check_carry(init_leaves, new_leaves, "while_loop")
         return new_leaves, []
 
@@ -239,16 +239,15 @@ def cond(pred, true_fn, false_fn, *operands):
     static_sizes("cond", operands)
     makers = []
 
-    def branch(fn, name):
+    def branch(fn):
         def traced(_, xs):
-            out = fn(*xs)
-            leaves, make = _leaves(out, f"{name} result")
+            results, make = leaves(fn(*xs))
             makers.append(make)
-            return [], leaves
+            return [], results
         return traced
 
-    true, true_free = trace_body(branch(true_fn, "true_fn"), [], operands)
-    false, false_free = trace_body(branch(false_fn, "false_fn"), [], operands)
+    true, true_free = trace_body(branch(true_fn), [], operands)
+    false, false_free = trace_body(branch(false_fn), [], operands)
     if len(true.outputs) != len(false.outputs):
         raise ValueError(f"cond: true_fn returns {len(true.outputs)} values, false_fn {len(false.outputs)}")
     for k, (x, y) in enumerate(zip(true.outputs, false.outputs)):
@@ -303,7 +302,7 @@ def _float(t: Tensor) -> bool:
     return np.issubdtype(t.dtype, np.floating)
 
 
-def _may_vary(t: Tensor) -> bool:
+def may_vary(t: Tensor) -> bool:
     """Whether a cotangent of ``t`` can matter: a float computed from some input or param
     (a constant's, such as a number in the body, never does)."""
     if not _float(t):
@@ -372,7 +371,7 @@ def scan_vjp(y_bars: dict, xs, body: Body, length: int, reverse: bool) -> tuple:
                for k in range(n_c)]
     moving_c = [k for k, c in enumerate(init) if _float(c)]
     moving_x = [k for k, x in enumerate(seq) if _float(x)]
-    moving_free = [k for k, f in enumerate(free) if _may_vary(f)]
+    moving_free = [k for k, f in enumerate(free) if may_vary(f)]
     seeded_y = [j for j in range(n_y) if y_bars.get(n_c + j) is not None and _float(body.outputs[n_c + j])]
     seeded_h = [j for j, k in enumerate(moving_c) if y_bars.get(n_c + n_y + k) is not None]
     c_bar0 = [y_bars.get(k) if y_bars.get(k) is not None else F.zeros_like(init[k]) for k in moving_c]
@@ -553,8 +552,8 @@ def cond_vjp(y_bars: dict, xs, true: Body, false: Body) -> tuple:
     seeded = [k for k in range(n) if y_bars.get(k) is not None]
     cts = [y_bars[k] for k in seeded]
     moving = [k for k, x in enumerate(operands) if _float(x)]
-    moving_true = [k for k, f in enumerate(true_free) if _may_vary(f)]
-    moving_false = [k for k, f in enumerate(false_free) if _may_vary(f)]
+    moving_true = [k for k, f in enumerate(true_free) if may_vary(f)]
+    moving_false = [k for k, f in enumerate(false_free) if may_vary(f)]
 
     def branch(taken: bool):
         body, own, mine = (true, true_free, moving_true) if taken else (false, false_free, moving_false)
