@@ -10,9 +10,10 @@ measured on the way (NumPy eager W2, the @njit W3 step, W6's breakdown, ...).
 About 3-4 minutes (W4 and W5: 45 s) on 2 cores once the 64-layer chain of the memory row is in
 the jitgrad cache (``JITGRAD_CACHE_DIR``, default ~/.cache/jitgrad); its first
 compile takes a minute or more. Options: ``--quick`` (fewer repeats, one cold
-W6 run), ``--no-subprocess`` (skip W6, large, jacobian and memory), ``--memory-all`` (also the
+W6 run), ``--no-subprocess`` (skip W6, W7, large, jacobian and memory), ``--memory-all`` (also the
 chain with the weights' gradients), ``--only w4,w5`` (just those measures, from
-w1, w2, w3, w4, w5, w6, large, jacobian, memory).
+w1, w2, w3, w4, w5, w6, w7, large, jacobian, memory). W7 (issue 14, an RNN through ``jg.scan``)
+takes about 10 minutes, 8 of them compiling the unrolled graph at T = 200 (``--quick``: 2).
 """
 from __future__ import annotations
 
@@ -256,6 +257,70 @@ def measure_w6(rep: Report, quick: bool):
             "<= 5 s", compiled_cold <= 5.0)
 
 
+def measure_w7(rep: Report, quick: bool):
+    """Issue 14's W7: an RNN (hidden 64, batch 32, inputs 16), value + gradient w.r.t. W, U, b
+    (``_rnn_workloads.py``). Compile times cold, each in a new process with empty caches: scan at
+    T = 20, 200 and 2000, unrolled at T = 20 and, unless quick, 200 (2000 would take hours). Per
+    call at T = 200: scan against the hand-written @njit BPTT loop in this process (best of
+    interleaved repeats); unrolled against the same loop timed in the unrolled graph's process."""
+    try:
+        from . import _rnn_workloads as R
+    except ImportError:
+        import _rnn_workloads as R
+    T, runs = R.RNN_T, 1 if quick else 2
+    workload = "W7 RNN hidden 64, batch 32, value + gradient"
+    cold = {}
+    for t in (20, 2000, T):
+        progress(f"W7 scan T={t}: {runs if t != T else 1} cold compile(s), new process")
+        cold["scan", t] = [R.rnn_cold(t, "scan") for _ in range(runs if t != T else 1)]
+    unrolled = (20,) if quick else (20, T)
+    for t in unrolled:
+        progress(f"W7 unrolled T={t}: cold compile, new process" + (" (about 8 minutes)" if t > 20 else ""))
+        cold["unrolled", t] = [R.rnn_cold(t, "unrolled", hand=True)]
+    compile_s = {key: statistics.median(r["compile"] for r in rs) for key, rs in cold.items()}
+    for (variant, t), rs in cold.items():
+        rep.other(f"W7 {variant}, T = {t}, cold: build graph / build + compile + first call / per call",
+                  " / ".join(fmt_time(statistics.median(r[k] for r in rs)) for k in ("build", "compile", "per_call")),
+                  f"median of {len(rs)} (compiles " + ", ".join(f"{r['compile']:.2f} s" for r in rs)
+                  + f"); deviation from the NumPy BPTT {max(r['deviation'] for r in rs):.1e}")
+
+    c20, c2000 = compile_s["scan", 20], compile_s["scan", 2000]
+    r = ratio(c2000, c20)
+    rep.row(workload, "compile (cold, new process): scan, T = 2000 vs T = 20", fmt_time(c2000),
+            f"scan T = 20 {fmt_time(c20)}", fmt_ratio(r), "0.8x - 1.2x", 0.8 <= r <= 1.2)
+    steady = {t: statistics.median(r["per_call"] for r in cold["scan", t]) for t in (20, 2000)}
+    rep.other("W7 scan compile, T = 2000 vs T = 20, less one steady call each",
+              fmt_ratio(ratio(c2000 - steady[2000], c20 - steady[20])),
+              f"the first call, part of the row above, runs the T steps ({fmt_time(steady[2000])} at T = 2000)")
+    for t in unrolled:
+        rep.row(workload, f"compile (cold, new process): unrolled, T = {t}", fmt_time(compile_s["unrolled", t]),
+                f"scan T = {t} {fmt_time(compile_s['scan', t])}",
+                fmt_ratio(ratio(compile_s["unrolled", t], compile_s["scan", t])), "", None)
+    skipped = "T = 200 and 2000 (--quick)" if quick else "T = 2000"
+    rep.other(f"W7 unrolled, {skipped}", "not built", "its compile grows with T: far too slow (see T = 20"
+              + ("" if quick else ", 200") + ")")
+
+    progress(f"W7 per call T={T}: scan (compiled in this process) and the @njit BPTT loop")
+    x, weights = R.rnn_data(T), R.rnn_weights()
+    f, hand = R.rnn_jitgrad(T, "scan"), R.rnn_hand()
+    try:
+        rep.other(f"W7 T = {T}: scan vs the @njit BPTT loop", f"{R.rnn_check(f(x), hand(x, *weights)):.1e}",
+                  f"largest deviation relative to each array's scale (asserted rtol {R.RNN_RTOL:g})")
+    except AssertionError as error:
+        rep.note(f"W7: scan and the hand-written loop disagree: {error}")
+    fns = {"scan": lambda: f(x), "hand": lambda: hand(x, *weights), "numpy": lambda: R.bptt(x, *weights)}
+    number = {name: calls_for(fn, 0.05 if quick else 0.1) for name, fn in fns.items()}
+    t = best_per_call(fns, number, 3 if quick else 7)
+    r = ratio(t["scan"], t["hand"])
+    rep.row(workload, f"per call, T = {T}: scan vs hand-written @njit BPTT", fmt_time(t["scan"]),
+            f"njit {fmt_time(t['hand'])}", fmt_ratio(r), "<= 1.3x", r <= 1.3)
+    rep.other(f"W7 T = {T}: the same BPTT loop in NumPy (not compiled)", fmt_time(t["numpy"]),
+              f"{fmt_ratio(ratio(t['numpy'], t['hand']))} the @njit loop (NumPy's tanh is vectorised)")
+    u = cold["unrolled", unrolled[-1]][0]
+    rep.row(workload, f"per call, T = {unrolled[-1]}: unrolled vs hand-written @njit BPTT", fmt_time(u["per_call"]),
+            f"njit {fmt_time(u['hand_per_call'])}", fmt_ratio(ratio(u["per_call"], u["hand_per_call"])), "", None)
+
+
 def measure_large(rep: Report, quick: bool):
     """First result and compiled tier of graphs whose glue program is long (tiered, cold)."""
     caps = {"chain": 60, "jacobian": 120, "jacobian3": 120 if quick else 600}
@@ -427,8 +492,8 @@ def measure_w5(rep: Report, quick: bool):
 # ---------------------------------------------------------------------------------------------
 
 MEASURES = {"w1": measure_w1, "w2": measure_w2, "w3": measure_w3, "w4": measure_w4,
-            "w5": measure_w5, "w6": measure_w6, "large": measure_large, "jacobian": measure_jacobian,
-            "memory": measure_memory}
+            "w5": measure_w5, "w6": measure_w6, "w7": measure_w7, "large": measure_large,
+            "jacobian": measure_jacobian, "memory": measure_memory}
 
 
 def header() -> list[str]:
@@ -449,7 +514,7 @@ def header() -> list[str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
-    parser.add_argument("--no-subprocess", action="store_true", help="skip W6, large, jacobian and memory")
+    parser.add_argument("--no-subprocess", action="store_true", help="skip W6, W7, large, jacobian and memory")
     parser.add_argument("--memory-all", action="store_true",
                         help="also the chain with the gradients of all 64 weights")
     parser.add_argument("--only", metavar="W4,W5",
@@ -460,7 +525,7 @@ def main(argv=None) -> int:
         parser.error(f"--only: unknown {','.join(sorted(only - set(MEASURES)))}; "
                      f"choose from {','.join(MEASURES)}")
     if args.no_subprocess:
-        only -= {"w6", "large", "jacobian", "memory"}
+        only -= {"w6", "w7", "large", "jacobian", "memory"}
     command = "python benchmarks/report.py" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
     start = time.perf_counter()
     load_start = os.getloadavg()[0]
