@@ -37,7 +37,7 @@ class World:
             by_dtype.setdefault(np.dtype(dst.dtype), []).append((src, dst))
         for dtype, group in by_dtype.items():
             if self.size == 1:
-                for _, dst in group:
+                for src, dst in group:
                     dst[...] = src
                 continue
             from mpi4py import MPI

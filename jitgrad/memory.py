@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fusion import View
+from .fusion import Collective, View
 from .primitive import Dim, resolve_dim
 from .schedule import Schedule, Var
 
@@ -39,14 +39,31 @@ def _numel(dims, sizes) -> int:
     return int(np.prod([resolve_dim(d, sizes) for d in dims], dtype=np.int64))
 
 
+def _collective_runs(steps) -> dict:
+    """Step index -> when its reads really happen, for collectives: consecutive collectives
+    are packed into one all-reduce that runs after the last of them has its output buffer,
+    so each one's input must outlive the whole run (else a later output could take its slot)."""
+    read_at, i = {}, 0
+    while i < len(steps):
+        j = i
+        while isinstance(steps[j], Collective) and j + 1 < len(steps) and isinstance(steps[j + 1], Collective):
+            j += 1
+        for k in range(i, j + 1):
+            if isinstance(steps[k], Collective):
+                read_at[k] = j
+        i = j + 1
+    return read_at
+
+
 def plan_memory(steps, schedule: Schedule) -> MemoryPlan:
     """Assign every intermediate buffer a workspace slot by liveness (linear scan)."""
     escaping = set(schedule.results)
     owner: dict[Var, Var] = {}          # a reshape's result -> the buffer it views
     last_use: dict[Var, int] = {}
+    read_at = _collective_runs(steps)
     for i, step in enumerate(steps):
         for v in step.reads():
-            last_use[owner.get(v, v)] = i
+            last_use[owner.get(v, v)] = read_at.get(i, i)
         if isinstance(step, View):
             src = step.eqn.ins[0]
             owner[step.eqn.out] = owner.get(src, src)

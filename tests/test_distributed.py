@@ -104,3 +104,17 @@ def test_batches_shard_each_global_batch():
         jg.data.batches(rows, 4, shard=(3, 3))
     with pytest.raises(ValueError, match="seed"):
         jg.data.batches(rows, 4, shuffle=True, shard=(0, 2))
+
+
+def test_packed_collectives_on_one_rank_sum_each_their_own_input():
+    """Two psums in one all-reduce: each output is its own input's sum (a world of one used to
+    copy the last input into every output), and no output takes an input's buffer first."""
+    x, w = jg.input("x", (3,)), jg.param("w", np.ones(3))
+    y = jg.distributed.psum(x * w) - jg.distributed.psum(x + w)
+    for target in ("numpy", "cpu"):
+        f = jg.compile([x], y, target=target)
+        np.testing.assert_array_equal(f(np.arange(3.0)), [-1.0, -1.0, -1.0])
+    step = jg.compile([x], jg.sum(x * w), target="cpu",
+                      updates=jg.distributed.data_parallel(jg.optim.sgd)(jg.sum(x * w) * jg.sum(w), [w], lr=0.1))
+    step(np.arange(3.0))
+    np.testing.assert_allclose(w.value, 1 - 0.1 * (np.arange(3.0) * 3 + np.arange(3.0).sum()))
