@@ -26,6 +26,7 @@ from .graph import Tensor, constant, input, inputs_of, param
 from .io import load, save
 from .loops import cond, fori_loop, scan, while_loop
 from .params import load_params, save_params
+from .provenance import debug_nans
 from .viz import render, to_dot
 
 operators.install_operators(Tensor)

@@ -17,7 +17,7 @@ from . import functions as F, graph
 from .batching import vmap
 from .graph import Tensor, topological_order
 from .ops import control
-from .ops.loop import sibling_key
+from .ops.loop import sibling_key, wanted_results
 from .primitive import Dim
 
 
@@ -143,7 +143,9 @@ def jvp(outputs, wrt, tangents) -> list[Tensor]:
     for w, t in zip(wrt, tangents):
         dots[id(w)] = _check_like(t, w, "jvp: tangent")
     group_dots: dict[tuple, dict] = {}       # siblings' tangents, from one rule call
-    for node in _nodes_between(outputs, wrt):
+    nodes = _nodes_between(outputs, wrt)
+    wanted = wanted_results(nodes)
+    for node in nodes:
         if id(node) in dots or not node.inputs:
             continue
         x_dots = tuple(dots.get(id(x)) for x in node.inputs)
@@ -152,7 +154,8 @@ def jvp(outputs, wrt, tangents) -> list[Tensor]:
         if node.op.multi_output:
             key = sibling_key(node)
             if key not in group_dots:
-                group_dots[key] = node.op.jvp(BUILDER, x_dots, node, *node.inputs, **node.attrs)
+                group_dots[key] = node.op.jvp(BUILDER, x_dots, node, *node.inputs, wanted=wanted[key],
+                                              **node.attrs)
             y_dot = group_dots[key].get(node.attrs["index"])
         else:
             y_dot = node.op.jvp(BUILDER, x_dots, node, *node.inputs, **node.attrs)

@@ -16,7 +16,7 @@ import functools
 from . import functions as F
 from .graph import Tensor, topological_order
 from .ops import control, leaf
-from .ops.loop import sibling_key
+from .ops.loop import sibling_key, wanted_results
 from .ops._shapes import fmt_shape
 
 
@@ -69,7 +69,9 @@ def batch_graph(outputs, examples: dict) -> dict:
     the result maps ``id(node)`` to the node's batched Tensor, for those nodes only.
     """
     batched, siblings = dict(examples), {}
-    for node in topological_order(outputs):
+    order = topological_order(outputs)
+    wanted = wanted_results(order)
+    for node in order:
         if id(node) in batched:
             continue
         flags = tuple(id(x) in batched for x in node.inputs)
@@ -81,7 +83,7 @@ def batch_graph(outputs, examples: dict) -> dict:
         if node.op.multi_output:        # one rule call batches every sibling
             key = sibling_key(node)
             if key not in siblings:
-                siblings[key] = node.op.batch(F, flags, node, *xs, **node.attrs)
+                siblings[key] = node.op.batch(F, flags, node, *xs, wanted=wanted[key], **node.attrs)
             out = siblings[key][node.attrs["index"]]
         else:
             out = node.op.batch(F, flags, node, *xs, **node.attrs)

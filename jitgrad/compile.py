@@ -11,7 +11,8 @@ import threading
 
 import numpy as np
 
-from . import tiered
+from . import provenance, tiered
+from .debug import CheckFailed, Profile, compiled_report
 from .functions import as_tensor, astype
 from .graph import Tensor, check_array
 from .lower import Lowered, lower
@@ -30,8 +31,8 @@ def _cuda_program(schedule: Lowered, **options) -> Program:
     return CudaProgram(schedule, **options)
 
 
-TARGETS = {"numpy": lambda schedule, **options: NumpyProgram(schedule), "cpu": _cpu_program,
-           "cuda": _cuda_program}
+TARGETS = {"numpy": lambda schedule, debug_nans=False, **options: NumpyProgram(schedule, debug_nans),
+           "cpu": _cpu_program, "cuda": _cuda_program}
 OPTIONS = {"parallel": False, "fastmath": False}
 
 
@@ -108,7 +109,7 @@ class Executable:
     list what it reads.
     """
 
-    def __init__(self, inputs, outputs, *, target="cpu", updates=None, wait=None, **options):
+    def __init__(self, inputs, outputs, *, target="cpu", updates=None, wait=None, debug_nans=None, **options):
         unknown = set(options) - set(OPTIONS)
         if unknown:
             raise TypeError(f"compile: unknown option(s) {sorted(unknown)}; known: {sorted(OPTIONS)}")
@@ -119,14 +120,15 @@ class Executable:
         self.schedule = lower(self.inputs, outs, _check_updates(updates))
         self.params = [node for _, node in self.schedule.params]
         self.target, self.options = target, {**OPTIONS, **options}
-        self._program: Program = TARGETS[target](self.schedule, **self.options)
+        self.debug_nans = provenance.active() if debug_nans is None else bool(debug_nans)
+        self._program: Program = TARGETS[target](self.schedule, **self.options, debug_nans=self.debug_nans)
         self._switch = threading.Lock()        # the tier changes between calls, under this lock
         self._pending: tiered.CompiledTier | None = None    # the compiled tier, while being built
         self._failure: tuple | None = None     # (kind, error) of a background build that failed
         self._compiled = self._program
         if target == "cpu" and tiered.enabled(wait) and not self.schedule.has_collectives:
             self._pending = tiered.CompiledTier(self._program)
-            self._program = NumpyProgram(self.schedule)
+            self._program = NumpyProgram(self.schedule, self.debug_nans)
 
         self._sizes = self._size_classes()
         self._names = [x.name for x in self.inputs]
@@ -220,10 +222,27 @@ class Executable:
                     pending.start(checked, sizes)
             if pending.done():                 # the disk cache had it: compiled from this call on
                 self._take_compiled_tier()
-        results = self._program(checked, sizes)
+        try:
+            results = self._program(checked, sizes)
+        except CheckFailed as failed:       # debug_nans on a compiled target: the reference finds it
+            reference = NumpyProgram(self.schedule, debug_nans=True)
+            raise compiled_report(self.schedule, failed, reference, checked, sizes) from None
         for state, value in zip(self._updated, results[self._n_out:]):
             state.assign(value)            # a fresh array of the param's dtype and shape
         return results[0] if self._single else tuple(results[:self._n_out])
+
+    def profile(self, *args, repeat: int = 10, **kwargs) -> Profile:
+        """Run the call ``repeat`` times (after one untimed call), timing each step: each fused
+        kernel and library call (on ``cuda`` with CUDA events; on ``numpy`` each equation).
+        Returns a :class:`~jitgrad.debug.Profile`, whose printout is a table sorted by time: the
+        step, what it fused, ms per call, its share of the call. Param updates are not applied.
+        On ``cpu`` the steps run in a variant of the program that reads a clock after each (tens
+        of nanoseconds), compiled on the first profile; the compiled tier is profiled even while
+        the reference tier runs (``wait=False``)."""
+        if not isinstance(repeat, int) or repeat < 1:
+            raise ValueError(f"profile: repeat must be a positive int, got {repeat!r}")
+        checked, sizes = self._check(self._arguments(args, kwargs))
+        return self._compiled.profile(checked, sizes, repeat)
 
     # -- tiers -------------------------------------------------------------------
 
@@ -302,7 +321,7 @@ class Executable:
 
 
 def compile(inputs, outputs, *, target: str = "cpu", updates=None, wait: bool | None = None,  # noqa: A001
-            **options) -> Executable:
+            debug_nans: bool | None = None, **options) -> Executable:
     """Compile the graph from ``inputs`` to ``outputs`` into a callable.
 
     ``target="cpu"`` (the default) fuses the graph into Numba kernels and runs
@@ -317,11 +336,19 @@ def compile(inputs, outputs, *, target: str = "cpu", updates=None, wait: bool | 
     A graph with collectives (``jg.distributed``) always compiles in this process: every rank
     runs the same tier.
 
+    ``debug_nans=True`` checks the float values of every kernel and library call as the call
+    runs, and raises ``FloatingPointError`` at the first NaN or inf, naming the step, the
+    primitive, its schedule line, the inputs that already held NaN and, for graphs built in
+    debug mode (``JITGRAD_DEBUG_NANS=1`` or ``with jg.debug_nans():``), the line of code that
+    built the value; param updates are not applied. It runs another program (the normal one
+    has no checks). ``None`` (the default): on in debug mode. See :mod:`jitgrad.debug`.
+
     >>> import jitgrad as jg, numpy as np
     >>> x = jg.input("x", (None,))
     >>> f = jg.compile([x], jg.sum(x ** 2))
     >>> float(f(np.arange(3.0)))
     5.0
     """
-    return Executable(inputs, outputs, target=target, updates=updates, wait=wait, **options)
+    return Executable(inputs, outputs, target=target, updates=updates, wait=wait, debug_nans=debug_nans,
+                      **options)
 

@@ -12,6 +12,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+from . import provenance
 from .ops import leaf
 from .primitive import Dim, Primitive, dims_under
 from .ops._shapes import fmt_shape
@@ -147,7 +148,10 @@ class Tensor:
 def bind(op: Primitive, *inputs: Tensor, **attrs) -> Tensor:
     """Apply a primitive to Tensors: infer the result's shape and dtype, make the node."""
     aval = op.shape(*inputs, **attrs)
-    return Tensor(op, inputs, attrs, aval.dims, aval.dtype, aval.constraints)
+    node = Tensor(op, inputs, attrs, aval.dims, aval.dtype, aval.constraints)
+    if provenance.recording:        # debug mode: note the user's line that built the node
+        provenance.record(node)
+    return node
 
 
 def input(name: str, shape, dtype="float64") -> Tensor:

@@ -76,17 +76,30 @@ def _read_from_outside(outputs, stand_ins, start: int) -> list[Tensor]:
 
 def substitute(outputs, replace: dict) -> list[Tensor]:
     """``outputs`` rebuilt with the nodes ``replace`` maps (by id) replaced."""
+    new = _rebuilt(outputs, replace)
+    return [new.get(id(o), o) for o in outputs]
+
+
+def _rebuilt(outputs, replace: dict) -> dict:
+    """id(node) -> the node rebuilt, for every node behind ``outputs`` that reads a replaced one."""
     new = dict(replace)
     for node in graph.topological_order(outputs):
         if id(node) in new or not any(id(i) in new for i in node.inputs):
             continue
         new[id(node)] = bind(node.op, *(new.get(id(i), i) for i in node.inputs), **node.attrs)
-    return [new.get(id(o), o) for o in outputs]
+    return new
+
+
+def inline_map(body: Body, args) -> dict:
+    """id(body node) -> that node computed from ``args`` (one per stand-in) in the graph
+    being built, for every node of the body."""
+    return _rebuilt(list(body.outputs), {id(p): a for p, a in zip(body.params, args)})
 
 
 def inline(body: Body, args) -> list[Tensor]:
     """The body's outputs computed from ``args`` (one per stand-in) in the graph being built."""
-    return substitute(list(body.outputs), {id(p): a for p, a in zip(body.params, args)})
+    copies = inline_map(body, args)
+    return [copies.get(id(o), o) for o in body.outputs]
 
 
 # -- the public loops ----------------------------------------------------------------------
@@ -323,103 +336,176 @@ def _split(values, body: Body):
     return list(values[:n_c]), list(values[n_c:n_c + n_x]), list(values[n_c + n_x:])
 
 
-def scan_jvp(x_dots, xs, body: Body, length: int, reverse: bool) -> dict:
-    """The tangents of every result of a scan: a scan of (carry, carry tangent)."""
+def scan_jvp(x_dots, xs, body: Body, length: int, reverse: bool, wanted) -> dict:
+    """The tangents of a scan's ``wanted`` results: a scan of (carry, carry tangent)."""
     from .autodiff import jvp
     init, seq, free = _split(xs, body)
     init_dot, seq_dot, free_dot = _split(x_dots, body)
     tangent_carries = [k for k, c in enumerate(init) if _float(c)]
     moving_x = [k for k, d in enumerate(seq_dot) if d is not None]
     moving_free = [k for k, d in enumerate(free_dot) if d is not None]
+    inner = sorted(k for k in wanted if k >= body.first_node_result)     # stacked body nodes
 
     def step(carries, x_slices):
         c, c_dot = carries[:len(init)], carries[len(init):]
         x, x_dot = x_slices[:len(seq)], x_slices[len(seq):]
-        outs = inline(body, c + x + free)
+        copies = inline_map(body, c + x + free)
+        outs = [copies.get(id(o), o) for o in body.outputs] + [copies[id(body.result_node(k))] for k in inner]
         wrt = [c[k] for k in tangent_carries] + [x[k] for k in moving_x] + [free[k] for k in moving_free]
         dots = list(c_dot) + list(x_dot) + [free_dot[k] for k in moving_free]
         tangents = jvp(outs, wrt, dots) if wrt else [F.zeros_like(o) for o in outs]
         n_c = body.n_carry
-        new_dots = [tangents[k] for k in tangent_carries]
-        return outs[:n_c] + new_dots, outs[n_c:] + tangents[n_c:]
+        return outs[:n_c] + [tangents[k] for k in tangent_carries], outs[n_c:len(body.outputs)] + tangents[n_c:]
 
     dot_init = [init_dot[k] if init_dot[k] is not None else F.zeros_like(init[k]) for k in tangent_carries]
     loop, outside = trace_body(step, init + dot_init, [_slice_like(s) for s in seq]
                                + [_slice_like(seq[k]) for k in moving_x])
     operands = init + dot_init + seq + [seq_dot[k] for k in moving_x] + outside
+
     def result(k):
         return bind(scan_p, *operands, body=loop, length=length, reverse=reverse, index=k)
 
-    # the loop's results: carries (n_c primal, n_t tangent), ys (n_y primal, n_y tangent), history
-    n_c, n_y, n_t = body.n_carry, body.n_y, len(tangent_carries)
+    # the loop's results: its carries (n_c primal, then the tangents); ys (n_y primal, then the
+    # tangents of the n_y ys and of the inner nodes); the history of its carries
+    n_c, n_y = body.n_carry, body.n_y
+    carries = n_c + len(tangent_carries)
     tangents: dict = {}
     for j, k in enumerate(tangent_carries):
         tangents[k] = result(n_c + j)
-        tangents[n_c + n_y + k] = result(n_c + n_t + 2 * n_y + n_c + j)
+        tangents[n_c + n_y + k] = result(carries + 2 * n_y + len(inner) + n_c + j)
     for j in range(n_y):
-        tangents[n_c + j] = result(n_c + n_t + n_y + j)
+        tangents[n_c + j] = result(carries + n_y + j)
+    for j, k in enumerate(inner):
+        tangents[k] = result(carries + 2 * n_y + j)
     return tangents
+
+
+# Body values a backward step recomputes rather than reads from the forward loop: views, cheaper
+# to redo than to store, and the results of a loop inside the body, whose steps the backward
+# step runs again (which is how scan(..., checkpoint=k) keeps memory ~ length / k + k).
+_RECOMPUTED = ("reshape", "transpose", "broadcast_to", "slice", "scan")
 
 
 def scan_vjp(y_bars: dict, xs, body: Body, length: int, reverse: bool) -> tuple:
     """The cotangents of a scan's operands: a scan of the body's VJP over the steps in the
-    other direction, reading each step's carry from the forward loop's history."""
+    other direction.  It reads each step's carry from the forward loop's history and the
+    body values its VJP needs (a tanh's output, say) from the forward loop too, as stacked
+    results of the same loop, so that the backward steps recompute nothing the forward
+    steps computed."""
     from .autodiff import vjp
     init, seq, free = _split(xs, body)
     n_c, n_y = body.n_carry, body.n_y
-    history = [bind(scan_p, *xs, body=body, length=length, reverse=reverse, index=n_c + n_y + k)
-               for k in range(n_c)]
+
+    def forward(k):
+        return bind(scan_p, *xs, body=body, length=length, reverse=reverse, index=k)
+
+    history = [forward(n_c + n_y + k) for k in range(n_c)]
     moving_c = [k for k, c in enumerate(init) if _float(c)]
     moving_x = [k for k, x in enumerate(seq) if _float(x)]
     moving_free = [k for k, f in enumerate(free) if may_vary(f)]
     seeded_y = [j for j in range(n_y) if y_bars.get(n_c + j) is not None and _float(body.outputs[n_c + j])]
     seeded_h = [j for j, k in enumerate(moving_c) if y_bars.get(n_c + n_y + k) is not None]
+    seeded_nodes = [k for k in sorted(y_bars) if k >= body.first_node_result and y_bars[k] is not None
+                    and _float(body.result_node(k))]
     c_bar0 = [y_bars.get(k) if y_bars.get(k) is not None else F.zeros_like(init[k]) for k in moving_c]
     acc0 = [F.zeros_like(free[k]) for k in moving_free]
+    bars = ([y_bars[n_c + j] for j in seeded_y] + [y_bars[n_c + n_y + moving_c[j]] for j in seeded_h]
+            + [y_bars[k] for k in seeded_nodes])
+    n_mc, n_mx, n_s = len(moving_c), len(moving_x), len(seq)
+    stored: list = []
 
-    def step(carries, x_slices):
-        c_bar, acc = carries[:len(moving_c)], carries[len(moving_c):]
-        c, x = x_slices[:n_c], x_slices[n_c:n_c + len(seq)]
-        y_bar = x_slices[n_c + len(seq):n_c + len(seq) + len(seeded_y)]
-        h_bar = x_slices[n_c + len(seq) + len(seeded_y):]
-        outs = inline(body, c + x + free)
-        chosen = [outs[k] for k in moving_c] + [outs[n_c + j] for j in seeded_y]
+    def step(carries, x_slices, residuals=None):
+        start = next(graph._serials)
+        c_bar, acc = carries[:n_mc], carries[n_mc:]
+        c, x = x_slices[:n_c], x_slices[n_c:n_c + n_s]
+        y_bar = x_slices[n_c + n_s:n_c + n_s + len(seeded_y)]
+        h_bar = x_slices[n_c + n_s + len(seeded_y):n_c + n_s + len(seeded_y) + len(seeded_h)]
+        node_bar = x_slices[n_c + n_s + len(seeded_y) + len(seeded_h):n_c + n_s + len(bars)]
+        copies = inline_map(body, c + x + free)
+        chosen = ([copies.get(id(body.outputs[k])) for k in moving_c]
+                  + [copies.get(id(body.outputs[n_c + j])) for j in seeded_y]
+                  + [copies[id(body.result_node(k))] for k in seeded_nodes])
         wrt = [c[k] for k in moving_c] + [x[k] for k in moving_x] + [free[k] for k in moving_free]
-        grads = vjp(chosen, wrt, list(c_bar) + list(y_bar), partial=True) if chosen and wrt else \
-            [F.zeros_like(w) for w in wrt]
-        n_mc, n_mx = len(moving_c), len(moving_x)
+        grads = vjp(chosen, wrt, list(c_bar) + list(y_bar) + list(node_bar), partial=True) if chosen and wrt \
+            else [F.zeros_like(w) for w in wrt]
         new_c_bar = grads[:n_mc]
         for j, h in zip(seeded_h, h_bar):           # the history's c_t is the carry step t read
             new_c_bar[j] = F.add(new_c_bar[j], h)
         new_acc = [F.add(a, g) for a, g in zip(acc, grads[n_mc + n_mx:])]
-        return new_c_bar + new_acc, grads[n_mc:n_mc + n_mx]
+        flat = new_c_bar + new_acc + grads[n_mc:n_mc + n_mx]
+        if residuals is None:
+            cotangents = list(carries) + list(y_bar) + list(h_bar) + list(node_bar)
+            stored.extend(_forward_values_read(flat, copies, body, start, cotangents))
+        else:
+            flat = substitute(flat, {id(copies[id(node)]): r for node, r in zip(stored, residuals)})
+        return flat[:n_mc + len(moving_free)], flat[n_mc + len(moving_free):]
 
-    stacked_y_bars = [y_bars[n_c + j] for j in seeded_y]
-    history_bars = [y_bars[n_c + n_y + moving_c[j]] for j in seeded_h]
-    loop, outside = trace_body(step, c_bar0 + acc0, [_slice_like(t) for t in history + seq + stacked_y_bars
-                                                      + history_bars])
-    operands = c_bar0 + acc0 + history + seq + stacked_y_bars + history_bars + outside
+    x_like = [_slice_like(t) for t in history + seq + bars]
+    trace_body(step, c_bar0 + acc0, x_like)              # a first trace finds what to store
+    residuals = [forward(body.first_node_result + body.node_index[id(node)]) for node in stored]
+    loop, outside = trace_body(lambda c, x: step(c, x[:len(x_like)], x[len(x_like):]), c_bar0 + acc0,
+                               x_like + [_slice_like(r) for r in residuals])
+    operands = c_bar0 + acc0 + history + seq + bars + residuals + outside
 
     def result(k):
         return bind(scan_p, *operands, body=loop, length=length, reverse=not reverse, index=k)
-    n_carry_r = len(moving_c) + len(moving_free)
+    n_carry_r = n_mc + len(moving_free)
     cotangents: list = [None] * len(xs)
     for j, k in enumerate(moving_c):
         cotangents[k] = result(j)
     for j, k in enumerate(moving_free):
-        cotangents[n_c + len(seq) + k] = result(len(moving_c) + j)
+        cotangents[n_c + n_s + k] = result(n_mc + j)
     for j, k in enumerate(moving_x):
         cotangents[n_c + k] = result(n_carry_r + j)
     return tuple(cotangents)
 
 
-def scan_batch(batched, xs, body: Body, length: int, reverse: bool) -> dict:
-    """Every result of a scan for a stack of examples (``jg.vmap``): one scan whose body is
-    the batched body.  A carry is batched if its initial value is, or if the body makes it
-    depend on something batched; scanned operands carry the examples on axis 1 inside the
-    loop, (steps, examples, ...), and every result has them on axis 0."""
+def _forward_values_read(outputs, copies: dict, body: Body, start: int, cotangents) -> list:
+    """The body nodes whose values (as ``copies``, recomputed in a backward step built since
+    the serial number ``start``, whose stand-ins ``cotangents`` carry cotangents) the step's
+    cotangent computations read: what the forward loop should store.  Values made from
+    those alone, and views, are recomputed."""
+    copy_of = {id(copies[id(n)]): n for n in body.nodes if id(n) in copies}
+    made, seen, stack = [], set(), list(outputs)
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or node.serial < start:
+            continue
+        seen.add(id(node))
+        made.append(node)
+        stack.extend(node.inputs)
+    made.sort(key=lambda n: n.serial)
+    cotangent_ids = {id(c) for c in cotangents}
+    primal = {id(n) for n in made if id(n) in copy_of}        # the recomputed forward values
+    for n in made:                                           # and what is made from them alone
+        known = all(id(i) in primal or (i.serial < start and id(i) not in cotangent_ids) for i in n.inputs)
+        if id(n) not in primal and known and any(id(i) in primal for i in n.inputs):
+            primal.add(id(n))
+    found: dict = {}
+
+    def read(node):
+        if id(node) not in primal:
+            return
+        if id(node) in copy_of and copy_of[id(node)].op.name not in _RECOMPUTED:
+            found.setdefault(id(node), copy_of[id(node)])
+            return
+        for i in node.inputs:
+            read(i)
+
+    for n in made:
+        if id(n) not in primal:
+            for i in n.inputs:
+                read(i)
+    return sorted(found.values(), key=lambda n: body.node_index[id(n)])
+
+
+def scan_batch(batched, xs, body: Body, length: int, reverse: bool, wanted) -> dict:
+    """The ``wanted`` results of a scan for a stack of examples (``jg.vmap``): one scan whose
+    body is the batched body.  A carry is batched if its initial value is, or if the body
+    makes it depend on something batched; scanned operands carry the examples on axis 1
+    inside the loop, (steps, examples, ...), and every result has them on axis 0."""
     from .batching import vmap
-    n_c, n_x = body.n_carry, body.n_x
+    n_c, n_x, n_y = body.n_carry, body.n_x, body.n_y
     flags = list(batched)
     while True:                      # the carries a batched value reaches, step after step
         reached = _reaches(body, [p for p, f in zip(body.params, flags) if f])
@@ -434,25 +520,41 @@ def scan_batch(batched, xs, body: Body, length: int, reverse: bool) -> dict:
     seq = [F.transpose(x, (1, 0) + tuple(range(2, x.ndim))) if flags[n_c + j] else x
            for j, x in enumerate(xs[n_c:n_c + n_x])]
     free = list(xs[n_c + n_x:])
+    inner = sorted(k for k in wanted if k >= body.first_node_result)     # stacked body nodes
     in_axes = tuple(0 if f else None for f in flags)
-    out_axes = tuple(0 if f else None for f in flags[:n_c]) + (0,) * body.n_y
+    out_axes = tuple(0 if f else None for f in flags[:n_c]) + (0,) * (n_y + len(inner))
+
+    def one_example(*args):
+        copies = inline_map(body, args)
+        return [copies.get(id(o), o) for o in body.outputs] + [copies[id(body.result_node(k))] for k in inner]
 
     def step(carries, x_slices):
-        outs = vmap(lambda *args: inline(body, args), in_axes=in_axes, out_axes=out_axes)(
-            *carries, *x_slices, *free)
+        outs = vmap(one_example, in_axes=in_axes, out_axes=out_axes)(*carries, *x_slices, *free)
         return outs[:n_c], outs[n_c:]
 
     loop, outside = trace_body(step, init, [_slice_like(x) for x in seq])
     operands = init + seq + outside
-    results = {}
-    for k in range(loop.n_results()):
+
+    def stacked(k):              # (steps, examples, ...) -> (examples, steps, ...)
         r = bind(scan_p, *operands, body=loop, length=length, reverse=reverse, index=k)
-        carry = k if k < n_c else k - n_c - loop.n_y if k >= n_c + loop.n_y else None
-        if carry is None or (k >= n_c and flags[carry]):
-            r = F.transpose(r, (1, 0) + tuple(range(2, r.ndim)))     # (steps, examples, ...) first
-        if carry is not None and not flags[carry]:
-            r = F.broadcast_to(r, (size,) + r.dims)
-        results[k] = r
+        return F.transpose(r, (1, 0) + tuple(range(2, r.ndim)))
+
+    def unbatched(r):
+        return F.broadcast_to(r, (size,) + r.dims)
+
+    results = {}
+    for k in wanted:
+        if k < n_c:
+            r = bind(scan_p, *operands, body=loop, length=length, reverse=reverse, index=k)
+            results[k] = r if flags[k] else unbatched(r)
+        elif k < n_c + n_y:
+            results[k] = stacked(k)
+        elif k < 2 * n_c + n_y:
+            carry, at = k - n_c - n_y, n_c + n_y + len(inner) + k - n_c - n_y
+            results[k] = stacked(at) if flags[carry] else unbatched(
+                bind(scan_p, *operands, body=loop, length=length, reverse=reverse, index=at))
+        else:
+            results[k] = stacked(n_c + n_y + inner.index(k))
     return results
 
 

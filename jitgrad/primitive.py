@@ -141,9 +141,10 @@ class Primitive:
 
     ``multi_output``: the primitive has several results, each a node of its own with an
     ``index`` attribute (siblings: same inputs and attributes otherwise, see
-    ``jitgrad.ops.loop``).  ``ref`` then returns every result as a list, ``vjp`` takes
-    ``y_bars``, a dict from index to cotangent (None for none) instead of ``y_bar``, and
-    ``jvp`` returns a dict from index to tangent: one rule call serves all siblings.
+    ``jitgrad.ops.loop``).  One rule call serves all siblings: ``ref`` and ``jvp`` take
+    ``wanted``, the indices of the siblings present, and return their results (tangents)
+    indexed by index; ``vjp`` takes ``y_bars``, a dict from index to cotangent (None for
+    none) instead of ``y_bar``; ``batch`` takes ``wanted`` and returns a dict by index.
 
     ``attrs`` names the static parameters the primitive accepts (saved graphs are
     checked against it).  ``scalar`` is a format string over the inputs for

@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from . import provenance
 from .graph import Tensor, bind, constant, topological_order
 from .ops import elementwise as ew, leaf, shape as sh
 from .primitive import Dim
@@ -49,6 +50,8 @@ class _Rebuilder:
                 if better is not None:
                     out = better
                     break
+            if out is not node:
+                provenance.inherit(out, node)       # a rebuilt node keeps the user's line
             out = self.canonical(out)
         for old, new in zip(node.dims, out.dims):
             if isinstance(old, Dim) and old is not new:

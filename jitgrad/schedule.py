@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import provenance
 from .graph import Tensor, topological_order
 from .ops import leaf
 from .primitive import Dim, Primitive
@@ -127,6 +128,7 @@ def linearize(inputs: list[Tensor], outputs: list[Tensor], updates: list[tuple[T
         elif node.op is not leaf.input_p:
             ins = tuple(var_of[id(i)] for i in node.inputs)
             eqns.append(Eqn(var(node), node.op, ins, dict(node.attrs)))
+            provenance.link(eqns[-1].out, node)     # where the node was built, if recorded
     for p, _ in updates:
         if id(p) not in var_of:
             params.append((var(p, p.name), p))

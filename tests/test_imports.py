@@ -104,9 +104,9 @@ def test_no_import_cycle():
 # writer, the linalg call contract, the Program protocol, the scalar helpers) is neutral.
 TARGET_OF = {
     "numpy_ref": "numpy",
-    "numba_cpu": "cpu", "lapack": "cpu",
+    "numba_cpu": "cpu", "lapack": "cpu", "probes": "cpu", "philox": "cpu",
     "cuda": "cuda", "cuda_kernels": "cuda", "cuda_library": "cuda", "cuda_linalg": "cuda",
-    "cuda_runtime": "cuda", "cuda_scalars": "cuda",
+    "cuda_runtime": "cuda", "cuda_scalars": "cuda", "cuda_debug": "cuda",
 }
 NEUTRAL = {"__init__", "cache", "kernel_body", "linalg_calls", "program", "program_split", "scalars"}
 

@@ -76,8 +76,9 @@ def test_a_checkpointed_scan_equals_the_stored_one(checkpoint, reverse):
 
 
 def _history_rows(schedule) -> int:
-    """Carries a schedule stores for reverse mode: rows of its loops' history results, in the
-    loops' bodies too."""
+    """Rows a schedule stores for reverse mode: its loops' results stacked per step past the
+    per-step outputs (the carries each step began with, the inner values the backward steps
+    read), in the loops' bodies too."""
     rows = 0
     for step in schedule.steps:
         if isinstance(step, ControlFlow) and step.eqn.op.name == "scan":
@@ -98,8 +99,8 @@ def test_checkpointing_stores_fewer_carries():
 
     stored = jg.compile([x], loss(None), target="numpy")
     segmented = jg.compile([x], loss(8), target="numpy")
-    assert _history_rows(stored.schedule) == 64
-    assert _history_rows(segmented.schedule) == 8 + 8    # 8 segment starts, 8 steps inside one segment
+    assert _history_rows(stored.schedule) == 64 + 64        # each step's carry and its tanh
+    assert _history_rows(segmented.schedule) == 8 + 8 + 8   # 8 segment starts; inside one segment, both
     data = RNG.normal(size=(64, 3))
     np.testing.assert_allclose(segmented(data)[0], stored(data)[0], rtol=1e-13)
 

@@ -21,9 +21,11 @@ imported) runs everything in Numba's CUDA simulator.
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
+from .. import debug
 from ..fusion import INDEX_MAPS, Call, Collective, ControlFlow, Kernel, View
 from ..lower import Lowered, lower_body
 from ..ops import linalg, shape as sh
@@ -33,6 +35,7 @@ from ..primitive import Dim, resolve_dim
 from ..schedule import Var
 from .cache import load_module
 from .cuda_kernels import PRELUDE, CudaKernelWriter, Strategy, strategy
+from .cuda_debug import StepTimer, check_finite, flag_step, simulated_math_error
 from .cuda_runtime import cuda_module, error_flag, fused_kernel_launch, fused_kernel_threads, raise_error
 from .kernel_body import literal
 from .linalg_calls import LINALG
@@ -50,7 +53,8 @@ class CudaProgram(Program):
 
     takes_scalars = True
 
-    def __init__(self, schedule: Lowered, *, parallel: bool = False, fastmath: bool = False):
+    def __init__(self, schedule: Lowered, *, parallel: bool = False, fastmath: bool = False,
+                 debug_nans: bool = False):
         self.cuda = cuda_module()
         steps = schedule.steps
         self._s = schedule
@@ -63,12 +67,35 @@ class CudaProgram(Program):
         self._transposed = {}           # a transpose only matmuls read -> the matrix it transposes
         self._values_only = schedule.values_only
         self.kernel_sources: list[str] = []
-        self._in_place = _in_place_updates(schedule, steps)
+        # debug_nans reads its flag after the call: no param may be overwritten before then
+        self._in_place = {} if debug_nans else _in_place_updates(schedule, steps)
         self._first_in_place = next((i for i, step in enumerate(steps) if isinstance(step, Kernel)
                                      and set(step.stores) & set(self._in_place)), None)
-        self._steps = [self._step(step) for step in steps]
+        self._steps = self._plain_steps = [self._step(step) for step in steps]
         self.source = "\n\n".join(self.kernel_sources)
         self._error = error_flag()
+        self._nan = None                # debug_nans: the device flag of the first failed check
+        if debug_nans:
+            self._nan, self._checks = error_flag(), debug.checks(schedule)
+            self._steps = [self._checking(k, run) for k, run in enumerate(self._plain_steps)]
+
+    def _checking(self, k: int, run):
+        """debug_nans: step ``k`` followed by a check of each float value it writes."""
+        checks = [(code + 1, v) for code, (j, v) in enumerate(self._checks) if j == k]
+        if not checks:
+            return run
+
+        def checked(env, sizes):
+            try:
+                run(env, sizes)
+            except (ValueError, ArithmeticError) as error:
+                if not simulated_math_error(error):
+                    raise
+                flag_step(self._nan, checks[0][0])      # what the GPU's NaN/inf would have set
+                raise _StepFailed from error
+            for code, v in checks:
+                check_finite(env[v], self._nan, code)
+        return checked
 
     # -- building ------------------------------------------------------------
 
@@ -156,10 +183,15 @@ class CudaProgram(Program):
         """A loop or a branch, driven from the host: each body is a program of its own (its
         kernels, its workspace) that runs on device arrays; carries pass from step to step
         on the device."""
-        bodies = {name: CudaProgram(lower_body(body)) for name, body in step.bodies.items()}
+        by_index = {e.attrs["index"]: e.out for e in step.siblings}
+        bodies = dict(step.bodies)
+        if step.eqn.op.name == "scan":      # results that stack inner nodes: the body returns them too
+            body = bodies["body"]
+            bodies["body"] = body.reading([body.result_node(k) for k in sorted(by_index)
+                                           if k >= body.first_node_result])
+        bodies = {name: CudaProgram(lower_body(body)) for name, body in bodies.items()}
         for body in bodies.values():
             self.kernel_sources += body.kernel_sources
-        by_index = {e.attrs["index"]: e.out for e in step.siblings}
         run_control = {"scan": _run_scan, "while": _run_while, "cond": _run_cond}[step.eqn.op.name]
 
         def run(env, sizes):
@@ -259,6 +291,47 @@ class CudaProgram(Program):
         """Run on checked arguments; returns the outputs (host arrays), then the new param
         values (device arrays, which become the params' states)."""
         s = self._s
+        env = self._env(args)
+        try:
+            self.run_on_device(env, sizes)
+        except _StepFailed:                     # (the simulator's math raised: the flag is set)
+            pass
+        if self._nan is not None:
+            self._raise_nan()
+        outputs = [self._to_host(env, v, sizes) for v in s.outputs]
+        updates = [self._owned(env, v) for _, v in s.updates]
+        return outputs + updates
+
+    def _raise_nan(self) -> None:
+        """debug_nans: read the flag back (once per call); raise if a check failed."""
+        code = int(self._nan.copy_to_host()[0])
+        if code:
+            self._nan.copy_to_device(np.zeros(1, np.int32))
+            raise debug.CheckFailed(self._checks[code - 1], "cuda")
+
+    def profile(self, args: list, sizes: dict, repeat: int) -> debug.Profile:
+        """``repeat`` calls (after one untimed call, which compiles the kernels), each step timed
+        with CUDA events. The params the program updates in place are copies: none changes."""
+        s, timer = self._s, StepTimer()
+        timed = [timer.wrap(k, run) for k, run in enumerate(self._plain_steps)]
+        env = self._env(args)
+        copies = {}
+        for v in set(self._in_place.values()):
+            copies[v] = self.cuda.device_array(env[v].shape, env[v].dtype)
+            copies[v].copy_to_device(env[v])
+        wall = 0.0
+        for k in range(repeat + 1):
+            env = {**self._env(args), **copies}
+            start = time.perf_counter()
+            self.run_on_device(env, sizes, timed if k else self._plain_steps)
+            for v in s.outputs:
+                self._to_host(env, v, sizes)
+            wall += (time.perf_counter() - start) if k else 0.0
+        return debug.step_profile(s.steps, timer.seconds(len(s.steps)), repeat, wall, "cuda")
+
+    def _env(self, args: list) -> dict:
+        """The inputs' and params' device arrays, by Var (0-d inputs as numbers)."""
+        s = self._s
         env: dict = {}
         for v, a in zip(s.inputs, args):
             if v in self.scalar_inputs:
@@ -269,17 +342,15 @@ class CudaProgram(Program):
             if state.device is None:
                 state.device = self.cuda.to_device(state.array.reshape(state.array.shape or (1,)))
             env[v] = state.device
-        self.run_on_device(env, sizes)
-        outputs = [self._to_host(env, v, sizes) for v in s.outputs]
-        updates = [self._owned(env, v) for _, v in s.updates]
-        return outputs + updates
+        return env
 
-    def run_on_device(self, env: dict, sizes: dict) -> dict:
-        """Run every step on ``env`` (each input and param Var -> its device array); the
-        results stay on the device.  Raises what a kernel flagged."""
+    def run_on_device(self, env: dict, sizes: dict, steps=None) -> dict:
+        """Run every step (``steps``: the step closures, else the program's own) on ``env`` (each
+        input and param Var -> its device array); the results stay on the device.  Raises what a
+        kernel flagged."""
         self._prepare_workspace(sizes)
         env.update(self._consts)
-        for i, run in enumerate(self._steps):
+        for i, run in enumerate(self._steps if steps is None else steps):
             if i == self._first_in_place:
                 raise_error(self._error)     # before any param is overwritten
             run(env, sizes)
@@ -300,6 +371,10 @@ class CudaProgram(Program):
         copy = self.cuda.device_array(value.shape, value.dtype)
         copy.copy_to_device(value)
         return copy
+
+
+class _StepFailed(Exception):
+    """debug_nans under the simulator: a step's math raised where a GPU computes NaN/inf."""
 
 
 def _number(value) -> bool:
@@ -336,6 +411,7 @@ def _row(stacked, t: int):
 def _run_scan(cuda, eqn, bodies, ins, out) -> dict:
     body = eqn.attrs["body"]
     program, (n_c, n_x, n_y) = bodies["body"], (body.n_carry, body.n_x, body.n_y)
+    inner = sorted(k for k in out if k >= body.first_node_result)
     carries, outside = ins[:n_c], ins[n_c + n_x:]
     length = eqn.attrs["length"]
     for t in range(length - 1, -1, -1) if eqn.attrs["reverse"] else range(length):
@@ -347,6 +423,8 @@ def _run_scan(cuda, eqn, bodies, ins, out) -> dict:
         for k in range(n_y):
             if n_c + k in out:
                 _store(cuda, _row(out[n_c + k], t), results[n_c + k], body.outputs[n_c + k])
+        for j, k in enumerate(inner):
+            _store(cuda, _row(out[k], t), results[n_c + n_y + j], body.result_node(k))
     return dict(enumerate(carries))
 
 

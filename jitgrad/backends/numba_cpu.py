@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 
 import numpy as np
 
+from .. import debug
 from ..fusion import Call, Collective, ControlFlow, Kernel, View
 from ..lower import Lowered, lower_body
 from ..ops import linalg, reduce as rd, shape as sh
@@ -24,6 +26,7 @@ from ..schedule import Schedule, Var
 from .cache import call, load_module, module_name
 from .kernel_body import COMBINE, HELPERS, KernelBody, identity, import_helpers, literal, np_type
 from .linalg_calls import LINALG
+from .probes import CLOCK
 from .program import Program
 from .program_split import imported_names, split
 
@@ -119,9 +122,10 @@ class _ProgramWriter:
     globals (which Numba compiles in) rather than parameters."""
 
     def __init__(self, schedule: Lowered, dims: list[Dim], parallel: bool, fastmath: bool,
-                 body: bool = False):
+                 body: bool = False, debug_nans: bool = False, profile: bool = False):
         self.s, self.steps, self.plan = schedule, schedule.steps, schedule.plan
         self.parallel, self.fastmath, self.is_body = parallel, fastmath, body
+        self.debug_nans, self.profile = debug_nans, profile      # variants: see nan_checks, stamp
         self.loops = 0
         self.dim_names = {d: f"d{k}" for k, d in enumerate(dims)}
         self.lines: list[str] = []
@@ -238,7 +242,10 @@ class _ProgramWriter:
         self.lines.extend(self.alloc(v) for v in step.writes())
         by_index = {e.attrs["index"]: e.out for e in step.siblings}
         emit = {"scan": self.emit_scan, "while": self.emit_while, "cond": self.emit_cond}[step.eqn.op.name]
+        start = len(self.lines)
         emit(step.eqn, by_index)
+        if self.debug_nans:             # no loop runs once a check failed: it might never end on NaN
+            self.lines[start:] = ["if nan_flag[0] < 0:"] + ["    " + line for line in self.lines[start:]]
 
     def argument(self, v: Var) -> str:
         """``v`` as a body program takes it: 0-d values as numbers."""
@@ -263,7 +270,8 @@ class _ProgramWriter:
         reads from outside; each step's outputs and starting carries go into their rows."""
         body, ins = e.attrs["body"], e.ins
         n_c, n_x, n_y = body.n_carry, body.n_x, body.n_y
-        alias, workspace = self.import_body(body)
+        inner = sorted(k for k in by_index if k >= body.first_node_result)   # stacked inner nodes
+        alias, workspace = self.import_body(body.reading([body.result_node(k) for k in inner]))
         carries = self.carries(ins[:n_c])
         length = e.attrs["length"]
         steps = f"range({length - 1}, -1, -1)" if e.attrs["reverse"] else f"range({length})"
@@ -275,6 +283,7 @@ class _ProgramWriter:
         loop.append(f"    r = {alias}({', '.join(args)})")
         loop += [f"    {c} = r[{k}]" for k, c in enumerate(carries)]
         loop += [f"    {self.name(by_index[n_c + k])}[t] = r[{n_c + k}]" for k in range(n_y) if n_c + k in by_index]
+        loop += [f"    {self.name(by_index[k])}[t] = r[{n_c + n_y + j}]" for j, k in enumerate(inner)]
         self.lines += loop
         self.store_results(by_index, dict(enumerate(carries)))
 
@@ -363,9 +372,55 @@ class _ProgramWriter:
                    for v in self.s.inputs if v in self.boxed_inputs]
         tail = [f"return ({''.join(r + ', ' for r in results)})"]
         blocks = [self.lines[a:b] for a, b in zip(starts, starts[1:] + [len(self.lines)])]
+        if self.debug_nans:
+            params.append("nan_flag")           # (the failed check, the checks run)
+            blocks = self.nan_checks(blocks)
+        if self.profile:
+            params.append("step_stamps")        # the time before the first step and after each
+            unpack += ["prof_at = np.zeros(1, np.int64)", "prof_clock = np.zeros(2, np.int64)"]
+            unpack += self.stamp()
+            blocks = [block + self.stamp() for block in blocks]
         body = unpack + self.segmented(blocks, tail, decorator) + tail
         return (_PRELUDE + "\n".join(self.imports) + "\n\n\n" + decorator
                 + f"\ndef program({', '.join(params)}):\n" + "\n".join("    " + line for line in body) + "\n")
+
+    def nan_checks(self, blocks: list[list[str]]) -> list[list[str]]:
+        """debug_nans: ``blocks`` with a test of each float value a step writes after the step,
+        in the order of ``jitgrad.debug.checks``, counted in ``nan_flag[1]``; the first value that
+        holds NaN/inf writes the number of its check into ``nan_flag[0]``, and the tests after it
+        are skipped (as are loops: one might never end on NaN). The program runs on; the caller
+        raises. Packed collectives write their values in the group's last block: tested there.
+        The lines do not depend on the check's number: a repeated structure stays one segment."""
+        checks = debug.checks(self.s)
+        if checks:
+            self.use("from jitgrad.backends.probes import all_finite")
+        out, pending = [], []
+        for k, block in enumerate(blocks):
+            pending += [v for j, v in checks if j == k]
+            grouped = k + 1 < len(self.steps) and isinstance(self.steps[k + 1], Collective)
+            if isinstance(self.steps[k], Collective) and grouped:
+                out.append(block)
+                continue
+            lines = list(block)
+            for v in pending:
+                lines += ["if nan_flag[0] < 0:", f"    if not all_finite({self.name(v)}):",
+                          "        nan_flag[0] = nan_flag[1]", "    nan_flag[1] += 1"]
+            out.append(lines)
+            pending = []
+        return out
+
+    def stamp(self) -> list[str]:
+        """profile: lines that write the time in seconds into the next entry of ``step_stamps``
+        (``jitgrad.backends.probes``; ``time.perf_counter`` in object mode where the C library has
+        no ``clock_gettime``). They rebind no name, so program_split may cut anywhere."""
+        if CLOCK is None:
+            self.use("from numba import objmode")
+            self.use("import time")
+            now = ["with objmode(prof_now='float64'):", "    prof_now = time.perf_counter()"]
+        else:
+            self.use("from jitgrad.backends.probes import clock_gettime")
+            now = [f"clock_gettime({CLOCK}, prof_clock.ctypes.data)", "prof_now = prof_clock[0] + prof_clock[1] * 1e-9"]
+        return now + ["step_stamps[prof_at[0]] = prof_now", "prof_at[0] += 1"]
 
     def segmented(self, blocks: list[list[str]], tail: list[str], decorator: str) -> list[str]:
         """The program's body: the blocks as they are, or, for a long program, calls of segment
@@ -499,15 +554,25 @@ def _all_dims(schedule: Schedule) -> list[Dim]:
 
 
 class CpuProgram(Program):
-    """A schedule compiled for the CPU: call it like the numpy reference program."""
+    """A schedule compiled for the CPU: call it like the numpy reference program.
 
-    def __init__(self, schedule: Lowered, *, parallel: bool = False, fastmath: bool = False):
+    Variants (other programs, other sources): ``debug_nans`` tests the values of each step and
+    raises at the first NaN/inf (``jitgrad.debug``); ``profile`` times each step (``profile()``
+    builds and runs it)."""
+
+    def __init__(self, schedule: Lowered, *, parallel: bool = False, fastmath: bool = False,
+                 debug_nans: bool = False, profile: bool = False):
+        self._schedule, self._options = schedule, {"parallel": parallel, "fastmath": fastmath}
+        self.debug_nans, self._timed = debug_nans and not profile, profile
+        self._checks = debug.checks(schedule) if self.debug_nans else None
+        self._profiler: CpuProgram | None = None      # the profile variant, made when first asked for
         self._dims = _all_dims(schedule)
         self._plan = schedule.plan
         self._states = schedule.states
         self._workspace = (None, None)        # (the sizes it was made for, its arrays)
         self._lock = threading.Lock()
-        writer = _ProgramWriter(schedule, self._dims, parallel, fastmath)
+        writer = _ProgramWriter(schedule, self._dims, parallel, fastmath,
+                                debug_nans=self.debug_nans, profile=profile)
         program = writer.source()
         for source in writer.callee_sources:
             load_module(source)
@@ -526,7 +591,7 @@ class CpuProgram(Program):
     def entry(self, fixed):
         """A type-tests-only entry for calls with fixed shapes (see jitgrad.entry), or None
         when the program needs call-time sizes."""
-        if self._dims or not self._plan.is_static():
+        if self._dims or not self._plan.is_static() or self.debug_nans or self._timed:
             return None
         from ..entry import make_entry, write_entry
         workspace = self._plan.allocate({})
@@ -539,7 +604,7 @@ class CpuProgram(Program):
         """Run on checked arguments; returns the outputs, then the new param values."""
         params = [state.array for state in self._states]
         args = self._as_compiled(args)
-        if not self._dims and not self._plan.slots:     # nothing to size, nothing to share
+        if not self._dims and not self._plan.slots and not self.debug_nans:   # nothing to size or share
             return self._box(self._entry(*args, *params, *self._consts))
         dims = np.array([resolve_dim(d, sizes) for d in self._dims], np.int64)
         if not self._lock.acquire(blocking=False):      # another thread is using the workspace
@@ -560,7 +625,9 @@ class CpuProgram(Program):
                 for i, a in enumerate(args)]
 
     def _program_args(self, args, params, dims, workspace) -> tuple:
-        return (*args, *params, *self._consts, *workspace, *((dims,) if self._dims else ()))
+        flag = (np.array([-1, 0]),) if self.debug_nans else ()      # (the failed check, checks run)
+        stamps = (np.zeros(len(self._schedule.steps) + 1),) if self._timed else ()  # around the steps
+        return (*args, *params, *self._consts, *workspace, *((dims,) if self._dims else ()), *flag, *stamps)
 
     def arguments(self, args: list, sizes: dict) -> tuple:
         """What a call on checked ``args`` passes to the compiled ``program``: the values whose
@@ -570,7 +637,38 @@ class CpuProgram(Program):
                                   dims, self._plan.allocate(sizes) if self._plan.slots else ())
 
     def _run(self, args, params, dims, workspace) -> list:
-        return self._box(call(self._entry, *self._program_args(args, params, dims, workspace)))
+        values = self._program_args(args, params, dims, workspace)
+        if not self.debug_nans:
+            return self._box(call(self._entry, *values))
+        flag = values[-1]
+        try:
+            results = call(self._entry, *values)
+        except Exception as error:      # a NaN index, a NaN matrix: the NaN is what to report
+            if flag[0] < 0:
+                raise
+            raise debug.CheckFailed(self._checks[flag[0]], "cpu") from error
+        if flag[0] >= 0:                # a check failed: raise before any update
+            raise debug.CheckFailed(self._checks[flag[0]], "cpu")
+        return self._box(results)
+
+    def profile(self, args: list, sizes: dict, repeat: int) -> debug.Profile:
+        """``repeat`` calls of the profile variant of this program (after one untimed call,
+        which compiles it), each step timed."""
+        if self._profiler is None:
+            self._profiler = CpuProgram(self._schedule, **self._options, profile=True)
+        timed = self._profiler
+        args = timed._as_compiled(args)
+        dims = np.array([resolve_dim(d, sizes) for d in timed._dims], np.int64)
+        values = timed._program_args(args, [state.array for state in timed._states], dims,
+                                     timed._plan.allocate(sizes) if timed._plan.slots else ())
+        call(timed._entry, *values)
+        stamps, seconds, wall = values[-1], np.zeros(len(self._schedule.steps)), 0.0
+        for _ in range(repeat):
+            start = time.perf_counter()
+            timed._entry(*values)
+            wall += time.perf_counter() - start
+            seconds += np.diff(stamps)
+        return debug.step_profile(self._schedule.steps, seconds, repeat, wall, "cpu")
 
     def _box(self, results) -> list:
         results = list(results)

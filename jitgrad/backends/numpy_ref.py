@@ -6,8 +6,11 @@ so a wrong shape rule fails loudly here instead of producing wrong numbers.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
+from .. import debug
 from ..lower import Lowered
 from ..ops.loop import sibling_key
 from ..primitive import Dim, resolve_dim
@@ -37,11 +40,16 @@ class NumpyProgram(Program):
     takes_scalars = False
     source = None
 
-    def __init__(self, schedule: Lowered):
+    def __init__(self, schedule: Lowered, debug_nans: bool = False):
         self.schedule = schedule
         self._last = _last_uses(schedule)
         self._frees = [[v for v in eqn.ins if self._last.get(v) == i]
                        for i, eqn in enumerate(schedule.eqns)]
+        # debug_nans: the step that writes each checked value (jitgrad.debug); values are all
+        # kept, for the report to find the equation that made a NaN
+        self._checks = {v: k for k, v in debug.checks(schedule)} if debug_nans else {}
+        if debug_nans:
+            self._frees = [[] for _ in schedule.eqns]
         self._siblings: dict = {}
         for eqn in schedule.eqns:
             if eqn.op.multi_output:
@@ -52,25 +60,57 @@ class NumpyProgram(Program):
 
     def __call__(self, args: list, sizes: dict) -> list:
         """Run on checked arguments; returns the outputs, then the new param values."""
+        return self._run(args, sizes, None)
+
+    def profile(self, args: list, sizes: dict, repeat: int) -> debug.Profile:
+        """``repeat`` calls, each equation timed (the reference has no fused steps)."""
+        times = np.zeros(len(self.schedule.eqns))
+        start = time.perf_counter()
+        for _ in range(repeat):
+            self._run(args, sizes, times)
+        wall = time.perf_counter() - start
+        rows = tuple(debug.ProfileRow(f"eqn {i}", str(eqn), float(t), repeat)
+                     for i, (eqn, t) in enumerate(zip(self.schedule.eqns, times)))
+        return debug.Profile("numpy", rows, repeat, wall)
+
+    def _run(self, args: list, sizes: dict, times) -> list:
+        """A call; with ``times`` (an array, one entry per equation), each equation's seconds
+        are added to it."""
         s = self.schedule
         env = dict(zip(s.inputs, args))
         env.update(zip((v for v, _ in s.params), (state.array for state in s.states)))
         env.update(s.consts)
         with np.errstate(all="ignore"):
-            for eqn, frees in zip(s.eqns, self._frees):
+            for i, (eqn, frees) in enumerate(zip(s.eqns, self._frees)):
                 if eqn.out not in env:          # (else a sibling computed it)
+                    if times is not None:
+                        started = time.perf_counter()
                     ins = [env[v] for v in eqn.ins]
                     attrs = {k: _resolve(v, sizes) for k, v in eqn.attrs.items()}
+                    if eqn.op.multi_output:
+                        attrs["wanted"] = frozenset(e.attrs["index"] for e in self._siblings[sibling_key(eqn)])
                     out = eqn.op.ref(*ins, **attrs)
                     if eqn.op.multi_output:
                         for sibling in self._siblings[sibling_key(eqn)]:
                             env[sibling.out] = self._checked(out[sibling.attrs["index"]], sibling, sizes)
                     else:
                         env[eqn.out] = self._checked(out, eqn, sizes)
+                    if times is not None:
+                        times[i] += time.perf_counter() - started
+                    if self._checks:
+                        self._check_finite(eqn, env)
                 for v in frees:
                     if v not in s.outputs:
                         env.pop(v, None)
         return [np.array(env[v], copy=True) for v in s.results]
+
+    def _check_finite(self, eqn, env) -> None:
+        """debug_nans: raise if a value a step writes holds NaN/inf (``jitgrad.debug``)."""
+        made = self._siblings[sibling_key(eqn)] if eqn.op.multi_output else (eqn,)
+        for e in made:
+            k = self._checks.get(e.out)
+            if k is not None and not np.isfinite(env[e.out]).all():
+                raise debug.report(self.schedule, debug.find(self.schedule, k, e.out, env), "numpy")
 
     @staticmethod
     def _checked(out, eqn, sizes) -> np.ndarray:

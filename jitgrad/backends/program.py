@@ -22,3 +22,7 @@ class Program(Protocol):
     def __call__(self, args: list, sizes: dict) -> list:
         """Run on checked arguments and the params' current states; returns the outputs,
         then the params' new values."""
+
+    def profile(self, args: list, sizes: dict, repeat: int):
+        """``repeat`` calls on checked arguments, each step timed, no update applied: a
+        ``jitgrad.debug.Profile``."""

@@ -33,10 +33,11 @@ def _value_shape(*xs, index, **attrs):
 def _primitive(name: str, doc: str) -> Primitive:
     return Primitive(
         name, shape=_value_shape, nin=None, attrs=("fn", "rule", "n_out", "index"),
-        ref=lambda *xs, fn, rule, n_out, index: list(xs[:n_out]),
+        ref=lambda *xs, fn, rule, n_out, index, wanted=None: list(xs[:n_out]),
         vjp=lambda b, y_bars, y, *xs, fn, rule, n_out, index: RULES[f"{name}_vjp"](y_bars, xs, fn, rule, n_out),
-        jvp=lambda b, x_dots, y, *xs, fn, rule, n_out, index: RULES[f"{name}_jvp"](x_dots, xs, fn, rule, n_out),
-        batch=lambda b, batched, y, *xs, fn, rule, n_out, index: RULES[f"{name}_batch"](
+        jvp=lambda b, x_dots, y, *xs, fn, rule, n_out, index, wanted: RULES[f"{name}_jvp"](
+            x_dots, xs, fn, rule, n_out),
+        batch=lambda b, batched, y, *xs, fn, rule, n_out, index, wanted: RULES[f"{name}_batch"](
             batched, xs, fn, rule, n_out),
         marker=True, multi_output=True, doc=doc)
 

@@ -24,6 +24,7 @@ the backends run it lowered (``jitgrad.lower.lower_body``).
 """
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 
@@ -59,26 +60,66 @@ class Body:
     def n_y(self) -> int:
         return len(self.outputs) - self.n_carry
 
-    def result_aval(self, index: int, length: int) -> Aval:
-        """Result ``index`` of a scan of ``length`` steps: final carries, then the stacked
-        per-step outputs, then the stacked carries each step began with."""
+    @functools.cached_property
+    def nodes(self) -> tuple:
+        """The body's nodes but its stand-ins, each after its inputs: what a scan's results
+        past the carry history stack, step by step (reverse mode reads them)."""
+        params = {id(p) for p in self.params}
+        return tuple(n for n in _in_order(self.outputs) if id(n) not in params)
+
+    def reading(self, nodes) -> Body:
+        """This body returning also the values of ``nodes`` (some of its ``nodes``) after its
+        outputs: what a scan runs when its results stack inner nodes (one body per choice)."""
+        if not nodes:
+            return self
+        variants = self.__dict__.setdefault("_variants", {})
+        key = tuple(id(n) for n in nodes)
+        if key not in variants:
+            variants[key] = Body(self.params, self.outputs + tuple(nodes), self.n_carry, self.n_x)
+        return variants[key]
+
+    @functools.cached_property
+    def node_index(self) -> dict:
+        """id(node) -> its position in ``nodes``."""
+        return {id(n): i for i, n in enumerate(self.nodes)}
+
+    def result_node(self, index: int):
+        """The body node whose value (per step, stacked) is result ``index``, or None for a
+        final carry.  The results: final carries, the stacked per-step outputs, the stacked
+        carries each step began with, then every node of ``nodes`` stacked."""
         n_c, n_y = self.n_carry, self.n_y
         if index < n_c:
+            return None
+        if index < n_c + n_y:
+            return self.outputs[index]
+        if index < 2 * n_c + n_y:
+            return self.params[index - n_c - n_y]
+        return self.nodes[index - 2 * n_c - n_y]
+
+    def result_aval(self, index: int, length: int) -> Aval:
+        if index < self.n_carry:
             node = self.outputs[index]
             return Aval(node.dims, node.dtype)
-        node = self.outputs[index] if index < n_c + n_y else self.params[index - n_c - n_y]
+        node = self.result_node(index)
         return Aval((length,) + node.dims, node.dtype)
 
-    def n_results(self) -> int:
+    @property
+    def first_node_result(self) -> int:
         return 2 * self.n_carry + self.n_y
 
+    def n_results(self) -> int:
+        return self.first_node_result + len(self.nodes)
 
-def run_body(body: Body, args) -> list[np.ndarray]:
-    """The body's outputs for ``args`` (one array per stand-in), node by node with each
-    primitive's NumPy reference: what the references of the control flow primitives run."""
+
+def run_body(body: Body, args, extra=()) -> list[np.ndarray]:
+    """The body's outputs for ``args`` (one array per stand-in), then the values of the body
+    nodes ``extra``, node by node with each primitive's NumPy reference: what the
+    references of the control flow primitives run."""
     values = {id(p): np.asarray(a) for p, a in zip(body.params, args)}
+    order = _in_order(list(body.outputs) + list(extra))
+    wanted = wanted_results(order)
     results: dict = {}                  # a multi-output node's siblings, computed once
-    for node in _in_order(body.outputs):
+    for node in order:
         if id(node) in values:
             continue
         if node.op is leaf.constant_p:
@@ -89,12 +130,21 @@ def run_body(body: Body, args) -> list[np.ndarray]:
             if node.op.multi_output:
                 key = sibling_key(node)
                 if key not in results:
-                    results[key] = node.op.ref(*ins, **node.attrs)
+                    results[key] = node.op.ref(*ins, wanted=wanted[key], **node.attrs)
                 out = results[key][node.attrs["index"]]
             else:
                 out = node.op.ref(*ins, **node.attrs)
         values[id(node)] = np.asarray(out).astype(node.dtype, copy=False)
-    return [values[id(o)] for o in body.outputs]
+    return [values[id(o)] for o in list(body.outputs) + list(extra)]
+
+
+def wanted_results(nodes) -> dict:
+    """For each group of siblings among ``nodes`` (nodes or equations), the indices present."""
+    wanted: dict = {}
+    for node in nodes:
+        if node.op.multi_output:
+            wanted.setdefault(sibling_key(node), set()).add(node.attrs["index"])
+    return {k: frozenset(v) for k, v in wanted.items()}
 
 
 def _in_order(outputs) -> list:
@@ -133,32 +183,37 @@ def _scan_shape(*xs, body, length, reverse, index):
     return body.result_aval(index, length)
 
 
-def _scan_ref(*arrays, body, length, reverse, index):
-    """Every result of the loop, run step by step."""
-    n_c, n_x = body.n_carry, body.n_x
+def _scan_ref(*arrays, body, length, reverse, index, wanted):
+    """The ``wanted`` results of the loop (a dict by index), run step by step."""
+    n_c, n_x, n_y = body.n_carry, body.n_x, body.n_y
     carries, xs, free = list(arrays[:n_c]), arrays[n_c:n_c + n_x], list(arrays[n_c + n_x:])
-    ys = [np.empty((length,) + tuple(o.dims), o.dtype) for o in body.outputs[n_c:]]
-    history = [np.empty((length,) + tuple(p.dims), p.dtype) for p in body.params[:n_c]]
+    stacked = {k: np.empty((length,) + tuple(body.result_node(k).dims), body.result_node(k).dtype)
+               for k in wanted if k >= n_c}
+    extra = [body.result_node(k) for k in sorted(stacked) if k >= body.first_node_result]
     for t in (range(length - 1, -1, -1) if reverse else range(length)):
-        for h, c in zip(history, carries):
-            h[t] = c
-        results = run_body(body, [*carries, *(x[t] for x in xs), *free])
+        for k, c in enumerate(carries):
+            if n_c + n_y + k in stacked:
+                stacked[n_c + n_y + k][t] = c
+        results = run_body(body, [*carries, *(x[t] for x in xs), *free], extra)
         carries = results[:n_c]
-        for y, r in zip(ys, results[n_c:]):
-            y[t] = r
-    return [*(np.array(c, copy=True) for c in carries), *ys, *history]
+        for k in range(n_c, n_c + n_y):
+            if k in stacked:
+                stacked[k][t] = results[k]
+        for k, r in zip(sorted(k for k in stacked if k >= body.first_node_result), results[n_c + n_y:]):
+            stacked[k][t] = r
+    return {**{k: np.array(c, copy=True) for k, c in enumerate(carries)}, **stacked}
 
 
-def _scan_jvp(b, x_dots, y, *xs, body, length, reverse, index):
-    return RULES["scan_jvp"](x_dots, xs, body, length, reverse)
+def _scan_jvp(b, x_dots, y, *xs, body, length, reverse, index, wanted):
+    return RULES["scan_jvp"](x_dots, xs, body, length, reverse, wanted)
 
 
 def _scan_vjp(b, y_bars, y, *xs, body, length, reverse, index):
     return RULES["scan_vjp"](y_bars, xs, body, length, reverse)
 
 
-def _scan_batch(b, batched, y, *xs, body, length, reverse, index):
-    return RULES["scan_batch"](batched, xs, body, length, reverse)
+def _scan_batch(b, batched, y, *xs, body, length, reverse, index, wanted):
+    return RULES["scan_batch"](batched, xs, body, length, reverse, wanted)
 
 
 scan_p = Primitive(
@@ -198,7 +253,7 @@ def while_operands(xs, cond: Body, body: Body):
     return list(xs[:n_c]), list(xs[n_c:n_c + n_cond]), list(xs[n_c + n_cond:])
 
 
-def _while_ref(*arrays, cond, body, index):
+def _while_ref(*arrays, cond, body, index, wanted=None):
     carries, cond_free, body_free = while_operands(arrays, cond, body)
     while run_body(cond, [*carries, *cond_free])[0]:
         carries = run_body(body, [*carries, *body_free])
@@ -214,8 +269,8 @@ def _while_vjp(b, y_bars, y, *xs, cond, body, index):
 
 while_p = Primitive(
     "while", shape=_while_shape, ref=_while_ref, vjp=_while_vjp,
-    jvp=lambda b, x_dots, y, *xs, cond, body, index: RULES["while_jvp"](x_dots, xs, cond, body),
-    batch=lambda b, batched, y, *xs, cond, body, index: RULES["while_batch"](batched, xs, cond, body),
+    jvp=lambda b, x_dots, y, *xs, cond, body, index, wanted: RULES["while_jvp"](x_dots, xs, cond, body),
+    batch=lambda b, batched, y, *xs, cond, body, index, wanted: RULES["while_batch"](batched, xs, cond, body),
     nin=None, attrs=("cond", "body", "index"), multi_output=True,
     doc="Final carry ``index`` of running ``body`` while ``cond`` holds, from (carries, what "
         "cond reads from outside, what body reads from outside).  Forward mode only.",
@@ -241,7 +296,7 @@ def _cond_shape(*xs, true, false, index):
     return Aval(out.dims, out.dtype)
 
 
-def _cond_ref(*arrays, true, false, index):
+def _cond_ref(*arrays, true, false, index, wanted=None):
     pred, operands, true_free, false_free = cond_operands(arrays, true, false)
     if pred:
         return run_body(true, [*operands, *true_free])
@@ -251,8 +306,8 @@ def _cond_ref(*arrays, true, false, index):
 cond_p = Primitive(
     "cond", shape=_cond_shape, ref=_cond_ref,
     vjp=lambda b, y_bars, y, *xs, true, false, index: RULES["cond_vjp"](y_bars, xs, true, false),
-    jvp=lambda b, x_dots, y, *xs, true, false, index: RULES["cond_jvp"](x_dots, xs, true, false),
-    batch=lambda b, batched, y, *xs, true, false, index: RULES["cond_batch"](batched, xs, true, false),
+    jvp=lambda b, x_dots, y, *xs, true, false, index, wanted: RULES["cond_jvp"](x_dots, xs, true, false),
+    batch=lambda b, batched, y, *xs, true, false, index, wanted: RULES["cond_batch"](batched, xs, true, false),
     nin=None, attrs=("true", "false", "index"), multi_output=True,
     doc="Result ``index`` of the ``true`` or the ``false`` body, whichever ``pred`` (input 0) "
         "selects, on (operands, what each branch reads from outside).  Only that branch runs.",

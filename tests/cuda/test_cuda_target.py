@@ -191,3 +191,55 @@ def test_random_streams_are_bitwise_the_reference():
              jg.random.split(key, 3), jg.random.fold_in(key, 12345), jg.random.bernoulli(k2, 0.4, (6,)),
              jg.vmap(lambda k: jg.random.uniform(k, (5,), "float32"))(jg.random.split(key, 4))]
     check_target([key], draws, [np.array([7, 9], np.uint32)], "cuda", rtol=0, atol=0)
+
+
+def _ten_ops():
+    """A 10-op graph whose log reads 0 where x <= 1 (as tests/test_debug.py's)."""
+    x = jg.input("x", (4,))
+    a = x * 2.0
+    b = a - 2.0
+    c = jg.maximum(b, 0.0)
+    d = jg.log(c)                       # planted: log(0) on the device
+    e = d * x
+    f = jg.exp(-x)
+    g = e + f
+    h = g * g
+    return x, jg.sum(h)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")     # 0/0, in simulated threads
+def test_debug_nans_names_the_primitive_and_line_and_changes_no_param():
+    """The device flag of the first failed check; the simulator's math raises where a GPU makes
+    NaN/inf (log(0)), which counts as the step's NaN; a 0/0 reaches the flag as on a GPU."""
+    from pathlib import Path
+    source = Path(__file__).read_text().splitlines()
+    line = next(k for k, text in enumerate(source, 1) if text.rstrip().endswith("# planted: log(0) on the device"))
+    with jg.debug_nans():
+        x, y = _ten_ops()
+    f = jg.compile([x], y, target="cuda", debug_nans=True)
+    assert np.isfinite(f(np.array([1.5, 2.0, 3.0, 4.0])))
+    with pytest.raises(FloatingPointError, match=r"(?s)target 'cuda'.*made by log, from finite operands") as caught:
+        f(np.array([0.5, 2.0, 3.0, 4.0]))
+    assert caught.value.finding.origin.op.name == "log"
+    assert caught.value.site.frames[0][:2] == (__file__, line) and "d = jg.log(c)" in str(caught.value)
+    assert np.isfinite(f(np.array([1.5, 2.0, 3.0, 4.0])))      # the flag is reset
+
+    w = jg.param("w", np.array([1.0, 0.0, 2.0]))
+    u = jg.input("u", (3,))
+    loss = jg.sum(u / w)
+    step = jg.compile([u], loss, target="cuda", debug_nans=True, updates={w: w * 2.0})
+    with pytest.raises(FloatingPointError, match=r"(?s)produced nan.*made by div"):
+        step(np.zeros(3))                # 0/0: NaN on the device, no exception in the simulator
+    np.testing.assert_array_equal(w.value, [1.0, 0.0, 2.0])
+
+
+def test_profile_times_each_step_and_changes_no_param():
+    w = jg.param("w", np.ones((4, 3)))
+    x = jg.input("x", (None, 4))
+    loss = jg.sum(jg.tanh(x @ w) ** 2)
+    f = jg.compile([x], loss, target="cuda", updates={w: w - 0.1 * jg.grad(loss, [w])[0]})
+    profile = f.profile(np.ones((2, 4)), repeat=2)
+    assert [row.step for row in profile.rows][:2] == ["call matmul", "kernel 0"]
+    assert profile.target == "cuda" and all(row.calls == 2 for row in profile.rows)
+    assert str(profile).startswith("profile of 2 calls on target 'cuda'")
+    np.testing.assert_array_equal(w.value, np.ones((4, 3)))
