@@ -51,15 +51,7 @@ def _read_from_outside(outputs, stand_ins, start: int) -> list[Tensor]:
     """The Tensors that do not depend on ``stand_ins`` but that nodes depending on them read
     (or that are outputs themselves): what the loop takes from outside.  Only nodes made
     since ``start`` (a serial number) can depend on the stand-ins."""
-    made, seen, stack = [], set(), list(outputs)
-    while stack:
-        node = stack.pop()
-        if id(node) in seen or node.serial < start:
-            continue
-        seen.add(id(node))
-        made.append(node)
-        stack.extend(node.inputs)
-    made.sort(key=lambda n: n.serial)          # creation order: inputs come first
+    made = _made_since(outputs, start)
     depends = {id(s) for s in stand_ins}
     free: dict[int, Tensor] = {}
     for node in made:
@@ -72,6 +64,20 @@ def _read_from_outside(outputs, stand_ins, start: int) -> list[Tensor]:
         if id(o) not in depends:
             free.setdefault(id(o), o)
     return list(free.values())
+
+
+def _made_since(outputs, start: int) -> list[Tensor]:
+    """The nodes behind ``outputs`` made since the serial number ``start``, in creation order
+    (so each follows its inputs); older nodes are not walked into."""
+    made, seen, stack = [], set(), list(outputs)
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or node.serial < start:
+            continue
+        seen.add(id(node))
+        made.append(node)
+        stack.extend(node.inputs)
+    return sorted(made, key=lambda n: n.serial)
 
 
 def substitute(outputs, replace: dict) -> list[Tensor]:
@@ -466,15 +472,7 @@ def _forward_values_read(outputs, copies: dict, body: Body, start: int, cotangen
     cotangent computations read: what the forward loop should store.  Values made from
     those alone, and views, are recomputed."""
     copy_of = {id(copies[id(n)]): n for n in body.nodes if id(n) in copies}
-    made, seen, stack = [], set(), list(outputs)
-    while stack:
-        node = stack.pop()
-        if id(node) in seen or node.serial < start:
-            continue
-        seen.add(id(node))
-        made.append(node)
-        stack.extend(node.inputs)
-    made.sort(key=lambda n: n.serial)
+    made = _made_since(outputs, start)
     cotangent_ids = {id(c) for c in cotangents}
     primal = {id(n) for n in made if id(n) in copy_of}        # the recomputed forward values
     for n in made:                                           # and what is made from them alone

@@ -148,7 +148,8 @@ def wanted_results(nodes) -> dict:
 
 
 def _in_order(outputs) -> list:
-    """The nodes ``outputs`` depend on, each after its inputs."""
+    """The nodes ``outputs`` depend on, each after its inputs (``graph.topological_order``'s
+    walk: the primitives sit below the graph module and cannot import it)."""
     order, seen, stack = [], set(), [(o, False) for o in reversed(outputs)]
     while stack:
         node, expanded = stack.pop()
