@@ -7,6 +7,8 @@
    (target >= 70%).
 2. The W3 MLP training step on cuda against the cpu target.
 3. Kernel launches per W3 step (target: the fused count, not one per primitive).
+4. W7, an RNN through ``jg.scan`` (a host loop over the body's kernels), on cuda against cpu.
+5. Philox random numbers: float32 uniform draws per second on the device.
 
 Without a GPU it says so and prints only the launch count, which it takes from the
 schedule (the simulator stands in for the device).
@@ -18,6 +20,8 @@ import os
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -80,6 +84,21 @@ def main(argv=None) -> int:
     t_gpu = best_of(lambda: (step(xb, labels), cuda.synchronize()), 20)
     t_cpu = best_of(lambda: cpu_step(xb, labels), 20)
     print(f"W3 step: cuda {t_gpu * 1e3:.3f} ms, cpu {t_cpu * 1e3:.3f} ms ({t_gpu / t_cpu:.2f}x)")
+
+    from benchmarks import _rnn_workloads as R
+    seq = R.rnn_data(R.RNN_T)
+    rnn_gpu, rnn_cpu = R.rnn_jitgrad(R.RNN_T, "scan", target="cuda"), R.rnn_jitgrad(R.RNN_T, "scan", target="cpu")
+    t_gpu, t_cpu = best_of(lambda: rnn_gpu(seq)), best_of(lambda: rnn_cpu(seq))
+    print(f"W7 RNN T = {R.RNN_T} through jg.scan, value + gradient: cuda {t_gpu * 1e3:.2f} ms, "
+          f"cpu {t_cpu * 1e3:.2f} ms ({t_gpu / t_cpu:.2f}x)")
+
+    import jitgrad as jg
+    key = jg.input("key", (2,), "uint32")
+    draws = jg.compile([key], jg.random.uniform(key, (n,), "float32"), target="cuda")
+    program, (k,) = draws._program, program_inputs(draws)
+    device_key = cuda.to_device(np.array([1, 2], np.uint32))
+    t = best_of(lambda: (program.run_on_device({k: device_key}, {}), cuda.synchronize()))
+    print(f"Philox4x32-10: {n / t / 1e9:.2f} G float32 uniforms per second on the device ({n:.0e} per call)")
     return 0
 
 
