@@ -14,11 +14,12 @@ from .batching import vmap
 from .autodiff import checkpoint, grad, hessian, hvp, jacobian, jvp, stop_gradient, vjp
 from .compile import Executable, compile
 from .functions import (
-    abs, add, astype, broadcast_to, clip, concatenate, cos, divide, dot, elu, equal, erf, exp,
-    expand_dims, expm1, gelu, greater, greater_equal, leaky_relu, less, less_equal, log, log1p,
-    logsumexp, matmul, max, maximum, mean, min, minimum, multiply, negative, not_equal, outer,
-    power, prod, relu, reshape, sigmoid, sign, silu, sin, softplus, sqrt, square, squeeze, stack,
-    subtract, sum, take, tan, tanh, transpose, where,
+    abs, add, arange, astype, broadcast_to, clip, concatenate, cos, divide, dot, elu, equal, erf, exp,
+    expand_dims, expm1, eye, full, full_like, gelu, greater, greater_equal, identity, leaky_relu, less,
+    less_equal, linspace, log, log1p, logsumexp, matmul, max, maximum, mean, min, minimum, multiply,
+    negative, not_equal, ones, ones_like, outer, power, prod, relu, reshape, sigmoid, sign, silu, sin,
+    softplus, sqrt, square, squeeze, stack, subtract, sum, take, tan, tanh, transpose, where, zeros,
+    zeros_like,
 )
 from .check import check_grads
 from .custom import custom_jvp, custom_vjp

@@ -314,17 +314,54 @@ def take(x, indices, axis=None) -> Tensor:
 
 
 def full(shape, value, dtype="float64") -> Tensor:
-    return bind(sh.full_p, shape=_shape_arg(tuple(shape)), value=value, dtype=as_dtype(dtype, "full"))
+    """numpy.full: ``shape`` may hold a Tensor's call-time sizes (its ``dims``)."""
+    shape = _shape_arg((shape,) if isinstance(shape, (int, np.integer)) else tuple(shape))
+    if any(isinstance(d, int) and d < 0 for d in shape):
+        raise ValueError(f"full: negative size in shape {shape}")
+    return bind(sh.full_p, shape=shape, value=value, dtype=as_dtype(dtype, "full"))
 
 
-def zeros_like(x) -> Tensor:
+def zeros(shape, dtype="float64") -> Tensor:
+    return full(shape, 0, dtype)
+
+
+def ones(shape, dtype="float64") -> Tensor:
+    return full(shape, 1, dtype)
+
+
+def full_like(x, value, dtype=None) -> Tensor:
+    """An array of ``x``'s shape (call-time sizes included) filled with ``value``."""
     x = as_tensor(x)
-    return bind(sh.full_p, shape=x.dims, value=0, dtype=x.dtype)
+    return full(x.dims, value, x.dtype if dtype is None else dtype)
 
 
-def ones_like(x) -> Tensor:
-    x = as_tensor(x)
-    return bind(sh.full_p, shape=x.dims, value=1, dtype=x.dtype)
+def zeros_like(x, dtype=None) -> Tensor:
+    return full_like(x, 0, dtype)
+
+
+def ones_like(x, dtype=None) -> Tensor:
+    return full_like(x, 1, dtype)
+
+
+def eye(n: int, m: int | None = None, k: int = 0, dtype="float64") -> Tensor:
+    """numpy.eye, as a constant (its sizes are fixed when the graph is built)."""
+    return constant(np.eye(n, m, k, dtype=as_dtype(dtype, "eye")))
+
+
+def identity(n: int, dtype="float64") -> Tensor:
+    return eye(n, dtype=dtype)
+
+
+def arange(start, stop=None, step=1, dtype=None) -> Tensor:
+    """numpy.arange with fixed bounds, as a constant."""
+    values = np.arange(start, stop, step) if stop is not None else np.arange(start, step=step)
+    return constant(values.astype(as_dtype(dtype, "arange")) if dtype is not None else values)
+
+
+def linspace(start, stop, num: int = 50, endpoint: bool = True, dtype=None) -> Tensor:
+    """numpy.linspace with fixed bounds, as a constant."""
+    values = np.linspace(start, stop, num, endpoint=endpoint)
+    return constant(values.astype(as_dtype(dtype, "linspace")) if dtype is not None else values)
 
 
 # -- linear algebra ----------------------------------------------------------
