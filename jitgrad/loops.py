@@ -22,7 +22,7 @@ import numpy as np
 
 from . import functions as F, graph
 from .graph import Tensor, bind
-from .ops import leaf
+from .ops import leaf, shape as sh
 from .ops.loop import RULES, Body, cond_operands, cond_p, scan_p, static_sizes, while_operands, while_p
 
 
@@ -389,7 +389,7 @@ def scan_jvp(x_dots, xs, body: Body, length: int, reverse: bool, wanted) -> dict
 # Body values a backward step recomputes rather than reads from the forward loop: views, cheaper
 # to redo than to store, and the results of a loop inside the body, whose steps the backward
 # step runs again (which is how scan(..., checkpoint=k) keeps memory ~ length / k + k).
-_RECOMPUTED = ("reshape", "transpose", "broadcast_to", "slice", "scan")
+_RECOMPUTED = (sh.reshape_p, sh.transpose_p, sh.broadcast_to_p, sh.slice_p, scan_p)
 
 
 def scan_vjp(y_bars: dict, xs, body: Body, length: int, reverse: bool) -> tuple:
@@ -484,7 +484,7 @@ def _forward_values_read(outputs, copies: dict, body: Body, start: int, cotangen
     def read(node):
         if id(node) not in primal:
             return
-        if id(node) in copy_of and copy_of[id(node)].op.name not in _RECOMPUTED:
+        if id(node) in copy_of and copy_of[id(node)].op not in _RECOMPUTED:
             found.setdefault(id(node), copy_of[id(node)])
             return
         for i in node.inputs:

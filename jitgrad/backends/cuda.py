@@ -265,9 +265,7 @@ class CudaProgram(Program):
         """``v`` as a device array (0-d inputs arrive as numbers).  The number stays in ``env``:
         the kernels that read ``v`` take it as a scalar argument."""
         value = env[v]
-        if isinstance(value, (int, float, bool, np.generic)):
-            return self.cuda.to_device(np.array([value], v.dtype))
-        return value
+        return self.cuda.to_device(np.array([value], v.dtype)) if _number(value) else value
 
     def _alloc(self, v: Var, sizes):
         shape = _device_shape(v.dims, sizes)
@@ -359,7 +357,7 @@ class CudaProgram(Program):
 
     def _to_host(self, env, v: Var, sizes) -> np.ndarray:
         value = env[v]
-        if isinstance(value, (int, float, bool, np.generic)):
+        if _number(value):
             return np.array(value, v.dtype)
         return value.copy_to_host().reshape(tuple(resolve_dim(d, sizes) for d in v.dims))
 

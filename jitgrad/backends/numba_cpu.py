@@ -585,6 +585,8 @@ class CpuProgram(Program):
         self._scalars = [(i, v.dtype) for i, v in enumerate(schedule.results) if not v.dims]
         self._n_results = len(schedule.results)
         self._scalar_inputs = [i for i, v in enumerate(schedule.inputs) if not v.dims]
+        # a call straight to the program: nothing to size or share, no variant's extra arguments
+        self._direct = not self._dims and not self._plan.slots and not (self.debug_nans or self._timed)
 
     takes_scalars = True      # 0-d arguments may arrive as Python numbers
 
@@ -604,7 +606,7 @@ class CpuProgram(Program):
         """Run on checked arguments; returns the outputs, then the new param values."""
         params = [state.array for state in self._states]
         args = self._as_compiled(args)
-        if not self._dims and not self._plan.slots and not self.debug_nans:   # nothing to size or share
+        if self._direct:
             return self._box(self._entry(*args, *params, *self._consts))
         dims = np.array([resolve_dim(d, sizes) for d in self._dims], np.int64)
         if not self._lock.acquire(blocking=False):      # another thread is using the workspace
@@ -625,9 +627,12 @@ class CpuProgram(Program):
                 for i, a in enumerate(args)]
 
     def _program_args(self, args, params, dims, workspace) -> tuple:
-        flag = (np.array([-1, 0]),) if self.debug_nans else ()      # (the failed check, checks run)
-        stamps = (np.zeros(len(self._schedule.steps) + 1),) if self._timed else ()  # around the steps
-        return (*args, *params, *self._consts, *workspace, *((dims,) if self._dims else ()), *flag, *stamps)
+        values = (*args, *params, *self._consts, *workspace, *((dims,) if self._dims else ()))
+        if self.debug_nans:
+            return (*values, np.array([-1, 0]))                        # (the failed check, checks run)
+        if self._timed:
+            return (*values, np.zeros(len(self._schedule.steps) + 1))  # times around the steps
+        return values
 
     def arguments(self, args: list, sizes: dict) -> tuple:
         """What a call on checked ``args`` passes to the compiled ``program``: the values whose

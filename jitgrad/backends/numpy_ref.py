@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import debug
 from ..lower import Lowered
-from ..ops.loop import sibling_key
+from ..ops.loop import sibling_key, wanted_results
 from ..primitive import Dim, resolve_dim
 from ..schedule import Schedule
 from .program import Program
@@ -50,10 +50,11 @@ class NumpyProgram(Program):
         self._checks = {v: k for k, v in debug.checks(schedule)} if debug_nans else {}
         if debug_nans:
             self._frees = [[] for _ in schedule.eqns]
-        self._siblings: dict = {}
+        self._siblings: dict = {}       # a multi-output equation's key -> its siblings
         for eqn in schedule.eqns:
             if eqn.op.multi_output:
                 self._siblings.setdefault(sibling_key(eqn), []).append(eqn)
+        self._wanted = wanted_results(schedule.eqns)
 
     def entry(self, fixed: list) -> None:
         return None
@@ -88,12 +89,12 @@ class NumpyProgram(Program):
                     ins = [env[v] for v in eqn.ins]
                     attrs = {k: _resolve(v, sizes) for k, v in eqn.attrs.items()}
                     if eqn.op.multi_output:
-                        attrs["wanted"] = frozenset(e.attrs["index"] for e in self._siblings[sibling_key(eqn)])
-                    out = eqn.op.ref(*ins, **attrs)
-                    if eqn.op.multi_output:
-                        for sibling in self._siblings[sibling_key(eqn)]:
+                        key = sibling_key(eqn)
+                        out = eqn.op.ref(*ins, wanted=self._wanted[key], **attrs)
+                        for sibling in self._siblings[key]:
                             env[sibling.out] = self._checked(out[sibling.attrs["index"]], sibling, sizes)
                     else:
+                        out = eqn.op.ref(*ins, **attrs)
                         env[eqn.out] = self._checked(out, eqn, sizes)
                     if times is not None:
                         times[i] += time.perf_counter() - started
