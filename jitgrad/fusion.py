@@ -2,8 +2,8 @@
 
 A kernel is one loop nest over an iteration space.  It computes elementwise
 equations as scalars, reads operands in place through index maps
-(``broadcast_to``, ``transpose``, ``slice``, ``gather`` read their input at a
-computed index instead of materialising it), and ends in reductions that
+(``broadcast_to``, ``transpose``, ``slice``, ``gather``, ``patches`` read their input
+at a computed index instead of materialising it), and ends in reductions that
 accumulate as the loop runs.  Forward and reverse equations over the same
 space share one loop.  Everything else (matmul, reshape, concatenate, ...) is
 a library call and a kernel boundary.
@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .ops import collective, linalg, reduce as rd, shape as sh
+from .ops import collective, linalg, reduce as rd, shape as sh, window
 from .ops.loop import Body, sibling_key
 from .schedule import Eqn, Schedule, Var
 
-INDEX_MAPS = (sh.broadcast_to_p, sh.transpose_p, sh.slice_p, sh.gather_p)
+INDEX_MAPS = (sh.broadcast_to_p, sh.transpose_p, sh.slice_p, sh.gather_p, window.patches_p)
 REDUCTIONS = (rd.reduce_sum_p, rd.reduce_max_p, rd.reduce_min_p, rd.reduce_prod_p)
 
 

@@ -31,7 +31,8 @@ from numba import cuda, types
 from .cuda_runtime import (INDEX_OUT_OF_BOUNDS, error_flag, library_launch, raise_error, simulated,
                            tiled_matmul_launch)
 
-__all__ = ["matmul", "transpose", "unslice", "scatter_add", "concatenate", "fill", "reshape", "philox",
+__all__ = ["matmul", "transpose", "unslice", "scatter_add", "unpatches", "concatenate", "fill", "reshape",
+           "philox",
            "KERNELS"]
 
 
@@ -202,6 +203,55 @@ def unslice(g, out, index) -> None:
     blocks, threads = library_launch(out.size)
     _unslice[blocks, threads](_flat(g), _flat(out), shape, tuple(r.start for r in ranges),
                               tuple(r.step for r in ranges), tuple(len(r) for r in ranges))
+
+
+# ---------------------------------------------------------------------------------------------
+# unpatches (col2im): every pixel gathers the window elements read from it
+# ---------------------------------------------------------------------------------------------
+
+@cuda.jit
+def _unpatches(cols, out, image, windows, geometry, strides, zero):
+    """out[n, c, h, w] (flat, C order over ``image`` = (N, C, H, W)) = the sum of the window
+    elements read from that pixel, in a fixed order: no atomics, the same bits every run.
+
+    Window (oh, ow) reads row oh * sh + kh * dh - top at offset kh, so pixel row h is read at
+    offset kh by the window oh = (h + top - kh * dh) / sh, when that is a whole number in
+    range.  ``windows`` = (kH, kW, OH, OW), ``geometry`` = (sh, sw, dh, dw, top, left) and
+    ``strides`` are cols' element strides for the axes (n, c, kh, kw, oh, ow).
+    """
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        w, rest = i % image[3], i // image[3]
+        h, rest = rest % image[2], rest // image[2]
+        c, n = rest % image[1], rest // image[1]
+        base = n * strides[0] + c * strides[1]
+        total = zero
+        for kh in range(windows[0]):
+            row = h + geometry[4] - kh * geometry[2]
+            oh = row // geometry[0]
+            if row >= 0 and oh * geometry[0] == row and oh < windows[2]:
+                for kw in range(windows[1]):
+                    col = w + geometry[5] - kw * geometry[3]
+                    ow = col // geometry[1]
+                    if col >= 0 and ow * geometry[1] == col and ow < windows[3]:
+                        total += cols[base + kh * strides[2] + kw * strides[3] + oh * strides[4]
+                                      + ow * strides[5]]
+        out[i] = total
+
+
+def unpatches(cols, out, attrs: dict) -> None:
+    """out = col2im(cols): the windows (axes in ``attrs["order"]``) added onto the image."""
+    order = attrs["order"]
+    held = _c_strides(cols.shape)
+    strides = tuple(held[order.index(axis)] for axis in range(6))
+    canonical = tuple(cols.shape[order.index(axis)] for axis in range(6))
+    if canonical[:2] != tuple(out.shape[:2]):
+        raise ValueError(f"unpatches: windows {cols.shape} (order {order}) do not fit an image {out.shape}")
+    if not out.size:
+        return
+    (sh_, sw), (dh, dw), ((top, _), (left, _)) = attrs["stride"], attrs["dilation"], attrs["padding"]
+    blocks, threads = library_launch(out.size)
+    _unpatches[blocks, threads](_flat(cols), _flat(out), tuple(int(n) for n in out.shape), canonical[2:],
+                                (sh_, sw, dh, dw, top, left), strides, out.dtype.type(0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -426,6 +476,7 @@ def _signatures(make, dtypes=(types.float64, types.float32, types.int64)):
 
 _RANK = 3                                   # a representative rank for the tuple arguments
 _ints = types.UniTuple(types.int64, _RANK)
+_quad, _six = types.UniTuple(types.int64, 4), types.UniTuple(types.int64, 6)
 _stack = lambda t: t[:, :, ::1]             # noqa: E731
 
 
@@ -442,6 +493,7 @@ KERNELS = [
     ("scatter_add", _scatter_add,
      _signatures(lambda t: (t[::1], types.int64[::1], t[::1], types.int64, types.int64,
                             types.int32[::1]))),
+    ("unpatches", _unpatches, _signatures(lambda t: (t[::1], t[::1], _quad, _quad, _six, _six, t))),
     ("matmul_rows", _matmul_rows, _signatures(_matmul_args)),
     ("philox_words", _philox_words, [(types.uint32[::1], types.uint32[::1], types.uint32[::1], types.int64)]),
 ] + [

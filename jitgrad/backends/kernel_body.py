@@ -3,7 +3,7 @@
 The CPU and CUDA emitters wrap the same body in different loops (nested
 ``range``/``prange`` loops; a grid-stride loop over threads).  The body is
 written here, once: loads of buffers at the loop's indices (through the index
-maps ``broadcast_to``, ``transpose``, ``slice`` and ``gather``), each
+maps ``broadcast_to``, ``transpose``, ``slice``, ``gather`` and ``patches``), each
 elementwise equation as its primitive's scalar expression, the stores, and the
 reductions' identities and combiners.  A target says only how it indexes a 0-d
 buffer and how a gather's index is checked.
@@ -19,7 +19,7 @@ import textwrap
 import numpy as np
 
 from ..fusion import INDEX_MAPS, Kernel
-from ..ops import reduce as rd, shape as sh
+from ..ops import reduce as rd, shape as sh, window
 from ..primitive import Dim
 from ..schedule import Var
 
@@ -67,6 +67,14 @@ def identity(op, dtype: np.dtype) -> str:
     return repr(int(info.min if lowest else info.max))
 
 
+def affine(window: str, stride: int, offset: str, dilation: int, before: int) -> str:
+    """The pixel row (or column) of window ``window`` at ``offset``: ``window*stride +
+    offset*dilation - before``, without the factors of one and the zero."""
+    terms = [window if stride == 1 else f"{window} * {stride}",
+             offset if dilation == 1 else f"{offset} * {dilation}"]
+    return " + ".join(terms) + (f" - {before}" if before else "")
+
+
 class KernelBody:
     """Writes the loop body of one kernel into ``lines``; a target's kernel writer
     subclasses it and writes the loops around it."""
@@ -104,7 +112,10 @@ class KernelBody:
             return self.literals[v]
         if v in self.scalar_args:
             return self.arg[v]
-        expr = self.element(v, idx)
+        return self.once(self.element(v, idx))
+
+    def once(self, expr: str) -> str:
+        """A local holding ``expr``, computed at its first use in the iteration."""
         if expr not in self.loaded:
             self.loaded[expr] = f"x{len(self.loaded)}"
             self.lines.append(f"{self.loaded[expr]} = {expr}")
@@ -141,12 +152,29 @@ class KernelBody:
             idx = [self.index[perm.index(a)] for a in range(len(perm))]
         elif e.op is sh.slice_p:
             idx = [self.sliced(a, bounds, src) for a, bounds in enumerate(e.attrs["index"])]
+        elif e.op is window.patches_p:
+            return self.window_read(e)
         else:   # gather
             axis, positions = e.attrs["axis"], e.ins[1]
             inner = self.load(positions, self.index[axis:axis + len(positions.dims)])
             where = self.checked_index(inner, src, axis)
             idx = self.index[:axis] + [where] + self.index[axis + len(positions.dims):]
         return self.load(src, idx)
+
+    def window_read(self, e) -> str:
+        """``patches``: the pixel a window sees at its offset, or the pad value off the image."""
+        a, src = e.attrs, e.ins[0]
+        n, c, kh, kw, oh, ow = (self.index[a["order"].index(axis)] for axis in range(6))
+        pixel, inside = [], []
+        for at, offset, stride, dilation, (before, after), size in zip(
+                (oh, ow), (kh, kw), a["stride"], a["dilation"], a["padding"], src.dims[2:]):
+            where = self.once(affine(at, stride, offset, dilation, before))
+            pixel.append(where)
+            inside += ([f"{where} >= 0"] if before else []) + ([f"{where} < {size}"] if after else [])
+        read = self.element(src, [n, c, *pixel])
+        if not inside:
+            return self.once(read)
+        return self.once(f"{read} if {' and '.join(inside)} else {literal(a['pad_value'], src.dtype)}")
 
     def sliced(self, axis: int, bounds, src: Var) -> str:
         start, stop, step = bounds

@@ -18,13 +18,14 @@ import numpy as np
 from .. import debug
 from ..fusion import Call, Collective, ControlFlow, Kernel, View
 from ..lower import Lowered, lower_body
-from ..ops import linalg, reduce as rd, shape as sh
+from ..ops import linalg, reduce as rd, shape as sh, window
+from ..ops.window import AXES
 from ..ops import random as random_ops
 from ..ops.loop import cond_operands, while_operands
 from ..primitive import Dim, resolve_dim
 from ..schedule import Schedule, Var
 from .cache import call, load_module, module_name
-from .kernel_body import COMBINE, HELPERS, KernelBody, identity, import_helpers, literal, np_type
+from .kernel_body import COMBINE, HELPERS, KernelBody, affine as _affine, identity, import_helpers, literal, np_type
 from .linalg_calls import LINALG
 from .probes import CLOCK
 from .program import Program
@@ -177,7 +178,11 @@ class _ProgramWriter:
 
     def import_kernel(self, writer: CpuKernelWriter) -> str:
         """The name the program calls the kernel by: one per distinct kernel source."""
-        source = _PRELUDE + "\n\n" + writer.source("kernel")
+        return self.import_source(writer.source("kernel"))
+
+    def import_source(self, function: str) -> str:
+        """The name the program calls ``function`` (the source of one ``kernel``) by."""
+        source = _PRELUDE + "\n\n" + function
         if source not in self.kernel_alias:
             self.callee_sources.append(source)
             self.kernel_alias[source] = f"kernel_{len(self.kernel_alias)}"
@@ -530,7 +535,33 @@ def _emit_philox(pw, e):
             f"np.reshape({pw.name(e.out)}, ({streams}, -1)))"]
 
 
-_LIBRARY = {random_ops.philox_p: _emit_philox, sh.unslice_p: _emit_unslice, sh.scatter_add_p: _emit_scatter_add,
+def _emit_unpatches(pw, e):
+    """col2im as a kernel of its own, its loops in the order of the windows' memory; threads
+    split the outer loop when it runs over images or channels (each writes its own pixels),
+    so the order of the sums, and so the result, does not depend on the threads."""
+    a, order = e.attrs, e.attrs["order"]
+    at = [f"i{order.index(axis)}" for axis in range(6)]          # n, c, kh, kw, oh, ow
+    threaded = pw.parallel and order[0] in (0, 1)
+    inside = []
+    for pixel, (before, after), extent in zip("hw", a["padding"], ("w0.shape[2]", "w0.shape[3]")):
+        inside += ([f"{pixel} >= 0"] if before else []) + ([f"{pixel} < {extent}"] if after else [])
+    add = f"w0[{at[0]}, {at[1]}, h, w] += r0[i0, i1, i2, i3, i4, i5]"
+    body = [f"h = {_affine(at[4], a['stride'][0], at[2], a['dilation'][0], a['padding'][0][0])}",
+            f"w = {_affine(at[5], a['stride'][1], at[3], a['dilation'][1], a['padding'][1][0])}",
+            *([f"if {' and '.join(inside)}:", f"    {add}"] if inside else [add])]
+    lines = [_CALLEE.format(f"@jit(error_model='numpy'{', parallel=True' if threaded else ''}"),
+             "def kernel(r0, w0):",
+             f'    """unpatches: windows ({", ".join(AXES[p] for p in order)}) added onto the image"""']
+    for p in range(6):
+        loop = "prange" if threaded and p == 0 else "range"
+        lines.append(" " * (4 + 4 * p) + f"for i{p} in {loop}(r0.shape[{p}]):")
+    lines += [" " * 28 + line for line in body]
+    kernel = pw.import_source("\n".join(lines) + "\n")
+    return [_fill(pw, e.out, "0"), f"{kernel}({pw.name(e.ins[0])}, {pw.name(e.out)})"]
+
+
+_LIBRARY = {window.unpatches_p: _emit_unpatches, random_ops.philox_p: _emit_philox,
+            sh.unslice_p: _emit_unslice, sh.scatter_add_p: _emit_scatter_add,
             sh.concatenate_p: _emit_concatenate, sh.full_p: _emit_full, sh.full_like_p: _emit_full_like,
             linalg.matmul_p: _emit_matmul}
 
