@@ -6,6 +6,7 @@ import numpy as np
 from . import functions as F, random
 from .convolution import (avg_pool2d, conv1d, conv2d, conv_transpose2d, flatten,  # noqa: F401  (jg.nn's)
                           global_avg_pool2d, max_pool2d)
+from .normalization import batch_norm, layer_norm  # noqa: F401
 from .graph import Tensor
 from .ops._shapes import normalize_axes
 
