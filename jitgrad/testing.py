@@ -431,3 +431,87 @@ ZERO_D_CASES: list[Case] = [
     Case("norm_0d", jg.linalg.norm, np.linalg.norm, (POS0,)),
 ]
 CASES += ZERO_D_CASES
+
+
+# -- convolution and pooling: direct NumPy references ---------------------------------------------
+
+def _offsets(k_h, k_w, out_h, out_w, stride, dilation):
+    """For each kernel offset (i, j): the strided slices of the (padded) image it meets."""
+    for i in range(k_h):
+        for j in range(k_w):
+            yield i, j, (slice(i * dilation[0], i * dilation[0] + stride[0] * (out_h - 1) + 1, stride[0]),
+                         slice(j * dilation[1], j * dilation[1] + stride[1] * (out_w - 1) + 1, stride[1]))
+
+
+def _out_size(size, k, stride, pads, dilation):
+    return (size + sum(pads) - dilation * (k - 1) - 1) // stride + 1
+
+
+def _conv_ref(x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1):
+    """conv2d as a sum over kernel offsets of shifted, strided images times weight matrices."""
+    x = np.pad(x, ((0, 0), (0, 0), *padding))
+    (c_out, c_group, k_h, k_w), per = w.shape, w.shape[0] // groups
+    out_h, out_w = (_out_size(n, k, s, (0, 0), d) for n, k, s, d in zip(x.shape[2:], (k_h, k_w), stride, dilation))
+    out = np.zeros((x.shape[0], c_out, out_h, out_w), x.dtype)
+    for g in range(groups):
+        images, weights = x[:, g * c_group:(g + 1) * c_group], w[g * per:(g + 1) * per]
+        for i, j, (rows, cols) in _offsets(k_h, k_w, out_h, out_w, stride, dilation):
+            out[:, g * per:(g + 1) * per] += np.einsum("nchw,oc->nohw", images[:, :, rows, cols], weights[:, :, i, j])
+    return out
+
+
+def _conv_transpose_ref(x, w, stride, pad, output_padding):
+    """Each input pixel adds its weighted kernel onto the output, which is then cropped."""
+    (n, _, h, wd), (_, c_out, k_h, k_w) = x.shape, w.shape
+    size = [(m - 1) * s - 2 * p + (k - 1) + e + 1 for m, s, p, k, e in zip((h, wd), stride, pad, (k_h, k_w),
+                                                                         output_padding)]
+    full = np.zeros((n, c_out, size[0] + 2 * pad[0] + k_h, size[1] + 2 * pad[1] + k_w), x.dtype)
+    for i, j, (rows, cols) in _offsets(k_h, k_w, h, wd, stride, (1, 1)):
+        full[:, :, rows, cols] += np.einsum("nchw,co->nohw", x, w[:, :, i, j])
+    return full[:, :, pad[0]:pad[0] + size[0], pad[1]:pad[1] + size[1]]
+
+
+def _pool_ref(x, kernel, stride, pad, reduce, fill):
+    x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=fill)
+    out_h, out_w = (_out_size(n, kernel, stride, (0, 0), 1) for n in x.shape[2:])
+    windows = [x[:, :, rows, cols] for _, _, (rows, cols) in _offsets(kernel, kernel, out_h, out_w,
+                                                                      (stride, stride), (1, 1))]
+    return reduce(np.stack(windows), axis=0)
+
+
+def _batch_norm_ref(x, w, b):
+    mean, var = x.mean(axis=(0, 2, 3), keepdims=True), x.var(axis=(0, 2, 3), keepdims=True)
+    return (x - mean) / np.sqrt(var + 1e-5) * w[:, None, None] + b[:, None, None]
+
+
+def _layer_norm_ref(x, w):
+    mean, var = x.mean(axis=(-2, -1), keepdims=True), x.var(axis=(-2, -1), keepdims=True)
+    return (x - mean) / np.sqrt(var + 1e-5) * w
+
+
+CONV_CASES: list[Case] = [
+    Case("conv2d", lambda x, w, b: jg.nn.conv2d(x, w, b, padding=1),
+         lambda x, w, b: _conv_ref(x, w, padding=((1, 1), (1, 1))) + b[:, None, None],
+         (uniform(-1, 1, 2, 3, 5, 4), uniform(-1, 1, 4, 3, 3, 2), uniform(-1, 1, 4))),
+    Case("conv2d_strided_grouped",
+         lambda x, w: jg.nn.conv2d(x, w, stride=(2, 1), padding=(0, 1), dilation=(1, 2), groups=2),
+         lambda x, w: _conv_ref(x, w, (2, 1), ((0, 0), (1, 1)), (1, 2), groups=2),
+         (uniform(-1, 1, 1, 4, 7, 6), uniform(-1, 1, 4, 2, 2, 3))),
+    Case("conv1d", lambda x, w: jg.nn.conv1d(x, w, padding="same", dilation=2),
+         lambda x, w: _conv_ref(x[:, :, None], w[:, :, None], padding=((0, 0), (2, 2)), dilation=(1, 2))[:, :, 0],
+         (uniform(-1, 1, 2, 2, 7), uniform(-1, 1, 3, 2, 3))),
+    Case("conv_transpose2d", lambda x, w: jg.nn.conv_transpose2d(x, w, stride=2, padding=1, output_padding=1),
+         lambda x, w: _conv_transpose_ref(x, w, (2, 2), (1, 1), (1, 1)),
+         (uniform(-1, 1, 1, 2, 3, 3), uniform(-1, 1, 2, 3, 3, 3))),
+    Case("max_pool2d", lambda x: jg.nn.max_pool2d(x, 3, stride=2, padding=1),
+         lambda x: _pool_ref(x, 3, 2, 1, np.max, -np.inf), (uniform(-1, 1, 2, 2, 5, 5),)),
+    Case("avg_pool2d",
+         lambda x: jg.nn.avg_pool2d(x, 2, stride=1) * jg.nn.flatten(jg.nn.global_avg_pool2d(x))[:, :, None, None],
+         lambda x: _pool_ref(x, 2, 1, 0, np.mean, 0) * x.mean(axis=(2, 3))[:, :, None, None],
+         (uniform(-1, 1, 1, 2, 5, 4),)),
+    Case("batch_norm", lambda x, w, b: jg.nn.batch_norm(x, weight=w, bias=b, training=True)[0], _batch_norm_ref,
+         (uniform(-1, 1, 3, 2, 2, 3), uniform(0.5, 2, 2), uniform(-1, 1, 2))),
+    Case("layer_norm", lambda x, w: jg.nn.layer_norm(x, axis=(-2, -1), weight=w), _layer_norm_ref,
+         (uniform(-1, 1, 2, 3, 4), uniform(0.5, 2, 3, 4))),
+]
+CASES += CONV_CASES

@@ -94,7 +94,7 @@ def test_the_batching_rules_cover_every_primitive_with_inputs():
 
 
 @pytest.mark.parametrize("name", ["matmul", "gather", "solve", "reduce_max", "broadcast_to", "scatter_add",
-                                  "concatenate", "svd_function"])
+                                  "concatenate", "svd_function", "conv2d", "max_pool2d"])
 def test_batched_graphs_on_the_cpu_match_the_reference(name):
     case = next(c for c in CASES if c.name == name)
     fn = _with_derivatives(case)
@@ -104,7 +104,8 @@ def test_batched_graphs_on_the_cpu_match_the_reference(name):
             jt.assert_same(g, w, what=f"{name}, in_axes {in_axes}, output {k}", rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("name", ["tanh", "matmul_vec", "take", "solve", "reduce_prod", "eigh_function_exact"])
+@pytest.mark.parametrize("name", ["tanh", "matmul_vec", "take", "solve", "reduce_prod", "eigh_function_exact",
+                                  "conv_transpose2d"])
 def test_derivatives_of_batched_graphs_match_finite_differences(name):
     case = next(c for c in CASES if c.name == name)
     in_axes = [0] + [None] * (len(case.args) - 1)
