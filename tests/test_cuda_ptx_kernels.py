@@ -1,5 +1,6 @@
 """Every fused kernel the CUDA target generates for the primitive table (values and
-reverse mode) and for an MLP training step compiles to PTX for sm_80 and sm_90.
+reverse mode, float64) and for an MLP and a CNN training step (float32) compiles to
+PTX for sm_80 and sm_90.
 
 Needs numba-cuda with NVIDIA's NVVM (``pip install numba-cuda nvidia-nvvm
 nvidia-cuda-nvrtc nvidia-cuda-runtime``), no GPU; skips where they are missing.
@@ -32,12 +33,25 @@ def _mlp_step():
     return f.schedule
 
 
+def _cnn_step():
+    """conv (padded), relu, max pool, conv (strided), avg pool, dense: the window kernels in float32."""
+    w1, w2 = jg.param("w1", np.zeros((4, 2, 3, 3), np.float32)), jg.param("w2", np.zeros((4, 4, 2, 2), np.float32))
+    w3 = jg.param("w3", np.zeros((4, 3), np.float32))
+    x, labels = jg.input("x", (None, 2, 8, 8), "float32"), jg.input("labels", (None,), "int64")
+    h = jg.nn.max_pool2d(jg.relu(jg.nn.conv2d(x, w1, padding=1)), 2, padding=1)
+    h = jg.nn.avg_pool2d(jg.nn.conv2d(h, w2, stride=2), 2)
+    loss = jg.nn.cross_entropy(jg.nn.flatten(h) @ w3, labels)
+    f = jg.compile([x, labels], loss, target="numpy", updates=jg.optim.sgd(loss, [w1, w2, w3], 0.1))
+    return f.schedule
+
+
 def _schedules():
     for case in CASES:
         args = case.sample()
         xs, outputs = with_derivatives(case, args, modes=("rev",))
         yield jg.compile(xs, outputs, target="numpy").schedule
     yield _mlp_step()
+    yield _cnn_step()
 
 
 def _kernels():
