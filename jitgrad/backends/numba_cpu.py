@@ -66,6 +66,8 @@ class CpuKernelWriter(KernelBody):
     def source(self, name: str) -> str:
         self.body()
         before, after = [], []
+        self.opening: dict[int, list[str]] = {}     # lines before the loop at a depth opens
+        self.closing: dict[int, list[str]] = {}     # lines after it closes
         for j, e in enumerate(self.k.reductions):
             self.reduce_lines(j, e, before, after)
         extents = [f"n{a}" for a in range(self.rank)]
@@ -75,12 +77,15 @@ class CpuKernelWriter(KernelBody):
                f"def {name}({', '.join(params)}):",
                f'    """fused[{", ".join(e.op.name for e in self.k.body + self.k.reductions)}]"""']
         out += [f"    {line}" for line in before]
-        indent = "    "
         for a in range(self.rank):
+            indent = "    " * (a + 1)
+            out += [indent + line for line in self.opening.get(a, ())]
             loop = "prange" if self.parallel and a == 0 else "range"
             out.append(f"{indent}for i{a} in {loop}(n{a}):")
-            indent += "    "
+        indent = "    " * (self.rank + 1)
         out += [indent + line for line in self.lines] or [indent + "pass"]
+        for a in reversed(range(self.rank)):
+            out += ["    " * (a + 1) + line for line in self.closing.get(a, ())]
         out += [f"    {line}" for line in after]
         return "\n".join(out) + "\n"
 
@@ -112,7 +117,16 @@ class CpuKernelWriter(KernelBody):
             return
         before.append(f"{target}.fill({identity(e.op, e.out.dtype)})")
         slot = f"{target}{self.at(self.out_index(e))}"
-        self.lines.append(f"{slot} = {combine.format(slot, value)}")
+        depth = self.rank
+        while depth - 1 in axes:            # the innermost loops all reduce: sum them in a local
+            depth -= 1
+        if depth == self.rank:
+            self.lines.append(f"{slot} = {combine.format(slot, value)}")
+            return
+        acc = f"acc{j}"
+        self.opening.setdefault(depth, []).append(f"{acc} = {np_type(e.out.dtype)}({identity(e.op, e.out.dtype)})")
+        self.lines.append(f"{acc} = {combine.format(acc, value)}")
+        self.closing.setdefault(depth, []).append(f"{slot} = {combine.format(slot, acc)}")
 
 
 # -- the program -------------------------------------------------------------
