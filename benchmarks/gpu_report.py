@@ -8,7 +8,8 @@
 2. The W3 MLP training step on cuda against the cpu target.
 3. Kernel launches per W3 step (target: the fused count, not one per primitive).
 4. W7, an RNN through ``jg.scan`` (a host loop over the body's kernels), on cuda against cpu.
-5. Philox random numbers: float32 uniform draws per second on the device.
+5. W8, the LeNet-style CNN's SGD step (issue 16), on cuda against cpu.
+6. Philox random numbers: float32 uniform draws per second on the device.
 
 Without a GPU it says so and prints only the launch count, which it takes from the
 schedule (the simulator stands in for the device).
@@ -91,6 +92,19 @@ def main(argv=None) -> int:
     t_gpu, t_cpu = best_of(lambda: rnn_gpu(seq)), best_of(lambda: rnn_cpu(seq))
     print(f"W7 RNN T = {R.RNN_T} through jg.scan, value + gradient: cuda {t_gpu * 1e3:.2f} ms, "
           f"cpu {t_cpu * 1e3:.2f} ms ({t_gpu / t_cpu:.2f}x)")
+
+    from benchmarks import _cnn_workloads as C
+    images, labels = C.cnn_data()
+    try:
+        cnn_gpu = C.jitgrad_step(C.cnn_weights(), target="cuda")
+        t_gpu = best_of(lambda: (cnn_gpu(images, labels), cuda.synchronize()), 20)
+    except Exception as error:          # the Philox row below still runs
+        print(f"W8 CNN step: cuda raised {type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}")
+    else:
+        cnn_cpu = C.jitgrad_step(C.cnn_weights(), target="cpu")
+        t_cpu = best_of(lambda: cnn_cpu(images, labels), 20)
+        print(f"W8 CNN SGD step (batch {C.CNN_BATCH}, f32): cuda {t_gpu * 1e3:.3f} ms, "
+              f"cpu {t_cpu * 1e3:.3f} ms ({t_gpu / t_cpu:.2f}x)")
 
     import jitgrad as jg
     key = jg.input("key", (2,), "uint32")

@@ -12,8 +12,10 @@ the jitgrad cache (``JITGRAD_CACHE_DIR``, default ~/.cache/jitgrad); its first
 compile takes a minute or more. Options: ``--quick`` (fewer repeats, one cold
 W6 run), ``--no-subprocess`` (skip W6, W7, large, jacobian and memory), ``--memory-all`` (also the
 chain with the weights' gradients), ``--only w4,w5`` (just those measures, from
-w1, w2, w3, w4, w5, w6, w7, large, jacobian, memory). W7 (issue 14, an RNN through ``jg.scan``)
+w1, w2, w3, w4, w5, w6, w7, w8, large, jacobian, memory). W7 (issue 14, an RNN through ``jg.scan``)
 takes about 10 minutes, 8 of them compiling the unrolled graph at T = 200 (``--quick``: 2).
+W8 (issue 16, an SGD step of a LeNet-style CNN) runs jitgrad, a hand-written NumPy im2col step
+and, when torch is importable, PyTorch eager in this process (``_cnn_workloads.py``).
 """
 from __future__ import annotations
 
@@ -321,6 +323,74 @@ def measure_w7(rep: Report, quick: bool):
             f"njit {fmt_time(u['hand_per_call'])}", fmt_ratio(ratio(u["per_call"], u["hand_per_call"])), "", None)
 
 
+def measure_w8(rep: Report, quick: bool):
+    """Issue 16's W8: one SGD step of a LeNet-style CNN, float32, batch 64 (``_cnn_workloads.py``),
+    jitgrad against the hand-written NumPy im2col step and PyTorch eager (when importable), best
+    of interleaved repeats, at the default threads and with the BLAS pools and PyTorch's
+    intra-op threads limited to 1. First one step of each from the same weights, checked
+    against the NumPy step."""
+    try:
+        from . import _cnn_workloads as C
+    except ImportError:
+        import _cnn_workloads as C
+    workload = "W8 CNN conv5x5x16-pool-conv5x5x32-pool-dense10 SGD step, f32, batch 64"
+    try:
+        import torch  # noqa: F401   (imported before cnn_threads, so that it limits torch too)
+    except ImportError:
+        rep.note("W8: torch is not installed: no PyTorch rows (it stays out of jitgrad's dependencies; "
+                 "install it beside jitgrad to measure them)")
+    progress("W8: one step of jitgrad (compiles) and PyTorch against the NumPy step")
+    try:
+        dev = C.cnn_check()
+        rep.other("W8 one step from the same weights, vs the NumPy step",
+                  ", ".join(f"{name} {d:.1e}" for name, d in dev.items()),
+                  f"largest deviation of the loss and updated weights relative to each array's scale "
+                  f"(asserted rtol {C.CNN_RTOL:g}), \"update\": of old - new weights ({C.CNN_UPDATE_RTOL:g})")
+    except AssertionError as error:
+        rep.note(str(error)[:500])
+    x, labels = C.cnn_data()
+    t0 = time.perf_counter()
+    steps = {"jitgrad": C.jitgrad_step(C.cnn_weights(), "cpu")}
+    steps["jitgrad"](x, labels)
+    rep.other("W8 jitgrad step: build + compile + first call", fmt_time(time.perf_counter() - t0),
+              "the second compile of this graph in the process (cnn_check compiled it first)")
+    steps["numpy"] = C.numpy_step(C.cnn_weights())
+    torch_step = C.torch_step(C.cnn_weights())
+    if torch_step is not None:
+        steps["torch"] = torch_step
+    try:
+        import threadpoolctl  # noqa: F401
+        settings = [None, 1]
+    except ImportError:
+        settings = [None]
+        rep.note("threadpoolctl missing: W8 only with the default threads")
+    fns = {name: (lambda step=step: step(x, labels)) for name, step in steps.items()}
+    for threads in settings:
+        label = ("default threads" if threads is None
+                 else f"BLAS and PyTorch limited to {threads} thread")
+        progress(f"W8 per step, {label}")
+        with C.cnn_threads(threads):
+            for fn in fns.values():
+                fn()
+            number = {name: calls_for(fn, 0.1 if quick else 0.25) for name, fn in fns.items()}
+            t = best_per_call(fns, number, 3 if quick else 7)
+        r = ratio(t["jitgrad"], t["numpy"])
+        rep.row(workload, f"time per step vs hand-written NumPy im2col, {label}", fmt_time(t["jitgrad"]),
+                f"NumPy {fmt_time(t['numpy'])}", fmt_ratio(r), "<= 1.0x", r <= 1.0)
+        if "torch" in t:
+            r = ratio(t["jitgrad"], t["torch"])
+            rep.row(workload, f"time per step vs PyTorch eager, {label}", fmt_time(t["jitgrad"]),
+                    f"PyTorch {fmt_time(t['torch'])}", fmt_ratio(r), "<= 1.5x", r <= 1.5)
+            rep.other(f"W8 NumPy step vs PyTorch eager, {label}", fmt_ratio(ratio(t["numpy"], t["torch"])),
+                      f"NumPy {fmt_time(t['numpy'])}, PyTorch {fmt_time(t['torch'])}")
+        else:
+            rep.row(workload, f"time per step vs PyTorch eager, {label}", fmt_time(t["jitgrad"]),
+                    "no torch", "n/a", "<= 1.5x", None)
+    losses = {name: float(fn()) for name, fn in fns.items()}
+    if not all(np.isfinite(v) for v in losses.values()):
+        rep.note(f"W8: a loss is not finite after the timed steps: {losses}")
+
+
 def measure_large(rep: Report, quick: bool):
     """First result and compiled tier of graphs whose glue program is long (tiered, cold)."""
     caps = {"chain": 60, "jacobian": 120, "jacobian3": 120 if quick else 600}
@@ -492,7 +562,7 @@ def measure_w5(rep: Report, quick: bool):
 # ---------------------------------------------------------------------------------------------
 
 MEASURES = {"w1": measure_w1, "w2": measure_w2, "w3": measure_w3, "w4": measure_w4,
-            "w5": measure_w5, "w6": measure_w6, "w7": measure_w7, "large": measure_large,
+            "w5": measure_w5, "w6": measure_w6, "w7": measure_w7, "w8": measure_w8, "large": measure_large,
             "jacobian": measure_jacobian, "memory": measure_memory}
 
 
@@ -554,8 +624,8 @@ def main(argv=None) -> int:
         out += ["| " + " | ".join(r) + " |" for r in rep.extra]
     if rep.notes:
         out += [""] + [f"- {n}" for n in rep.notes]
-    out += ["", "Times are medians of `timeit` repeats in one process after warm-up (W4, W5: the "
-                "best of interleaved repeats); ratios are jitgrad / baseline. W6 runs subprocesses "
+    out += ["", "Times are medians of `timeit` repeats in one process after warm-up (W4, W5, W7's "
+                "per call, W8: the best of interleaved repeats); ratios are jitgrad / baseline. W6 runs subprocesses "
                 "with fresh (cold) or previously filled "
                 "(warm) JITGRAD_CACHE_DIR and NUMBA_CACHE_DIR. Memory (tracemalloc, in a subprocess) is "
                 "what compiling an already JIT-compiled graph keeps (jitgrad's workspace) plus the "
