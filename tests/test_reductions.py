@@ -27,9 +27,10 @@ def test_values_and_dtypes_equal_numpy(target, data):
     x = jg.input("x", data.shape)
     outs = [getattr(jg, name)(x, **kw) for name, kw in CALLS]
     outs += [jg.any(x > 1, axis=0), jg.all(x > -3, axis=(0, 2)), jg.any(x), jg.all(jg.astype(x, "int64"))]
-    want = [getattr(np, name)(data, **kw) for name, kw in CALLS]
-    want += [np.any(data > 1, axis=0), np.all(data > -3, axis=(0, 2)), np.any(data), np.all(data.astype(np.int64))]
     with np.errstate(invalid="ignore"):
+        want = [getattr(np, name)(data, **kw) for name, kw in CALLS]
+        want += [np.any(data > 1, axis=0), np.all(data > -3, axis=(0, 2)), np.any(data),
+                 np.all(data.astype(np.int64))]
         got = jg.compile([x], outs, target=target)(data)
     for (name, kw), g, w in zip(CALLS + [("any/all", {})] * 4, got, want):
         assert g.shape == w.shape and g.dtype == w.dtype, (name, kw, g.shape, w.shape, g.dtype, w.dtype)
