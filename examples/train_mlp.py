@@ -9,8 +9,8 @@ cross-entropy on mini-batches.
 
 Two functions are compiled once, before training: the training step (inputs a
 mini-batch, outputs its loss, and updates the weights and the optimizer's state
-in place) and the evaluation (inputs the held-out images, outputs their
-logits).  The defaults (64-256-128-10, Adam with lr 3e-3, batches of 64, 30
+in place) and the evaluation (inputs the held-out images and labels, outputs
+the accuracy, computed in the graph with ``jg.argmax``).  The defaults (64-256-128-10, Adam with lr 3e-3, batches of 64, 30
 epochs) reach about 98% held-out accuracy (97.2-98.6% over seeds 0-19) in half
 a second of training on 2 cores.  Numba's first compile of the two functions
 takes about 20 s; it is cached on disk (``JITGRAD_CACHE_DIR``), so later runs
@@ -111,7 +111,8 @@ def build(args, n_features: int = 64, n_classes: int = 10):
     """Build and compile the model; returns ``(step, evaluate, params)``.
 
     ``step(x, labels) -> loss`` runs one optimizer step on a mini-batch (updating the
-    params in place); ``evaluate(x) -> logits``; ``params`` are the model's params
+    params in place); ``evaluate(x, labels) -> accuracy`` (the fraction of rows whose
+    largest logit is their label, computed in the graph); ``params`` are the model's params
     (``step.params`` also holds the optimizer's state).  Both functions take any batch
     size and are compiled here, on ``args.target``, once: they are called once each
     (:func:`warm_up`), as Numba compiles at the first call.
@@ -132,7 +133,7 @@ def build(args, n_features: int = 64, n_classes: int = 10):
         optimizer = jg.distributed.data_parallel(optimizer)
     updates = optimizer(loss, params, lr=args.lr, **extra)
     step = jg.compile([x, labels], loss, updates=updates, target=args.target)
-    evaluate = jg.compile([x], logits, target=args.target)
+    evaluate = jg.compile([x, labels], accuracy(logits, labels), target=args.target)
     warm_up(step, evaluate, n_features)
     if args.distributed:                # after warm_up, which restores this rank's values
         jg.distributed.broadcast_params(step)
@@ -151,9 +152,9 @@ def warm_up(step, evaluate, n_features: int = 64) -> None:
     """Call both functions once, so Numba compiles them now and not inside the timed
     training loop; the step's changes to the params (and the optimizer's state) are undone."""
     saved = [p.value for p in step.params]
-    x = np.zeros((2, n_features), np.float32)
-    step(x, np.zeros(2, np.int64))
-    evaluate(x)
+    x, labels = np.zeros((2, n_features), np.float32), np.zeros(2, np.int64)
+    step(x, labels)
+    evaluate(x, labels)
     for p, value in zip(step.params, saved):
         p.value = value
 
@@ -172,8 +173,9 @@ def one_blas_thread():
     return threadpool_limits(1, user_api="blas")
 
 
-def accuracy(logits, labels) -> float:
-    return float(np.mean(np.argmax(logits, axis=1) == labels))
+def accuracy(logits, labels):
+    """The fraction of rows whose largest logit (the first, on ties) is at their label."""
+    return jg.mean(jg.equal(jg.argmax(logits, axis=1), labels))
 
 
 # -- training -------------------------------------------------------------------
@@ -235,7 +237,7 @@ def fit(args, step, evaluate, data, world=None):
         losses.append(float(world.allreduce(total)) / len(y_train))    # summed over the ranks
         if world.rank != 0:
             continue
-        accuracies.append(accuracy(evaluate(X_test), y_test))
+        accuracies.append(float(evaluate(X_test, y_test)))
         bar.set_postfix(loss=f"{losses[-1]:.4f}", held_out_acc=f"{accuracies[-1]:.2%}")
     bar.close()
     return losses, accuracies, time.perf_counter() - started

@@ -48,7 +48,7 @@ def test_small_run_writes_params_and_figure_that_load_back(script, tmp_path, cap
         for p in params:
             np.testing.assert_array_equal(p.value, saved[p.name])
     _, _, X_test, y_test = script["load_data"](args.seed)
-    acc = script["accuracy"](evaluate(X_test), y_test)
+    acc = float(evaluate(X_test, y_test))
     assert f"held-out accuracy {acc:.2%}" in summary
 
 
