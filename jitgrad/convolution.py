@@ -22,7 +22,8 @@ import numpy as np
 from . import functions as F
 from .graph import Tensor, bind
 from .ops._shapes import fmt_shape
-from .ops.window import CONV_ORDER, POOL_ORDER, patches_p, unpatches_p
+from .ops import shape as sh
+from .ops.window import CONV_ORDER, POOL_ORDER, check_windows, patches_p, unpatches_p
 
 __all__ = ["conv2d", "conv1d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "global_avg_pool2d",
            "flatten"]
@@ -89,6 +90,7 @@ def _convolve(name: str, x: Tensor, w: Tensor, stride, padding, dilation, groups
                          f"shape (C_out, {channels // groups if channels % groups == 0 else '?'}, kH, kW) with "
                          f"C_out divisible by {groups}, got weights {fmt_shape(w.dims)} for input "
                          f"{fmt_shape(x.dims)}")
+    check_windows(name, x.dims[2:], (k_h, k_w), stride, padding, dilation)
     cols = bind(patches_p, x, window=(k_h, k_w), stride=stride, padding=padding, dilation=dilation,
                 order=CONV_ORDER, pad_value=0)
     rows_h, rows_w = cols.dims[4:]
@@ -156,8 +158,13 @@ def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, groups
     if any(e >= max(s, d) for e, s, d in zip(extra, stride, dilation)):
         raise ValueError(f"{name}: output_padding {extra} must be smaller than the stride {stride} "
                          f"or the dilation {dilation}")
+    # rows past the windows' reach (output_padding >= stride, allowed with a larger dilation) are zeros
+    reach = [e if e < s else s - 1 for e, s in zip(extra, stride)]
     size = tuple((i - 1) * s - 2 * p + d * (k - 1) + e + 1
-                 for i, s, p, d, k, e in zip((height, width), stride, pad, dilation, (k_h, k_w), extra))
+                 for i, s, p, d, k, e in zip((height, width), stride, pad, dilation, (k_h, k_w), reach))
+    if min(size) < 1:
+        raise ValueError(f"{name}: an input of {height}x{width} with kernel {(k_h, k_w)}, stride {stride}, "
+                         f"padding {pad}, dilation {dilation} gives an output of {size[0]}x{size[1]}: too small")
     depth, c_out = c_group * k_h * k_w, c_group * groups
     images = F.transpose(x, (1, 0, 2, 3))                          # (C_in, N, H, W)
     if groups == 1:
@@ -169,6 +176,9 @@ def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, groups
     cols = F.reshape(cols, (c_out, k_h, k_w, n, height, width))
     y = bind(unpatches_p, cols, size=size, window=(k_h, k_w), stride=stride, padding=((pad[0],) * 2, (pad[1],) * 2),
              dilation=dilation, order=CONV_ORDER)
+    if reach != list(extra):
+        full = (n, c_out) + tuple(z + e - r for z, e, r in zip(size, extra, reach))
+        y = bind(sh.unslice_p, y, shape=full, index=((None, None, None),) * 2 + tuple((0, z, 1) for z in size))
     return _add_bias(name, y, b, c_out)
 
 
@@ -186,6 +196,7 @@ def _windows(name: str, x, kernel, stride, padding, dilation, pad_value) -> Tens
         raise ValueError(f"{name}: padding {pad} must be at most half the kernel {window}")
     if callable(pad_value):
         pad_value = pad_value(x.dtype)
+    check_windows(name, x.dims[2:], window, stride, ((pad[0],) * 2, (pad[1],) * 2), dilation)
     return bind(patches_p, x, window=window, stride=stride, padding=((pad[0],) * 2, (pad[1],) * 2),
                 dilation=dilation, order=POOL_ORDER, pad_value=pad_value)
 

@@ -13,6 +13,7 @@ import jitgrad as jg
 from jitgrad.backends import program_split
 from jitgrad.graph import topological_order
 from jitgrad.ops import leaf
+from jitgrad.ops.window import windows_along
 from jitgrad.primitive import resolve_dim
 from jitgrad.testing import call_unmutated, check_target
 
@@ -160,3 +161,102 @@ def test_scanned_random_bodies_on_the_cpu_match_the_reference(steps, seed):
     rng = np.random.default_rng(seed)
     check_target(inputs, scanned, [rng.normal(size=(3, 3, 4)), rng.normal(size=(3, 4))], "cpu",
                  rtol=1e-10, atol=1e-12)
+
+
+# -- convolution and pooling in random graphs ------------------------------------------------------
+# Images (N, 2, 7, 6) through random window layers (conv2d, max_pool2d, avg_pool2d with drawn
+# kernel, stride, padding, dilation and groups) between elementwise ops.  The conv weights are
+# slices of one input ``w`` (2, 2, 3, 3) and the bias the input ``b`` (2,), so gradients reach
+# every operand.  A drawn window that does not fit the image it meets becomes an elementwise op.
+
+WINDOW_UNARY = [jg.tanh, jg.sin, jg.relu, lambda t: jg.exp(-t * t), lambda t: t[:, ::-1],
+                lambda t: jg.sum(t, axis=1, keepdims=True) + t, lambda t: jg.nn.softmax(t, axis=-1)]
+
+
+@st.composite
+def window_programs(draw, max_size=5):
+    step = st.tuples(st.sampled_from(["conv", "max", "avg", "elementwise"]),
+                     st.integers(1, 3), st.integers(1, 3),          # kernel height, width
+                     st.integers(1, 2), st.integers(1, 2),          # strides
+                     st.sampled_from([0, 1, 2, "same"]),            # padding
+                     st.integers(1, 2), st.integers(1, 2),          # dilation, groups
+                     st.integers(0, 99), st.integers(0, 99))        # elementwise op, operand
+    return draw(st.lists(step, min_size=1, max_size=max_size))
+
+
+def _window(t, w, b, kind, k_h, k_w, s_h, s_w, padding, dilation, groups):
+    """The drawn window layer on ``t``, or None if it does not fit ``t``."""
+    if padding == "same" and (kind != "conv" or (s_h, s_w) != (1, 1)):
+        padding = 1
+    if kind == "conv":
+        pads = [(d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for k, d in ((k_h, dilation), (k_w, dilation))] \
+            if padding == "same" else [(padding, padding)] * 2
+    else:
+        dilation = 1 if kind == "avg" else dilation
+        padding = (min(padding, k_h // 2), min(padding, k_w // 2))
+        pads = [(p, p) for p in padding]
+    for n, k, s, p in zip(t.shape[2:], (k_h, k_w), (s_h, s_w), pads):
+        count = windows_along(n, k, s, p, dilation)
+        if count < 1 or (kind == "max" and any(all(not 0 <= o * s + i * dilation - p[0] < n for i in range(k))
+                                               for o in range(count))):
+            return None            # no window, or one of only padding (a maximum of -inf)
+    if kind == "conv":
+        return jg.nn.conv2d(t, w[:, :2 // groups, :k_h, :k_w], b, (s_h, s_w), padding, dilation, groups)
+    if kind == "max":
+        return jg.nn.max_pool2d(t, (k_h, k_w), (s_h, s_w), padding, dilation)
+    return jg.nn.avg_pool2d(t, (k_h, k_w), (s_h, s_w), padding)
+
+
+def _grow_windows(pool, steps, w, b, binary=BINARY):
+    for kind, *geometry, op, a in steps:
+        t = pool[-1]
+        out = None if kind == "elementwise" else _window(t, w, b, kind, *geometry)
+        if out is None:
+            other = pool[a % len(pool)]
+            out = binary[op % len(binary)](t, other) if other.shape == t.shape and op % 2 else \
+                WINDOW_UNARY[op % len(WINDOW_UNARY)](t)
+        pool.append(out)
+    return pool
+
+
+def _window_graph(steps, batch=None, second_order=True):
+    x, w, b = jg.input("x", (batch, 2, 7, 6)), jg.input("w", (2, 2, 3, 3)), jg.input("b", (2,))
+    pool = _grow_windows([x], steps, w, b)
+    loss = jg.sum(pool[-1] * pool[-1]) + jg.mean(pool[len(pool) // 2])
+    outputs = [loss, pool[-1], *jg.grad(loss, [x, w, b])]
+    if second_order:                                  # a chain of derivatives
+        outputs.append(jg.hvp(loss, b, np.array([0.5, -1.0])))
+    return [x, w, b], outputs
+
+
+def _window_env(rng, batch):
+    return {"x": rng.normal(size=(batch, 2, 7, 6)), "w": rng.normal(size=(2, 2, 3, 3)) * 0.5,
+            "b": rng.normal(size=2)}
+
+
+@settings(max_examples=60, deadline=None)
+@given(window_programs(), st.integers(0, 2 ** 31 - 1))
+def test_compiled_window_graph_equals_eager_evaluation(steps, seed):
+    inputs, outputs = _window_graph(steps, batch=2)
+    env = _window_env(np.random.default_rng(seed), 2)
+    compiled = call_unmutated(jg.compile(inputs, outputs, target="numpy"), **env)
+    for got, want in zip(compiled, eager(outputs, env)):
+        np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=4, deadline=None)          # ~0.7 s of Numba compilation per kernel
+@given(window_programs(max_size=3), st.integers(0, 2 ** 31 - 1), st.integers(1, 3))
+def test_cpu_window_graphs_match_the_reference(steps, seed, batch):
+    """Differential fuzzing of the window primitives (patches fused into kernels, col2im as a
+    kernel of its own) against the numpy oracle, with a call-time batch; first derivatives
+    only, to bound the compile time (second ones run on the reference above)."""
+    inputs, outputs = _window_graph(steps, second_order=False)
+    check_target(inputs, outputs, _window_env(np.random.default_rng(seed), batch), "cpu", rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=15, deadline=None)
+@given(window_programs())
+def test_random_window_graph_gradients_match_finite_differences(steps):
+    def f(x, w, b):
+        return jg.sum(jg.tanh(_grow_windows([x], steps, w, b, BINARY[:-1])[-1]))
+    jg.check_grads(f, list(_window_env(np.random.default_rng(0), 2).values()), order=2, rtol=1e-4, atol=1e-5)

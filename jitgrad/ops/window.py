@@ -38,7 +38,7 @@ def windows_along(size: int, k: int, stride: int, pads, dilation: int) -> int:
     return (size + pads[0] + pads[1] - dilation * (k - 1) - 1) // stride + 1
 
 
-def _check_windows(name: str, image_dims, window, stride, padding, dilation) -> tuple[int, int]:
+def check_windows(name: str, image_dims, window, stride, padding, dilation) -> tuple[int, int]:
     """The number of windows along (H, W); raises naming the op and the sizes."""
     counts = []
     for axis, size, k, s, pads, d in zip("HW", image_dims, window, stride, padding, dilation):
@@ -61,7 +61,7 @@ def _patches_shape(x, *, window, stride, padding, dilation, order, pad_value):
         raise ValueError(f"patches: expected an image batch (N, C, H, W), got shape {fmt_shape(x.dims)}")
     if isinstance(x.dims[1], Dim):
         raise ValueError("patches: the number of channels must be a fixed size")
-    oh, ow = _check_windows("patches", x.dims[2:], window, stride, padding, dilation)
+    oh, ow = check_windows("patches", x.dims[2:], window, stride, padding, dilation)
     canonical = (x.dims[0], x.dims[1], window[0], window[1], oh, ow)
     return Aval(tuple(canonical[a] for a in order), x.dtype)
 
@@ -73,7 +73,7 @@ def _unpatches_shape(cols, *, size, window, stride, padding, dilation, order):
     for position, axis in enumerate(order):
         canonical[axis] = cols.dims[position]
     n, c, kh, kw, oh, ow = canonical
-    counts = _check_windows("unpatches", size, window, stride, padding, dilation)
+    counts = check_windows("unpatches", size, window, stride, padding, dilation)
     if (kh, kw) != tuple(window) or (oh, ow) != counts:
         raise ValueError(f"unpatches: windows of shape {fmt_shape(cols.dims)} (order {order}) do not come "
                          f"from a {size[0]}x{size[1]} image with window {window}, stride {stride}, "
@@ -92,7 +92,7 @@ def _window_slices(k_h, k_w, counts, stride, dilation):
 
 def _patches_ref(x, window, stride, padding, dilation, order, pad_value):
     padded = np.pad(x, ((0, 0), (0, 0), *padding), constant_values=pad_value)
-    counts = _check_windows("patches", x.shape[2:], window, stride, padding, dilation)
+    counts = check_windows("patches", x.shape[2:], window, stride, padding, dilation)
     out = np.empty(x.shape[:2] + tuple(window) + counts, x.dtype)
     for i, j, rows, cols in _window_slices(*window, counts, stride, dilation):
         out[:, :, i, j] = padded[:, :, rows, cols]
