@@ -14,12 +14,15 @@ from .batching import vmap
 from .autodiff import checkpoint, grad, hessian, hvp, jacobian, jvp, stop_gradient, vjp
 from .compile import Executable, compile
 from .functions import (
-    abs, add, arange, astype, broadcast_to, clip, concatenate, cos, divide, dot, elu, equal, erf, exp,
-    expand_dims, expm1, eye, full, full_like, gelu, greater, greater_equal, identity, leaky_relu, less,
-    less_equal, linspace, log, log1p, logsumexp, matmul, max, maximum, mean, min, minimum, multiply,
-    negative, not_equal, ones, ones_like, outer, power, prod, relu, reshape, sigmoid, sign, silu, sin,
-    softplus, sqrt, square, squeeze, stack, subtract, sum, take, tan, tanh, transpose, where, zeros,
-    zeros_like,
+    abs, add, arange, arccos, arccosh, arcsin, arcsinh, arctan, arctan2, arctanh, astype, bitwise_and,
+    bitwise_not, bitwise_or, bitwise_xor, broadcast_to, ceil, clip, concatenate, copysign, cos, cosh,
+    divide, dot, elu, equal, erf, exp, exp2, expand_dims, expm1, eye, floor, floor_divide, fmod, full,
+    full_like, gelu, greater, greater_equal, hypot, identity, invert, isfinite, isinf, isnan,
+    leaky_relu, left_shift, less, less_equal, linspace, log, log10, log1p, log2, logaddexp, logical_and,
+    logical_not, logical_or, logical_xor, logsumexp, matmul, max, maximum, mean, min, minimum, mod,
+    multiply, negative, not_equal, ones, ones_like, outer, power, prod, reciprocal, relu, remainder,
+    reshape, right_shift, rint, round, sigmoid, sign, silu, sin, sinh, softplus, sqrt, square, squeeze,
+    stack, subtract, sum, take, tan, tanh, transpose, trunc, where, zeros, zeros_like,
 )
 from .check import check_grads
 from .custom import custom_jvp, custom_vjp
@@ -28,6 +31,7 @@ from .io import load, save
 from .loops import cond, fori_loop, scan, while_loop
 from .params import load_params, save_params
 from .provenance import debug_nans
+from .reductions import all, any, argmax, argmin, cumprod, cumsum, std, var  # noqa: A004
 from .viz import render, to_dot
 
 operators.install_operators(Tensor)

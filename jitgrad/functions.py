@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from .graph import Tensor, as_dtype, bind, constant
-from .ops import elementwise as ew, linalg as la, reduce as rd, shape as sh
+from .ops import elementwise as ew, linalg as la, mathfuncs as mf, reduce as rd, shape as sh
 from .ops._shapes import fmt_shape, normalize_axes, normalize_axis, normalize_axis_tuple
 from .primitive import Dim, Primitive
 
@@ -113,6 +113,203 @@ def sign(x): return _apply(ew.sign_p, x)
 def sigmoid(x): return _apply(ew.sigmoid_p, x)
 def erf(x): return _apply(ew.erf_p, x)
 def square(x): return multiply(x, x)
+
+
+# -- more elementwise math (NumPy's ufuncs of the same names) ---------------------------------
+
+def arcsin(x): return _apply(mf.arcsin_p, x)
+def arccos(x): return _apply(mf.arccos_p, x)
+def arctan(x): return _apply(mf.arctan_p, x)
+def sinh(x): return _apply(mf.sinh_p, x)
+def cosh(x): return _apply(mf.cosh_p, x)
+def arcsinh(x): return _apply(mf.arcsinh_p, x)
+def arccosh(x): return _apply(mf.arccosh_p, x)
+def arctanh(x): return _apply(mf.arctanh_p, x)
+def log2(x): return _apply(mf.log2_p, x)
+def log10(x): return _apply(mf.log10_p, x)
+def arctan2(x1, x2): return _apply(mf.arctan2_p, x1, x2)
+def hypot(x1, x2): return _apply(mf.hypot_p, x1, x2)
+def logaddexp(x1, x2): return _apply(mf.logaddexp_p, x1, x2)
+def copysign(x1, x2): return _apply(mf.copysign_p, x1, x2)
+def rint(x): return _apply(mf.rint_p, x)
+
+
+def exp2(x) -> Tensor:
+    """2**x (``power(2, x)``, for a float ``x``: integers become float64, as in NumPy)."""
+    x = as_tensor(x)
+    return power(2.0, x if _is_float_dtype(x.dtype) else astype(x, np.float64))
+
+
+def reciprocal(x) -> Tensor:
+    """1/x.  For integers, as NumPy: the truncated quotient of 1 by x, which is x for ±1 and
+    otherwise 0 (also for x = 0, where NumPy's is whatever the platform's 1/0 gives); booleans
+    become int8 first."""
+    x = as_tensor(x)
+    if _is_float_dtype(x.dtype):
+        return divide(1.0, x)
+    if x.dtype == np.bool_:
+        x = astype(x, np.int8)
+    one = equal(x, 1) if x.dtype.kind == "u" else equal(abs(x), 1)
+    return where(one, x, 0)
+
+
+def _rounding(op, x) -> Tensor:
+    """floor, ceil, trunc: integers and booleans are returned as they are (NumPy keeps them)."""
+    x = as_tensor(x)
+    return bind(op, x) if _is_float_dtype(x.dtype) else x
+
+
+def floor(x): return _rounding(mf.floor_p, x)
+def ceil(x): return _rounding(mf.ceil_p, x)
+def trunc(x): return _rounding(mf.trunc_p, x)
+
+
+def _power_of_ten(n: int) -> float:
+    """10**n as NumPy's round computes it (exact table to 1e8, then repeated multiplication)."""
+    if n < 9:
+        return float(10 ** n)
+    value = 1e9
+    for _ in range(n - 9):
+        value *= 10.0
+    return value
+
+
+def round(x, decimals=0) -> Tensor:  # noqa: A001  (mirrors numpy.round)
+    """numpy.round: half to even, at ``decimals`` digits (negative: left of the point).
+
+    As NumPy computes it: ``rint(x * 10**d) / 10**d`` (``rint(x / 10**-d) * 10**-d`` for
+    negative ``d``), so results carry the same rounding.  Integers are returned as they are for
+    ``decimals >= 0`` and rounded through float64 otherwise; booleans round as floats.
+    Piecewise constant: its derivative is zero.
+    """
+    if isinstance(decimals, bool) or not isinstance(decimals, (int, np.integer)):
+        raise TypeError(f"round: decimals must be an integer, got {decimals!r}")
+    x, decimals = as_tensor(x), int(decimals)
+    integer = x.dtype.kind in "iu"
+    if integer and decimals >= 0:
+        return x
+    if decimals == 0:
+        return rint(x)
+    scale = _power_of_ten(builtins.abs(decimals))
+    if decimals > 0:
+        y = divide(rint(multiply(x, scale)), scale)
+    else:
+        y = multiply(rint(divide(x, scale)), scale)
+    return astype(y, x.dtype) if integer else y
+
+
+def _integer_operands(name: str, operands, shift: bool = False) -> np.dtype:
+    """The promoted dtype of integer (or boolean) operands; floats are a TypeError, as in NumPy."""
+    dtype = _promote(name, operands, "same")
+    if dtype.kind not in "biu":
+        raise TypeError(f"{name}: only integer and boolean operands are supported, got {dtype}")
+    return np.dtype(np.int8) if shift and dtype == np.bool_ else dtype
+
+
+def _apply_as(op: Primitive, dtype, *operands) -> Tensor:
+    """``_apply`` with the operands' dtype chosen by the caller."""
+    tensors = [as_tensor(x, dtype) for x in operands]
+    target = broadcast_dims(op.name, [t.dims for t in tensors])
+    tensors = [broadcast_to(t, target) if _needs_broadcast(t.dims, target) else t for t in tensors]
+    return bind(op, *tensors)
+
+
+def _numeric(name: str, operands) -> np.dtype:
+    """NumPy's dtype for arithmetic: booleans count as int8."""
+    dtype = _promote(name, operands, "same")
+    return np.dtype(np.int8) if dtype == np.bool_ else dtype
+
+
+def mod(x1, x2) -> Tensor:
+    """numpy.remainder (``%``): the remainder with the divisor's sign; x % 0 is NaN for floats,
+    0 for integers.  d/dx1 = 1, d/dx2 = -floor_divide(x1, x2)."""
+    return _apply_as(mf.mod_p, _numeric("mod", (x1, x2)), x1, x2)
+
+
+remainder = mod
+
+
+def floor_divide(x1, x2) -> Tensor:
+    """numpy.floor_divide (``//``): x1 / x2 rounded down; x // 0 is ±inf or NaN for floats,
+    0 for integers.  Piecewise constant: its derivative is zero."""
+    return _apply_as(mf.floor_divide_p, _numeric("floor_divide", (x1, x2)), x1, x2)
+
+
+def fmod(x1, x2) -> Tensor:
+    """numpy.fmod: the remainder with the dividend's sign (C's fmod); x % 0 is NaN for floats,
+    0 for integers.  d/dx1 = 1, d/dx2 = -trunc(x1 / x2)."""
+    dtype = _numeric("fmod", (x1, x2))
+    if _is_float_dtype(dtype):
+        return _apply_as(mf.fmod_p, dtype, x1, x2)
+    x1, x2 = as_tensor(x1, dtype), as_tensor(x2, dtype)
+    r = mod(x1, x2)                # integers: the floored remainder, moved to the dividend's sign
+    if dtype.kind == "u":
+        return r
+    moved = logical_and(not_equal(r, 0), not_equal(less(r, 0), less(x1, 0)))
+    return where(moved, subtract(r, x2), r)
+
+
+def bitwise_and(x1, x2): return _apply_as(mf.bitwise_and_p, _integer_operands("bitwise_and", (x1, x2)), x1, x2)
+def bitwise_or(x1, x2): return _apply_as(mf.bitwise_or_p, _integer_operands("bitwise_or", (x1, x2)), x1, x2)
+def bitwise_xor(x1, x2): return _apply_as(mf.bitwise_xor_p, _integer_operands("bitwise_xor", (x1, x2)), x1, x2)
+
+
+def left_shift(x1, x2):
+    """numpy.left_shift: shifts by the width or more (or by a negative count) give 0."""
+    return _apply_as(mf.left_shift_p, _integer_operands("left_shift", (x1, x2), shift=True), x1, x2)
+
+
+def right_shift(x1, x2):
+    """numpy.right_shift (arithmetic for signed integers): shifts by the width or more (or by a
+    negative count) give 0, or -1 for negative x1."""
+    return _apply_as(mf.right_shift_p, _integer_operands("right_shift", (x1, x2), shift=True), x1, x2)
+
+
+def invert(x) -> Tensor:
+    """numpy.invert (``~``): bitwise not of integers, logical not of booleans."""
+    dtype = _integer_operands("invert", (x,))
+    x = as_tensor(x, dtype)
+    return equal(x, False) if dtype == np.bool_ else bind(mf.invert_p, x)
+
+
+bitwise_not = invert
+
+
+def _truth(x) -> Tensor:
+    """The booleans NumPy's logical functions see: x != 0 (NaN is true)."""
+    x = as_tensor(x)
+    return x if x.dtype == np.bool_ else not_equal(x, 0)
+
+
+def logical_and(x1, x2): return bitwise_and(_truth(x1), _truth(x2))
+def logical_or(x1, x2): return bitwise_or(_truth(x1), _truth(x2))
+def logical_xor(x1, x2): return not_equal(_truth(x1), _truth(x2))
+
+
+def logical_not(x) -> Tensor:
+    x = as_tensor(x)
+    return equal(x, False) if x.dtype == np.bool_ else equal(x, 0)
+
+
+def isnan(x) -> Tensor:
+    """x != x: true only for NaN (always false for integers and booleans)."""
+    x = as_tensor(x)
+    return not_equal(x, x) if _is_float_dtype(x.dtype) else full_like(x, False, np.bool_)
+
+
+def isinf(x) -> Tensor:
+    x = as_tensor(x)
+    return equal(abs(x), np.inf) if _is_float_dtype(x.dtype) else full_like(x, False, np.bool_)
+
+
+def isfinite(x) -> Tensor:
+    """|x| < inf: false for ±inf and NaN (always true for integers and booleans)."""
+    x = as_tensor(x)
+    return less(abs(x), np.inf) if _is_float_dtype(x.dtype) else full_like(x, True, np.bool_)
+
+
+def _is_float_dtype(dtype) -> bool:
+    return np.issubdtype(dtype, np.floating)
 
 
 def where(condition, x, y) -> Tensor:

@@ -30,6 +30,62 @@ def log_softmax(x, axis=-1) -> Tensor:
     return F.subtract(x, F.logsumexp(x, _softmax_axes(x, axis, "log_softmax"), keepdims=True))
 
 
+# -- activations (PyTorch's definitions; derivatives at the kinks as PyTorch's) ------------------
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def selu(x) -> Tensor:
+    """scale * (x if x > 0 else alpha * (e^x - 1)), with PyTorch's alpha and scale."""
+    return F.multiply(_SELU_SCALE, F.elu(x, _SELU_ALPHA))
+
+
+def celu(x, alpha: float = 1.0) -> Tensor:
+    """x if x > 0 else alpha * (e^(x/alpha) - 1)."""
+    if alpha == 0:
+        raise ValueError("celu: alpha must not be 0")
+    x = F.as_tensor(x)
+    return F.where(F.greater(x, 0), x, F.multiply(alpha, F.expm1(F.divide(x, alpha))))
+
+
+def softsign(x) -> Tensor:
+    """x / (1 + |x|)."""
+    return F.divide(x, F.add(1.0, F.abs(x)))
+
+
+def log_sigmoid(x) -> Tensor:
+    """log(sigmoid(x)) = -softplus(-x): no overflow or log(0) for large |x|."""
+    return F.negative(F.softplus(F.negative(x)))
+
+
+def relu6(x) -> Tensor:
+    """min(max(x, 0), 6); the derivative is 1 strictly inside (0, 6), else 0."""
+    x = F.as_tensor(x)
+    return F.where(F.greater(x, 0), F.where(F.less(x, 6), x, 6.0), 0.0)
+
+
+def hard_sigmoid(x) -> Tensor:
+    """relu6(x + 3) / 6: 0 for x <= -3, 1 for x >= 3; the derivative is 1/6 strictly between."""
+    x = F.as_tensor(x)
+    inside = F.logical_and(F.greater(x, -3), F.less(x, 3))
+    return F.where(F.greater_equal(x, 3), 1.0, F.where(inside, F.add(F.divide(x, 6.0), 0.5), 0.0))
+
+
+def hard_swish(x) -> Tensor:
+    """x * relu6(x + 3) / 6: 0 for x < -3, x for x > 3, x (x + 3) / 6 between (ends included,
+    so its derivative at -3 and 3 is PyTorch's: x/3 + 1/2)."""
+    x = F.as_tensor(x)
+    middle = F.divide(F.multiply(x, F.add(x, 3.0)), 6.0)
+    return F.where(F.less(x, -3), 0.0, F.where(F.greater(x, 3), x, middle))
+
+
+def mish(x) -> Tensor:
+    """x * tanh(softplus(x))."""
+    x = F.as_tensor(x)
+    return F.multiply(x, F.tanh(F.softplus(x)))
+
+
 def one_hot(labels, n: int, dtype="float64") -> Tensor:
     """``(..., n)`` array with 1 at each label's index."""
     labels = F.as_tensor(labels)

@@ -515,3 +515,99 @@ CONV_CASES: list[Case] = [
          (uniform(-1, 1, 2, 3, 4), uniform(0.5, 2, 3, 4))),
 ]
 CASES += CONV_CASES
+
+
+# -- more elementwise math (jitgrad/ops/mathfuncs.py) and activations -----------------------------
+# Several functions share a case, inside their smooth domains (away from the steps of the
+# rounding functions, as the finite differences need), so the table stays cheap to compile.
+
+def _signed(lo: float, hi: float, *shape: int) -> Callable[[], np.ndarray]:
+    """Magnitudes in [lo, hi) with random signs: divisors kept away from 0."""
+    return lambda: rng.uniform(lo, hi, shape) * rng.choice([-1.0, 1.0], shape)
+
+
+INSIDE34 = uniform(-0.9, 0.9, 3, 4)      # |x| < 1: arcsin, arccos, arctanh
+
+
+def _inverse_trig(x, m=None):
+    m = m or jg
+    return m.arcsin(x) + m.arccos(x) * x + m.arctan(x * 3)
+
+
+def _hyperbolic(x, p, m=None):
+    m = m or jg
+    return m.sinh(x) + m.cosh(x) * x + m.arcsinh(x * 3) + m.arctanh(x) + m.arccosh(p) * x
+
+
+def _logs(x, p, m=None):
+    m = m or jg
+    return m.log2(p) + m.log10(p) * x + m.exp2(x) + m.reciprocal(p) * x
+
+
+def _remainders(x, y, m=None):
+    m = m or jg
+    return m.mod(x, y) + m.fmod(x, y) * x + m.floor_divide(x, y) * y
+
+
+def _rounding(x, m=None):
+    m = m or jg
+    return x * m.floor(x) + m.ceil(x) + m.trunc(x) * x + m.round(x, 1) + m.rint(x * 3) * x
+
+
+def _bitwise(x, y, m=None):
+    """Integer ops on int64 values in [-20, 20), shift counts in [0, 5)."""
+    m = m or jg
+    a, b = (x * 10).astype(np.int64), (y * 10).astype(np.int64)
+    counts = m.mod(b, 5)
+    return m.stack([m.bitwise_and(a, b), m.bitwise_or(a, b), m.bitwise_xor(a, b), m.invert(a),
+                    m.left_shift(a, counts), m.right_shift(a, counts), m.mod(a, b), m.fmod(a, b),
+                    m.floor_divide(a, b), m.trunc(a) + m.round(a, -1)])
+
+
+def _logical(x, y, m=None):
+    m = m or jg
+    inf = m.where(x > 1.5, np.inf, m.where(x < -1.5, np.nan, x))
+    p, q = x > 0, y > 0
+    return m.stack([m.isnan(inf), m.isinf(inf), m.isfinite(inf), m.logical_and(p, q), m.logical_or(p, y),
+                    m.logical_xor(x, q), m.logical_not(p), m.logical_not(x), m.invert(q)])
+
+
+def _activations_ref(x):
+    sp = np.logaddexp(0, x)
+    selu = 1.0507009873554804934193349852946 * np.where(x > 0, x, 1.6732632423543772848170429916717 * np.expm1(x))
+    celu = np.where(x > 0, x, 0.5 * np.expm1(x / 0.5))
+    return (selu + celu + x / (1 + np.abs(x)) - np.logaddexp(0, -x) + np.clip(x / 6 + 0.5, 0, 1)
+            + x * np.clip(x + 3, 0, 6) / 6 + x * np.tanh(sp) + np.clip(x, 0, 6))
+
+
+def _activations(x):
+    n = jg.nn
+    return (n.selu(x) + n.celu(x, 0.5) + n.softsign(x) + n.log_sigmoid(x) + n.hard_sigmoid(x) + n.hard_swish(x)
+            + n.mish(x) + n.relu6(x))
+
+
+def _math_0d(x, y, m=None):
+    m = m or jg
+    return (m.arcsin(x) + m.arccos(x) + m.arctan(x) + m.sinh(x) + m.cosh(x) + m.arcsinh(x) + m.arctanh(x)
+            + m.arccosh(y + 1) + m.log2(y) + m.log10(y) + m.exp2(x) + m.arctan2(x, y) + m.hypot(x, y)
+            + m.logaddexp(x, y) + m.copysign(x, y) + m.mod(x, y) + m.fmod(x, y) + m.floor_divide(x, y)
+            + m.floor(x) + m.ceil(x) + m.trunc(x) + m.rint(x))
+
+
+MATH_CASES: list[Case] = [
+    Case("inverse_trig", _inverse_trig, lambda x: _inverse_trig(x, np), (INSIDE34,)),
+    Case("hyperbolic", _hyperbolic, lambda x, p: _hyperbolic(x, p, np), (INSIDE34, uniform(1.2, 3, 3, 4))),
+    Case("log2_log10_exp2", _logs, lambda x, p: _logs(x, p, np), (X34, POS34)),
+    Case("arctan2_hypot", lambda y, x: jg.arctan2(y, x) + jg.hypot(y, x) * y,
+         lambda y, x: np.arctan2(y, x) + np.hypot(y, x) * y, (X34, _signed(0.5, 2, 3, 4))),
+    Case("logaddexp_copysign", lambda x, y: jg.logaddexp(x, y) + jg.copysign(x, y) * y,
+         lambda x, y: np.logaddexp(x, y) + np.copysign(x, y) * y, (X34, _signed(0.2, 2, 3, 4))),
+    Case("remainders", _remainders, lambda x, y: _remainders(x, y, np), (uniform(-5, 5, 3, 4), _signed(0.5, 2, 3, 4))),
+    Case("rounding", _rounding, lambda x: _rounding(x, np), (uniform(-3, 3, 3, 4),)),
+    Case("bitwise", _bitwise, lambda x, y: _bitwise(x, y, np),
+         (X34, _signed(0.1, 2, 3, 4)), differentiable=False),
+    Case("logical", _logical, lambda x, y: _logical(x, y, np), (X34, X34), differentiable=False),
+    Case("activations_more", _activations, _activations_ref, (uniform(-7, 7, 3, 4),)),
+    Case("math_0d", _math_0d, lambda x, y: _math_0d(x, y, np), (SMALL0, POS0)),
+]
+CASES += MATH_CASES

@@ -24,7 +24,8 @@ from ..primitive import Dim
 from ..schedule import Var
 
 
-HELPERS = ("maximum", "minimum", "safe_div", "safe_mul", "sigmoid", "sign", "slice_first", "wrap_index")
+HELPERS = ("maximum", "minimum", "safe_div", "safe_mul", "sigmoid", "sign", "slice_first", "wrap_index",
+           "trunc", "floor", "ceil", "rint", "fmod", "floor_divide", "left_shift", "right_shift", "logaddexp")
 """Every function a kernel body calls by name: in primitives' scalar strings, reductions'
 combiners and index maps.  Each target's helper module (``scalars``, ``cuda_scalars``)
 defines all of them, and its kernels' prelude imports them (``import_helpers``)."""

@@ -52,6 +52,96 @@ def safe_div(a, x):
     return 0.0 if (q != q and a == 0) else q    # 0/0 and 0/NaN
 
 
+# Rounding, remainders and shifts.  numba.cuda has no np.floor (np.rint, ...) and Numba's CPU
+# target no math.fmod, so these use arithmetic both have: for a, b >= 0, ``a % b`` is fmod's exact
+# remainder.  Above 2**52 every float is an integer; inf and NaN are their own roundings.
+
+_BIG = 4503599627370496.0      # 2**52
+
+
+@_inline
+def trunc(x):
+    a = abs(x)
+    if a < _BIG:
+        return math.copysign(a - a % 1.0, x)      # the sign of x: trunc(-0.5) is -0.0
+    return x
+
+
+@_inline
+def floor(x):
+    a = abs(x)
+    if a < _BIG:
+        t = math.copysign(a - a % 1.0, x)
+        return t - 1.0 if x < t else t
+    return x
+
+
+@_inline
+def ceil(x):
+    a = abs(x)
+    if a < _BIG:
+        t = math.copysign(a - a % 1.0, x)
+        return t + 1.0 if x > t else t          # ceil(-0.5) is -0.0, as in NumPy
+    return x
+
+
+@_inline
+def rint(x):
+    """Round half to even, keeping the sign (rint(-0.25) is -0.0), as np.rint."""
+    a = abs(x)
+    if a < _BIG:
+        frac = a % 1.0
+        whole = a - frac
+        if frac > 0.5 or (frac == 0.5 and whole % 2.0 == 1.0):
+            whole += 1.0
+        return math.copysign(whole, x)
+    return x
+
+
+@_inline
+def fmod(a, b):
+    """np.fmod of floats: the remainder with the dividend's sign (NaN for b = 0 or a = ±inf)."""
+    return math.copysign(abs(a) % abs(b), a)
+
+
+@_inline
+def floor_divide(a, b):
+    """np.floor_divide: Python's ``//`` (which Numba computes as NumPy does, b = 0 included),
+    except that the most negative integer divided by -1 is itself (NumPy wraps around)."""
+    if b == -1 and a != 0 and a == -a:
+        return a
+    return a // b
+
+
+@_inline
+def left_shift(a, b):
+    """np.left_shift: shifting by the width or more, or by a negative count, gives 0.
+    (Numba shifts integers as 64-bit ones and the kernel casts the result back.)"""
+    return a << b if 0 <= b < 64 else a - a
+
+
+@_inline
+def right_shift(a, b):
+    """np.right_shift: shifting by the width or more, or by a negative count, gives -1 for a
+    negative ``a``, else 0."""
+    if 0 <= b < 64:
+        return a >> b
+    return ~(a - a) if a < 0 else a - a
+
+
+@_inline
+def logaddexp(a, b):
+    """log(e^a + e^b) as np.logaddexp: equal arguments (same-signed infinities) give a + log 2."""
+    if a == b:
+        return a + 0.6931471805599453
+    d = a - b
+    if d > 0:
+        return a + math.log1p(math.exp(-d))
+    if d <= 0:
+        return b + math.log1p(math.exp(d))
+    return d        # NaN
+
+
 @_inline
 def slice_first(n, start, has_start, step):
     """The first index a slice ``start::step`` reads on an axis of size n (as range() does)."""
