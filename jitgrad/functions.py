@@ -83,55 +83,230 @@ def _apply(op: Primitive, *operands) -> Tensor:
 
 # -- elementwise -------------------------------------------------------------
 
-def add(x, y): return _apply(ew.add_p, x, y)
-def subtract(x, y): return _apply(ew.sub_p, x, y)
-def multiply(x, y): return _apply(ew.mul_p, x, y)
-def divide(x, y): return _apply(ew.div_p, x, y)
-def power(x, y): return _apply(ew.pow_p, x, y)
-def maximum(x, y): return _apply(ew.maximum_p, x, y)
-def minimum(x, y): return _apply(ew.minimum_p, x, y)
+def add(x, y):
+    """x + y with NumPy broadcasting.  Derivative: 1 for each operand (summed over broadcast axes)."""
+    return _apply(ew.add_p, x, y)
+
+
+def subtract(x, y):
+    """x - y with broadcasting.  Derivatives: 1 and -1."""
+    return _apply(ew.sub_p, x, y)
+
+
+def multiply(x, y):
+    """x * y with broadcasting.  Derivatives: y and x."""
+    return _apply(ew.mul_p, x, y)
+
+
+def divide(x, y):
+    """x / y (true division; integers give float64), with broadcasting.  Derivatives: 1/y and -x/y²."""
+    return _apply(ew.div_p, x, y)
+
+
+def power(x, y):
+    """x ** y, elementwise.  Derivatives: y x^(y-1) (0 where y = 0) and x^y log x (0 where x = 0)."""
+    return _apply(ew.pow_p, x, y)
+
+
+def maximum(x, y):
+    """The larger of x and y, elementwise (NaN wins).  Derivative: to the larger; split equally
+    where they tie."""
+    return _apply(ew.maximum_p, x, y)
+
+
+def minimum(x, y):
+    """The smaller of x and y, elementwise (NaN wins).  Derivative: to the smaller; split equally
+    where they tie."""
+    return _apply(ew.minimum_p, x, y)
+
+
 def safe_mul(a, x): return _apply(ew.safe_mul_p, a, x)
 def safe_div(a, x): return _apply(ew.safe_div_p, a, x)
-def less(x, y): return _apply(ew.lt_p, x, y)
-def less_equal(x, y): return _apply(ew.le_p, x, y)
-def greater(x, y): return _apply(ew.gt_p, x, y)
-def greater_equal(x, y): return _apply(ew.ge_p, x, y)
-def equal(x, y): return _apply(ew.eq_p, x, y)
-def not_equal(x, y): return _apply(ew.ne_p, x, y)
-def negative(x): return _apply(ew.neg_p, x)
-def exp(x): return _apply(ew.exp_p, x)
-def log(x): return _apply(ew.log_p, x)
-def log1p(x): return _apply(ew.log1p_p, x)
-def expm1(x): return _apply(ew.expm1_p, x)
-def sqrt(x): return _apply(ew.sqrt_p, x)
-def sin(x): return _apply(ew.sin_p, x)
-def cos(x): return _apply(ew.cos_p, x)
-def tan(x): return _apply(ew.tan_p, x)
-def tanh(x): return _apply(ew.tanh_p, x)
-def abs(x): return _apply(ew.abs_p, x)  # noqa: A001  (mirrors numpy.abs)
-def sign(x): return _apply(ew.sign_p, x)
-def sigmoid(x): return _apply(ew.sigmoid_p, x)
-def erf(x): return _apply(ew.erf_p, x)
-def square(x): return multiply(x, x)
+def less(x, y):
+    """x < y, elementwise, as booleans.  No derivative."""
+    return _apply(ew.lt_p, x, y)
+
+
+def less_equal(x, y):
+    """x <= y, elementwise, as booleans.  No derivative."""
+    return _apply(ew.le_p, x, y)
+
+
+def greater(x, y):
+    """x > y, elementwise, as booleans.  No derivative."""
+    return _apply(ew.gt_p, x, y)
+
+
+def greater_equal(x, y):
+    """x >= y, elementwise, as booleans.  No derivative."""
+    return _apply(ew.ge_p, x, y)
+
+
+def equal(x, y):
+    """x == y, elementwise, as booleans.  No derivative."""
+    return _apply(ew.eq_p, x, y)
+
+
+def not_equal(x, y):
+    """x != y, elementwise, as booleans.  No derivative."""
+    return _apply(ew.ne_p, x, y)
+
+
+def negative(x):
+    """-x, elementwise.  Derivative: -1."""
+    return _apply(ew.neg_p, x)
+
+
+def exp(x):
+    """e^x, elementwise.  Derivative: e^x."""
+    return _apply(ew.exp_p, x)
+
+
+def log(x):
+    """Natural logarithm, elementwise.  Derivative: 1/x."""
+    return _apply(ew.log_p, x)
+
+
+def log1p(x):
+    """log(1 + x), accurate near 0, elementwise.  Derivative: 1/(1 + x)."""
+    return _apply(ew.log1p_p, x)
+
+
+def expm1(x):
+    """e^x - 1, accurate near 0, elementwise.  Derivative: e^x."""
+    return _apply(ew.expm1_p, x)
+
+
+def sqrt(x):
+    """Square root, elementwise.  Derivative: 1/(2 sqrt(x)) (infinite at 0)."""
+    return _apply(ew.sqrt_p, x)
+
+
+def sin(x):
+    """Sine, elementwise.  Derivative: cos(x)."""
+    return _apply(ew.sin_p, x)
+
+
+def cos(x):
+    """Cosine, elementwise.  Derivative: -sin(x)."""
+    return _apply(ew.cos_p, x)
+
+
+def tan(x):
+    """Tangent, elementwise.  Derivative: 1 + tan²(x)."""
+    return _apply(ew.tan_p, x)
+
+
+def tanh(x):
+    """Hyperbolic tangent, elementwise.  Derivative: 1 - tanh²(x)."""
+    return _apply(ew.tanh_p, x)
+
+
+def abs(x):  # noqa: A001  (mirrors numpy.abs)
+    """|x|, elementwise.  Derivative: sign(x) (0 at 0)."""
+    return _apply(ew.abs_p, x)
+
+
+def sign(x):
+    """-1, 0 or 1 by the sign of x (NaN stays NaN), elementwise.  Derivative: 0."""
+    return _apply(ew.sign_p, x)
+
+
+def sigmoid(x):
+    """1 / (1 + e^-x), elementwise, without overflow.  Derivative: y (1 - y)."""
+    return _apply(ew.sigmoid_p, x)
+
+
+def erf(x):
+    """The error function, elementwise.  Derivative: 2/sqrt(pi) e^(-x²)."""
+    return _apply(ew.erf_p, x)
+
+
+def square(x):
+    """x * x, elementwise.  Derivative: 2x."""
+    return multiply(x, x)
 
 
 # -- more elementwise math (NumPy's ufuncs of the same names) ---------------------------------
 
-def arcsin(x): return _apply(mf.arcsin_p, x)
-def arccos(x): return _apply(mf.arccos_p, x)
-def arctan(x): return _apply(mf.arctan_p, x)
-def sinh(x): return _apply(mf.sinh_p, x)
-def cosh(x): return _apply(mf.cosh_p, x)
-def arcsinh(x): return _apply(mf.arcsinh_p, x)
-def arccosh(x): return _apply(mf.arccosh_p, x)
-def arctanh(x): return _apply(mf.arctanh_p, x)
-def log2(x): return _apply(mf.log2_p, x)
-def log10(x): return _apply(mf.log10_p, x)
-def arctan2(x1, x2): return _apply(mf.arctan2_p, x1, x2)
-def hypot(x1, x2): return _apply(mf.hypot_p, x1, x2)
-def logaddexp(x1, x2): return _apply(mf.logaddexp_p, x1, x2)
-def copysign(x1, x2): return _apply(mf.copysign_p, x1, x2)
-def rint(x): return _apply(mf.rint_p, x)
+def arcsin(x):
+    """Inverse sine, elementwise (NaN outside [-1, 1]).  Derivative: 1/sqrt(1 - x²) (infinite at
+    ±1)."""
+    return _apply(mf.arcsin_p, x)
+
+
+def arccos(x):
+    """Inverse cosine, elementwise (NaN outside [-1, 1]).  Derivative: -1/sqrt(1 - x²) (infinite at
+    ±1)."""
+    return _apply(mf.arccos_p, x)
+
+
+def arctan(x):
+    """Inverse tangent, elementwise.  Derivative: 1/(1 + x²)."""
+    return _apply(mf.arctan_p, x)
+
+
+def sinh(x):
+    """Hyperbolic sine, elementwise.  Derivative: cosh(x)."""
+    return _apply(mf.sinh_p, x)
+
+
+def cosh(x):
+    """Hyperbolic cosine, elementwise.  Derivative: sinh(x)."""
+    return _apply(mf.cosh_p, x)
+
+
+def arcsinh(x):
+    """Inverse hyperbolic sine, elementwise.  Derivative: 1/sqrt(x² + 1)."""
+    return _apply(mf.arcsinh_p, x)
+
+
+def arccosh(x):
+    """Inverse hyperbolic cosine, elementwise (x >= 1).  Derivative: 1/sqrt(x² - 1)."""
+    return _apply(mf.arccosh_p, x)
+
+
+def arctanh(x):
+    """Inverse hyperbolic tangent, elementwise (|x| < 1).  Derivative: 1/(1 - x²)."""
+    return _apply(mf.arctanh_p, x)
+
+
+def log2(x):
+    """Base-2 logarithm, elementwise.  Derivative: 1/(x ln 2)."""
+    return _apply(mf.log2_p, x)
+
+
+def log10(x):
+    """Base-10 logarithm, elementwise.  Derivative: 1/(x ln 10)."""
+    return _apply(mf.log10_p, x)
+
+
+def arctan2(x1, x2):
+    """The angle of the point (x2, x1), elementwise, as numpy.arctan2.  Derivatives: x2/(x1² + x2²)
+    and -x1/(x1² + x2²), 0 at the origin."""
+    return _apply(mf.arctan2_p, x1, x2)
+
+
+def hypot(x1, x2):
+    """sqrt(x1² + x2²) without overflow, elementwise.  Derivatives: x1/h and x2/h, 0 at the origin."""
+    return _apply(mf.hypot_p, x1, x2)
+
+
+def logaddexp(x1, x2):
+    """log(e^x1 + e^x2) without overflow, elementwise.  Derivatives: sigmoid(x1 - x2) and sigmoid(x2
+    - x1)."""
+    return _apply(mf.logaddexp_p, x1, x2)
+
+
+def copysign(x1, x2):
+    """|x1| with the sign of x2, elementwise.  Derivatives: sign(x1) sign(x2) (1 where they agree,
+    -1 where not) for x1, 0 for x2."""
+    return _apply(mf.copysign_p, x1, x2)
+
+
+def rint(x):
+    """x rounded to the nearest integer, halves to even, elementwise.  Derivative: 0."""
+    return _apply(mf.rint_p, x)
 
 
 def exp2(x) -> Tensor:
@@ -159,9 +334,19 @@ def _rounding(op, x) -> Tensor:
     return bind(op, x) if _is_float_dtype(x.dtype) else x
 
 
-def floor(x): return _rounding(mf.floor_p, x)
-def ceil(x): return _rounding(mf.ceil_p, x)
-def trunc(x): return _rounding(mf.trunc_p, x)
+def floor(x):
+    """The largest integer <= x, elementwise (integers are returned as they are).  Derivative: 0."""
+    return _rounding(mf.floor_p, x)
+
+
+def ceil(x):
+    """The smallest integer >= x, elementwise (integers are returned as they are).  Derivative: 0."""
+    return _rounding(mf.ceil_p, x)
+
+
+def trunc(x):
+    """x rounded toward zero, elementwise (integers are returned as they are).  Derivative: 0."""
+    return _rounding(mf.trunc_p, x)
 
 
 def _power_of_ten(n: int) -> float:
@@ -249,9 +434,20 @@ def fmod(x1, x2) -> Tensor:
     return where(moved, subtract(r, x2), r)
 
 
-def bitwise_and(x1, x2): return _apply_as(mf.bitwise_and_p, _integer_operands("bitwise_and", (x1, x2)), x1, x2)
-def bitwise_or(x1, x2): return _apply_as(mf.bitwise_or_p, _integer_operands("bitwise_or", (x1, x2)), x1, x2)
-def bitwise_xor(x1, x2): return _apply_as(mf.bitwise_xor_p, _integer_operands("bitwise_xor", (x1, x2)), x1, x2)
+def bitwise_and(x1, x2):
+    """Bitwise and of integers and booleans (``&``); floats raise TypeError.  No derivative."""
+    return _apply_as(mf.bitwise_and_p, _integer_operands("bitwise_and", (x1, x2)), x1, x2)
+
+
+def bitwise_or(x1, x2):
+    """Bitwise or of integers and booleans (``|``); floats raise TypeError.  No derivative."""
+    return _apply_as(mf.bitwise_or_p, _integer_operands("bitwise_or", (x1, x2)), x1, x2)
+
+
+def bitwise_xor(x1, x2):
+    """Bitwise exclusive or of integers and booleans (``^``); floats raise TypeError.  No
+    derivative."""
+    return _apply_as(mf.bitwise_xor_p, _integer_operands("bitwise_xor", (x1, x2)), x1, x2)
 
 
 def left_shift(x1, x2):
@@ -281,12 +477,23 @@ def _truth(x) -> Tensor:
     return x if x.dtype == np.bool_ else not_equal(x, 0)
 
 
-def logical_and(x1, x2): return bitwise_and(_truth(x1), _truth(x2))
-def logical_or(x1, x2): return bitwise_or(_truth(x1), _truth(x2))
-def logical_xor(x1, x2): return not_equal(_truth(x1), _truth(x2))
+def logical_and(x1, x2):
+    """x1 and x2 as truth values (non-zero is true, NaN too), elementwise.  No derivative."""
+    return bitwise_and(_truth(x1), _truth(x2))
+
+
+def logical_or(x1, x2):
+    """x1 or x2 as truth values, elementwise.  No derivative."""
+    return bitwise_or(_truth(x1), _truth(x2))
+
+
+def logical_xor(x1, x2):
+    """x1 xor x2 as truth values, elementwise.  No derivative."""
+    return not_equal(_truth(x1), _truth(x2))
 
 
 def logical_not(x) -> Tensor:
+    """not x as a truth value, elementwise.  No derivative."""
     x = as_tensor(x)
     return equal(x, False) if x.dtype == np.bool_ else equal(x, 0)
 
@@ -298,6 +505,7 @@ def isnan(x) -> Tensor:
 
 
 def isinf(x) -> Tensor:
+    """Whether x is +inf or -inf, elementwise (always false for integers).  No derivative."""
     x = as_tensor(x)
     return equal(abs(x), np.inf) if _is_float_dtype(x.dtype) else full_like(x, False, np.bool_)
 
@@ -335,6 +543,8 @@ def clip(x, a_min, a_max) -> Tensor:
 
 
 def astype(x, dtype) -> Tensor:
+    """``x`` converted to ``dtype``.  Derivatives pass between float dtypes; integer and bool
+    results have none."""
     x, dt = as_tensor(x), as_dtype(dtype, "astype")
     return x if x.dtype == dt else bind(ew.convert_p, x, dtype=dt)
 
@@ -346,10 +556,25 @@ def stop_gradient(x) -> Tensor:
 
 # -- activations -------------------------------------------------------------
 
-def relu(x): return where(greater(x, 0), x, 0)          # relu'(0) = 0
-def leaky_relu(x, alpha=0.01): return where(greater(x, 0), x, multiply(alpha, x))
-def elu(x, alpha=1.0): return where(greater(x, 0), x, multiply(alpha, expm1(x)))
-def silu(x): return multiply(x, sigmoid(x))
+def relu(x):          # relu'(0) = 0
+    """max(x, 0), elementwise.  Derivative: 1 for x > 0, else 0 (relu'(0) = 0)."""
+    return where(greater(x, 0), x, 0)
+
+
+def leaky_relu(x, alpha=0.01):
+    """x for x > 0, alpha x otherwise.  Derivative at 0: alpha."""
+    return where(greater(x, 0), x, multiply(alpha, x))
+
+
+def elu(x, alpha=1.0):
+    """x for x > 0, alpha (e^x - 1) otherwise.  Derivative at 0: alpha (the left side)."""
+    return where(greater(x, 0), x, multiply(alpha, expm1(x)))
+
+
+def silu(x):
+    """x sigmoid(x), elementwise (also called swish).  Derivative: sigmoid(x) (1 + x (1 -
+    sigmoid(x)))."""
+    return multiply(x, sigmoid(x))
 
 
 def softplus(x) -> Tensor:
@@ -378,10 +603,27 @@ def _reduce(op: Primitive, name: str, x, axis, keepdims) -> Tensor:
     return bind(op, x, axes=normalize_axes(axis, x.ndim, name, int_axis_of_0d=True), keepdims=bool(keepdims))
 
 
-def sum(x, axis=None, keepdims=False): return _reduce(rd.reduce_sum_p, "sum", x, axis, keepdims)  # noqa: A001
-def max(x, axis=None, keepdims=False): return _reduce(rd.reduce_max_p, "max", x, axis, keepdims)  # noqa: A001
-def min(x, axis=None, keepdims=False): return _reduce(rd.reduce_min_p, "min", x, axis, keepdims)  # noqa: A001
-def prod(x, axis=None, keepdims=False): return _reduce(rd.reduce_prod_p, "prod", x, axis, keepdims)
+def sum(x, axis=None, keepdims=False):  # noqa: A001
+    """The sum over ``axis`` (all axes if None), as numpy.sum.  Derivative: 1 for every element."""
+    return _reduce(rd.reduce_sum_p, "sum", x, axis, keepdims)
+
+
+def max(x, axis=None, keepdims=False):  # noqa: A001
+    """The maximum over ``axis`` (all axes if None), as numpy.max.  Derivative: split equally
+    between tied maxima."""
+    return _reduce(rd.reduce_max_p, "max", x, axis, keepdims)
+
+
+def min(x, axis=None, keepdims=False):  # noqa: A001
+    """The minimum over ``axis`` (all axes if None), as numpy.min.  Derivative: split equally
+    between tied minima."""
+    return _reduce(rd.reduce_min_p, "min", x, axis, keepdims)
+
+
+def prod(x, axis=None, keepdims=False):
+    """The product over ``axis`` (all axes if None).  Derivative: the product of the other elements,
+    exact where some are zero."""
+    return _reduce(rd.reduce_prod_p, "prod", x, axis, keepdims)
 
 
 def _count(x: Tensor, axes, dtype) -> Tensor | float:
@@ -394,6 +636,8 @@ def _count(x: Tensor, axes, dtype) -> Tensor | float:
 
 
 def mean(x, axis=None, keepdims=False) -> Tensor:
+    """The mean over ``axis`` (all axes if None); integers average as float64.  Derivative: 1/n for
+    every element."""
     x = as_tensor(x)
     if not np.issubdtype(x.dtype, np.floating):
         x = astype(x, np.float64)
@@ -429,6 +673,7 @@ def _shape_arg(shape) -> tuple:
 
 
 def reshape(x, *shape) -> Tensor:
+    """``x`` with a new shape of the same size (one entry may be -1; call-time sizes allowed)."""
     x, shape = as_tensor(x), _shape_arg(shape)
     return x if shape == x.dims else bind(sh.reshape_p, x, shape=shape)
 
@@ -448,11 +693,15 @@ def transpose(x, *axes) -> Tensor:
 
 
 def broadcast_to(x, shape) -> Tensor:
+    """``x`` broadcast to ``shape`` (NumPy's rules; a call-time size must equal what it meets).  Its
+    VJP sums over the broadcast axes."""
     x, shape = as_tensor(x), _shape_arg((shape,) if not isinstance(shape, tuple) else shape)
     return x if shape == x.dims else bind(sh.broadcast_to_p, x, shape=shape)
 
 
 def expand_dims(x, axis) -> Tensor:
+    """``x`` with a new axis of size 1 at ``axis`` (an int or a tuple, negative counted from the
+    end)."""
     x = as_tensor(x)
     if isinstance(axis, (int, np.integer)) and not isinstance(axis, bool):
         axis = (axis,)
@@ -464,6 +713,7 @@ def expand_dims(x, axis) -> Tensor:
 
 
 def squeeze(x, axis=None) -> Tensor:
+    """``x`` without the axes of size 1 named by ``axis`` (all of them if None)."""
     x = as_tensor(x)
     if axis is None:
         axes = tuple(i for i, d in enumerate(x.dims) if isinstance(d, int) and d == 1)
@@ -491,6 +741,7 @@ def concatenate(tensors, axis=0) -> Tensor:
 
 
 def stack(tensors, axis=0) -> Tensor:
+    """The tensors (of one shape) joined along a new axis ``axis``."""
     if not tensors:
         raise ValueError("stack: need at least one array")
     tensors = [as_tensor(t) for t in tensors]
@@ -519,10 +770,13 @@ def full(shape, value, dtype="float64") -> Tensor:
 
 
 def zeros(shape, dtype="float64") -> Tensor:
+    """An array of zeros of ``shape`` and ``dtype``."""
     return full(shape, 0, dtype)
 
 
 def ones(shape, dtype="float64") -> Tensor:
+    """An array of ones of ``shape`` (a ``None``-free tuple, or Dims of a call-time size) and
+    ``dtype``."""
     return full(shape, 1, dtype)
 
 
@@ -533,10 +787,12 @@ def full_like(x, value, dtype=None) -> Tensor:
 
 
 def zeros_like(x, dtype=None) -> Tensor:
+    """Zeros of ``x``'s shape (call-time sizes included) and dtype, or ``dtype``."""
     return full_like(x, 0, dtype)
 
 
 def ones_like(x, dtype=None) -> Tensor:
+    """Ones of ``x``'s shape (call-time sizes included) and dtype, or ``dtype``."""
     return full_like(x, 1, dtype)
 
 
@@ -546,6 +802,7 @@ def eye(n: int, m: int | None = None, k: int = 0, dtype="float64") -> Tensor:
 
 
 def identity(n: int, dtype="float64") -> Tensor:
+    """The n x n identity matrix."""
     return eye(n, dtype=dtype)
 
 
@@ -598,5 +855,6 @@ def dot(a, b) -> Tensor:
 
 
 def outer(a, b) -> Tensor:
+    """The outer product of two vectors (flattened first, as numpy.outer)."""
     a, b = reshape(as_tensor(a), (-1, 1)), reshape(as_tensor(b), (1, -1))
     return multiply(a, b)

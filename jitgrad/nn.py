@@ -26,6 +26,7 @@ def softmax(x, axis=-1) -> Tensor:
 
 
 def log_softmax(x, axis=-1) -> Tensor:
+    """log(softmax(x)) along ``axis``, computed stably (x - logsumexp(x))."""
     x = F.as_tensor(x)
     return F.subtract(x, F.logsumexp(x, _softmax_axes(x, axis, "log_softmax"), keepdims=True))
 
