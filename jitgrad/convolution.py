@@ -85,11 +85,12 @@ def _convolve(name: str, x: Tensor, w: Tensor, stride, padding, dilation, groups
     (n, channels), (c_out, c_group, k_h, k_w) = x.dims[:2], w.dims
     if not isinstance(groups, (int, np.integer)) or groups < 1:
         raise ValueError(f"{name}: groups must be a positive int, got {groups!r}")
-    if isinstance(channels, int) and (channels % groups or c_out % groups or c_group != channels // groups):
+    if isinstance(channels, int) and (channels % groups or c_out % groups):
+        raise ValueError(f"{name}: {groups} group(s) must divide both the input's {channels} channels and "
+                         f"the {c_out} output channels (weights {fmt_shape(w.dims)})")
+    if isinstance(channels, int) and c_group != channels // groups:
         raise ValueError(f"{name}: an input with {channels} channels in {groups} group(s) needs weights of "
-                         f"shape (C_out, {channels // groups if channels % groups == 0 else '?'}, kH, kW) with "
-                         f"C_out divisible by {groups}, got weights {fmt_shape(w.dims)} for input "
-                         f"{fmt_shape(x.dims)}")
+                         f"shape ({c_out}, {channels // groups}, kH, kW), got {fmt_shape(w.dims)}")
     check_windows(name, x.dims[2:], (k_h, k_w), stride, padding, dilation)
     cols = bind(patches_p, x, window=(k_h, k_w), stride=stride, padding=padding, dilation=dilation,
                 order=CONV_ORDER, pad_value=0)

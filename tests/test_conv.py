@@ -476,10 +476,12 @@ X = (2, 3, 5, 5)
     (lambda x: jg.nn.conv2d(x, np.ones((4, 3, 3))), r"conv2d: w must have shape \(C_out, C_in / groups, kH, kW\), "
                                                       r"got \(4, 3, 3\)"),
     (lambda x: jg.nn.conv2d(x, np.ones((4, 2, 3, 3))),
-     r"conv2d: an input with 3 channels .* got weights \(4, 2, 3, 3\) for input \(2, 3, 5, 5\)"),
-    (lambda x: jg.nn.conv2d(x, np.ones((4, 3, 3, 3)), groups=2), r"conv2d: an input with 3 channels in 2 group"),
+     r"conv2d: an input with 3 channels in 1 group\(s\) needs weights of shape \(4, 3, kH, kW\), "
+     r"got \(4, 2, 3, 3\)"),
+    (lambda x: jg.nn.conv2d(x, np.ones((4, 3, 3, 3)), groups=2),
+     r"conv2d: 2 group\(s\) must divide both the input's 3 channels and the 4 output channels"),
     (lambda x: jg.nn.conv2d(jg.input("x4", (2, 4, 5, 5)), np.ones((3, 2, 3, 3)), groups=2),
-     r"conv2d: .*C_out divisible by 2, got weights \(3, 2, 3, 3\)"),
+     r"conv2d: 2 group\(s\) must divide .* the 3 output channels \(weights \(3, 2, 3, 3\)\)"),
     (lambda x: jg.nn.conv2d(x, np.ones((4, 3, 3, 3)), groups=0), "conv2d: groups must be a positive int"),
     (lambda x: jg.nn.conv2d(x, np.ones((4, 3, 6, 3))),
      r"window of 6 .* does not fit along H = 5 with padding \(0, 0\)"),
