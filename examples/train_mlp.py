@@ -10,9 +10,10 @@ cross-entropy on mini-batches.
 Two functions are compiled once, before training: the training step (inputs a
 mini-batch, outputs its loss, and updates the weights and the optimizer's state
 in place) and the evaluation (inputs the held-out images and labels, outputs
-the accuracy, computed in the graph with ``jg.argmax``).  The defaults (64-256-128-10, Adam with lr 3e-3, batches of 64, 30
-epochs) reach about 98% held-out accuracy (97.2-98.6% over seeds 0-19) in half
-a second of training on 2 cores.  Numba's first compile of the two functions
+the accuracy, computed in the graph with ``jg.argmax``).  The defaults
+(64-256-128-10, Adam with lr 3e-3, batches of 64, 30 epochs) reach about 98%
+held-out accuracy (97.2-98.6% over seeds 0-19) in half a second of training on
+2 cores.  Numba's first compile of the two functions
 takes about 20 s; it is cached on disk (``JITGRAD_CACHE_DIR``), so later runs
 compile in about a second.
 
