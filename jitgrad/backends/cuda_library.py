@@ -32,7 +32,7 @@ from .cuda_runtime import (INDEX_OUT_OF_BOUNDS, error_flag, library_launch, rais
                            tiled_matmul_launch)
 
 __all__ = ["matmul", "transpose", "unslice", "scatter_add", "unpatches", "concatenate", "fill", "reshape",
-           "philox",
+           "philox", "argsort",
            "KERNELS"]
 
 
@@ -255,6 +255,45 @@ def unpatches(cols, out, attrs: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# argsort: one thread per row, a stable insertion sort of the row's indices
+# ---------------------------------------------------------------------------------------------
+
+@cuda.jit
+def _argsort(x, out, n, inner, descending):
+    """out[o, :, q] = the indices that sort x[o, :, q] (x, out flat over (outer, n, inner)),
+    stably: an element moves before another only if it is strictly before it, NaNs last
+    (first when ``descending``, which also reverses the order but keeps ties by index)."""
+    rows = x.shape[0] // n
+    for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
+        base = (r // inner) * n * inner + r % inner
+        for i in range(n):
+            key = i
+            v = x[base + i * inner]
+            j = i - 1
+            while j >= 0:
+                w = x[base + out[base + j * inner] * inner]
+                if descending:
+                    before = v > w or (v != v and w == w)
+                else:
+                    before = v < w or (w != w and v == v)
+                if not before:
+                    break
+                out[base + (j + 1) * inner] = out[base + j * inner]
+                j -= 1
+            out[base + (j + 1) * inner] = key
+
+
+def argsort(x, out, axis: int, descending: bool) -> None:
+    """out (int64, x's shape) = the stable argsort of x along ``axis``."""
+    n = int(x.shape[axis])
+    if not x.size or n == 0:
+        return
+    inner = math.prod(x.shape[axis + 1:])
+    blocks, threads = library_launch(x.size // n)
+    _argsort[blocks, threads](_flat(x), _flat(out), n, inner, bool(descending))
+
+
+# ---------------------------------------------------------------------------------------------
 # scatter_add
 # ---------------------------------------------------------------------------------------------
 
@@ -283,7 +322,7 @@ def scatter_add(g, idx, out, axis: int) -> None:
     waits for it: the check reads a flag back from the device).
     """
     expected = tuple(out.shape[:axis]) + tuple(idx.shape) + tuple(out.shape[axis + 1:])
-    if tuple(g.shape) != expected:
+    if g.size != math.prod(expected):       # by size: a 0-d index is one element on the device
         raise ValueError(f"scatter_add: g has shape {g.shape}, expected {expected}")
     if idx.dtype.kind not in "iu":
         raise TypeError(f"scatter_add: indices must be integers, got {idx.dtype}")
@@ -494,6 +533,8 @@ KERNELS = [
      _signatures(lambda t: (t[::1], types.int64[::1], t[::1], types.int64, types.int64,
                             types.int32[::1]))),
     ("unpatches", _unpatches, _signatures(lambda t: (t[::1], t[::1], _quad, _quad, _six, _six, t))),
+    ("argsort", _argsort, _signatures(lambda t: (t[::1], types.int64[::1], types.int64, types.int64,
+                                                 types.boolean))),
     ("matmul_rows", _matmul_rows, _signatures(_matmul_args)),
     ("philox_words", _philox_words, [(types.uint32[::1], types.uint32[::1], types.uint32[::1], types.int64)]),
 ] + [

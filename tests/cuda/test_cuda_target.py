@@ -243,3 +243,11 @@ def test_profile_times_each_step_and_changes_no_param():
     assert profile.target == "cuda" and all(row.calls == 2 for row in profile.rows)
     assert str(profile).startswith("profile of 2 calls on target 'cuda'")
     np.testing.assert_array_equal(w.value, np.ones((4, 3)))
+
+
+def test_the_gradient_of_taking_one_column_runs_on_the_device():
+    """A 0-d index lives on the device as one element: scatter_add must accept it."""
+    x = jg.input("x", (3, 3))
+    (g,) = jg.grad(jg.sum(jg.sin(jg.take(x, np.array(1), axis=1))), [x])
+    value = np.arange(9.0).reshape(3, 3)
+    check_target([x], [g], [value], "cuda")
