@@ -7,7 +7,7 @@ attached to :class:`~jitgrad.graph.Tensor` from here, above all three:
 from __future__ import annotations
 
 from . import functions as F
-from .indexing import index
+from .indexing import at, index
 
 
 def _swap(fn):
@@ -32,6 +32,7 @@ def install_operators(cls: type) -> None:
         "sum": F.sum, "mean": F.mean, "max": F.max, "min": F.min, "prod": F.prod,
         "reshape": F.reshape, "transpose": F.transpose, "astype": F.astype,
         "T": property(lambda self: F.transpose(self)),
+        "at": property(at),
     }
     for name, fn in ops.items():
         setattr(cls, name, fn)
