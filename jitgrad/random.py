@@ -8,8 +8,8 @@ program, run in parallel, and give bit-identical streams on ``numpy``, ``cpu``
 and ``cuda``.  As in JAX, a key used for a draw should not be used again:
 ``split`` it first.
 
-``categorical`` and ``permutation`` are not here yet: both need ``argmax`` /
-``argsort``, which the graph does not have (issue 17 adds them).
+``categorical`` (Gumbel-max: ``argmax`` of the logits plus Gumbel noise) and
+``permutation`` (``argsort`` of uniform draws) follow ``jax.random``'s semantics.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import numpy as np
 from . import functions as F
 from .graph import Tensor, as_dtype, bind, constant
 from .ops.random import philox_p
+from .ops._shapes import normalize_axis
 from .primitive import Dim
 
 _DRAW, _SPLIT, _FOLD_IN = 0, 1, 2          # the tweak's second word: keeps the three apart
@@ -81,6 +82,55 @@ def bernoulli(key: Tensor, p=0.5, shape=None) -> Tensor:
     p = F.as_tensor(p)
     shape = tuple(p.shape) if shape is None else _shape(shape, "bernoulli")
     return F.less(uniform(key, shape, p.dtype if np.issubdtype(p.dtype, np.floating) else "float64"), p)
+
+
+def gumbel(key: Tensor, shape=(), dtype="float64") -> Tensor:
+    """Standard Gumbel numbers, -log(-log(u)) of uniform draws u."""
+    dtype = _float(dtype, "gumbel")
+    return F.negative(F.log(F.negative(F.log(_draw(key, shape, dtype, "gumbel")))))
+
+
+def categorical(key: Tensor, logits, axis: int = -1, shape=None) -> Tensor:
+    """Class indices (int64) drawn with probabilities softmax(logits) along ``axis``, by the
+    Gumbel-max trick, as ``jax.random.categorical``: the result has the logits' shape without
+    ``axis``, or ``shape``, which must end in that shape (its leading sizes are independent
+    draws).  A logit of -inf is never drawn."""
+    from .reductions import argmax
+    logits = F.as_tensor(logits)
+    if logits.dtype.kind != "f":
+        logits = F.astype(logits, np.float64)
+    if logits.ndim == 0:
+        raise ValueError("random.categorical: logits must have at least one axis")
+    axis = normalize_axis(axis, logits.ndim, "random.categorical") - logits.ndim      # negative
+    batch = logits.dims[:logits.ndim + axis] + (logits.dims[axis + 1:] if axis != -1 else ())
+    shape = batch if shape is None else _shape(shape, "categorical")
+    if len(shape) < len(batch) or tuple(shape[len(shape) - len(batch):]) != tuple(batch):
+        raise ValueError(f"random.categorical: shape {shape} must end in the logits' shape without "
+                         f"axis {axis}, {batch}")
+    prefix = tuple(shape[:len(shape) - len(batch)])
+    noise_shape = list(shape[len(prefix):])
+    noise_shape.insert(len(noise_shape) + axis + 1, logits.dims[axis])
+    noise = gumbel(key, prefix + tuple(noise_shape), logits.dtype)
+    return argmax(F.add(noise, F.stop_gradient(logits)), axis=axis)
+
+
+def permutation(key: Tensor, x, axis: int = 0, independent: bool = False) -> Tensor:
+    """A random permutation, as ``jax.random.permutation``: of ``arange(x)`` (int64) for an
+    int ``x``, else of ``x``'s slices along ``axis`` (each 1-d slice on its own if
+    ``independent``).  The argsort of uniform draws: every order equally likely."""
+    from .sorting import _take_along_last, _to_last, _from_last, argsort
+    if isinstance(x, (int, np.integer)) and not isinstance(x, bool):
+        if x < 0:
+            raise ValueError(f"random.permutation: n must be non-negative, got {x}")
+        return argsort(uniform(key, (int(x),)))
+    x = F.as_tensor(x)
+    if x.ndim == 0:
+        raise TypeError("random.permutation: x must be an int or an array with at least one axis")
+    axis = normalize_axis(axis, x.ndim, "random.permutation")
+    if not independent or x.ndim == 1:
+        return F.take(x, argsort(uniform(key, (x.dims[axis],))), axis=axis)
+    moved = _to_last(x, axis)
+    return _from_last(_take_along_last(moved, argsort(uniform(key, moved.dims), axis=-1)), axis)
 
 
 def _key(key, what: str) -> Tensor:

@@ -104,7 +104,7 @@ def test_no_import_cycle():
 # writer, the linalg call contract, the Program protocol, the scalar helpers) is neutral.
 TARGET_OF = {
     "numpy_ref": "numpy",
-    "numba_cpu": "cpu", "lapack": "cpu", "probes": "cpu", "philox": "cpu",
+    "numba_cpu": "cpu", "lapack": "cpu", "probes": "cpu", "philox": "cpu", "sorting": "cpu",
     "cuda": "cuda", "cuda_kernels": "cuda", "cuda_library": "cuda", "cuda_linalg": "cuda",
     "cuda_runtime": "cuda", "cuda_scalars": "cuda", "cuda_debug": "cuda",
 }

@@ -28,7 +28,7 @@ import numpy as np
 from .. import debug
 from ..fusion import INDEX_MAPS, Call, Collective, ControlFlow, Kernel, View
 from ..lower import Lowered, lower_body
-from ..ops import linalg, shape as sh, window
+from ..ops import linalg, shape as sh, sort as sort_ops, window
 from ..ops import random as random_ops
 from ..ops.loop import cond_operands, while_operands
 from ..primitive import Dim, resolve_dim
@@ -495,4 +495,5 @@ _LIBRARY = {  # primitive -> its launch, given cuda_library, the input arrays, t
     sh.full_like_p: lambda lib, ins, out, attrs: lib.fill(out, attrs["value"]),
     random_ops.philox_p: lambda lib, ins, out, attrs: lib.philox(ins[0], ins[1], out),
     window.unpatches_p: lambda lib, ins, out, attrs: lib.unpatches(ins[0], out, attrs),
+    sort_ops.argsort_p: lambda lib, ins, out, attrs: lib.argsort(ins[0], out, attrs["axis"], attrs["descending"]),
 }

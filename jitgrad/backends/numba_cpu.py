@@ -18,7 +18,7 @@ import numpy as np
 from .. import debug
 from ..fusion import Call, Collective, ControlFlow, Kernel, View
 from ..lower import Lowered, lower_body
-from ..ops import linalg, reduce as rd, shape as sh, window
+from ..ops import linalg, reduce as rd, shape as sh, sort as sort_ops, window
 from ..ops.window import AXES
 from ..ops import random as random_ops
 from ..ops.loop import cond_operands, while_operands
@@ -574,10 +574,22 @@ def _emit_unpatches(pw, e):
     return [_fill(pw, e.out, "0"), f"{kernel}({pw.name(e.ins[0])}, {pw.name(e.out)})"]
 
 
+def _emit_argsort(pw, e):
+    """A call of ``jitgrad.backends.sorting``: the rows along the axis as a (outer, n, inner) stack."""
+    pw.use("from jitgrad.backends import sorting")
+    (x,), axis = e.ins, e.attrs["axis"]
+
+    def stacked(v):
+        outer = " * ".join(pw.size(d) for d in v.dims[:axis]) or "1"
+        inner = " * ".join(pw.size(d) for d in v.dims[axis + 1:]) or "1"
+        return f"np.reshape({pw.name(v)}, ({outer}, {pw.size(v.dims[axis])}, {inner}))"
+    return [f"sorting.argsort_rows({stacked(x)}, {stacked(e.out)}, {bool(e.attrs['descending'])!r})"]
+
+
 _LIBRARY = {window.unpatches_p: _emit_unpatches, random_ops.philox_p: _emit_philox,
             sh.unslice_p: _emit_unslice, sh.scatter_add_p: _emit_scatter_add,
             sh.concatenate_p: _emit_concatenate, sh.full_p: _emit_full, sh.full_like_p: _emit_full_like,
-            linalg.matmul_p: _emit_matmul}
+            linalg.matmul_p: _emit_matmul, sort_ops.argsort_p: _emit_argsort}
 
 
 def _all_dims(schedule: Schedule) -> list[Dim]:
