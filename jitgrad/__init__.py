@@ -25,6 +25,7 @@ from .functions import (
     stack, subtract, sum, take, tan, tanh, transpose, trunc, where, zeros, zeros_like,
 )
 from .check import check_grads
+from .contractions import cross, einsum, einsum_path, inner, kron, tensordot, vdot
 from .custom import custom_jvp, custom_vjp
 from .graph import Tensor, constant, input, inputs_of, param
 from .io import load, save
@@ -32,6 +33,11 @@ from .loops import cond, fori_loop, scan, while_loop
 from .params import load_params, save_params
 from .provenance import debug_nans
 from .reductions import all, any, argmax, argmin, cumprod, cumsum, std, var  # noqa: A004
+from .arrays import (
+    array_split, diag, diagonal, flip, meshgrid, moveaxis, pad, ravel, repeat, roll, split, swapaxes,
+    take_along_axis, tile, trace, tril, triu,
+)
+from .sorting import argsort, sort, top_k
 from .viz import render, to_dot
 
 operators.install_operators(Tensor)

@@ -611,3 +611,162 @@ MATH_CASES: list[Case] = [
     Case("math_0d", _math_0d, lambda x, y: _math_0d(x, y, np), (SMALL0, POS0)),
 ]
 CASES += MATH_CASES
+
+
+# -- sorting (issue 17) -------------------------------------------------------------------------
+
+def _sorted_values(x):
+    values, _ = jg.top_k(x, 3)
+    return jg.concatenate([jg.sort(x, axis=0), jg.sort(x), values, jg.sort(x, descending=True)], axis=1)
+
+
+def _sorted_values_ref(x):
+    top = np.take_along_axis(x, np.argsort(-x, axis=1, kind="stable")[:, :3], axis=1)
+    return np.concatenate([np.sort(x, axis=0), np.sort(x, axis=1), top, np.sort(x, axis=1)[:, ::-1]], axis=1)
+
+
+def _with_ties(x, m=None):
+    """Rounded (many ties), with a NaN and infinities where |x| > 1.6."""
+    m = m or jg
+    return m.where(x > 1.6, np.nan, m.where(x < -1.6, -np.inf, m.round(x * 2)))
+
+
+def _sort_orders(x):
+    t = _with_ties(x)
+    _, top = jg.top_k(t, 3)
+    return jg.concatenate([jg.argsort(t, axis=0), jg.argsort(t), top, jg.argsort(t, descending=True)], axis=1)
+
+
+def _sort_orders_ref(x):
+    from jitgrad.ops.sort import argsort_ref
+    t = _with_ties(x, np)
+    down = argsort_ref(t, 1, True)
+    return np.concatenate([np.argsort(t, axis=0, kind="stable"), np.argsort(t, axis=1, kind="stable"),
+                           down[:, :3], down], axis=1)
+
+
+SORT_CASES: list[Case] = [
+    Case("sort_top_k", _sorted_values, _sorted_values_ref, (uniform(-2, 2, 3, 5),)),
+    Case("argsort", _sort_orders, _sort_orders_ref, (uniform(-2, 2, 4, 6),), differentiable=False),
+    Case("sort_flat_ties", lambda x: jg.sort(jg.where(x > 1, 1.0, x), axis=None) * jg.sort(x, axis=None),
+         lambda x: np.sort(np.where(x > 1, 1.0, x), axis=None) * np.sort(x, axis=None), (uniform(-2, 2, 2, 3, 2),)),
+]
+CASES += SORT_CASES
+
+
+# -- contractions (issue 17): einsum's diagonals, transposes, reshapes and batched matmuls ---------
+
+def _einsums(a, b, c, m=None):
+    m = m or jg
+    return m.einsum("bii,ij,jk->bk", a, b, c) + m.einsum("...ij,...jk->...ik", a[:, :, :2], b[:2, :2])[:, 0, :2]
+
+
+def _tensor_products(a, b, v, m=None):
+    m = m or jg
+    return (m.tensordot(a, b, ([2, 0], [0, 1])) + m.inner(m.cross(a[0], v), v)[:, None]
+            + m.vdot(a[0, :, :2], b[:, 0]) + m.kron(a[0, :, :1], v[:2]))
+
+
+CONTRACTION_CASES: list[Case] = [
+    Case("einsum_diagonal_chain", _einsums, lambda a, b, c: _einsums(a, b, c, np),
+         (uniform(-1, 1, 2, 3, 3), uniform(-1, 1, 3, 4), uniform(-1, 1, 4, 2))),
+    Case("tensordot_cross_kron", _tensor_products, lambda a, b, v: _tensor_products(a, b, v, np),
+         (uniform(-1, 1, 2, 3, 3), uniform(-1, 1, 3, 2, 2), uniform(-1, 1, 3))),
+]
+CASES += CONTRACTION_CASES
+
+
+def _full_svd_projector(a, m=None):
+    """The projector onto the complement of the thin U of a tall ``a``: unique, so differentiable."""
+    if m is None:
+        u = jg.linalg.svd(a, full_matrices=True)[0][:, 3:]
+        return u @ jg.swapaxes(u, -1, -2)
+    u = np.linalg.svd(a, full_matrices=True)[0][:, 3:]
+    return u @ u.T
+
+
+LINALG_MORE_CASES: list[Case] = [
+    Case("solve_triangular_unit", lambda t, b: jg.linalg.solve_triangular(t, b, trans=1, unit_diagonal=True),
+         lambda t, b: scipy.linalg.solve_triangular(t, b, trans=1, unit_diagonal=True), (SQUARE3, uniform(-1, 1, 3))),
+    Case("cho_solve", lambda m, b: jg.linalg.cho_solve(jg.linalg.cho_factor(m @ m.T + 3 * np.eye(3)), b),
+         lambda m, b: scipy.linalg.cho_solve(scipy.linalg.cho_factor(m @ m.T + 3 * np.eye(3)), b),
+         (uniform(-1, 1, 3, 3), uniform(-1, 1, 3, 2))),
+    Case("matrix_power", lambda a: jg.linalg.matrix_power(a, 5) + jg.linalg.matrix_power(a, -2),
+         lambda a: np.linalg.matrix_power(a, 5) + np.linalg.matrix_power(a, -2), (SQUARE3,)),
+    Case("pinv", jg.linalg.pinv, lambda a: np.linalg.pinv(a, rtol=None), (uniform(-2, 2, 4, 3),)),
+    Case("lstsq", lambda a, b: jg.linalg.lstsq(a, b)[0], lambda a, b: np.linalg.lstsq(a, b)[0],
+         (uniform(-2, 2, 4, 3), uniform(-1, 1, 4, 2))),
+    Case("qr_tall", lambda a: jg.linalg.qr(a)[0] * 2 + jg.linalg.qr(a)[1].sum(),
+         lambda a: (lambda q, r: q * np.sign(np.diag(r)) * 2 + (np.sign(np.diag(r))[:, None] * r).sum())(
+             *np.linalg.qr(a)), (uniform(-2, 2, 4, 3),)),
+    Case("qr_wide", lambda a: jg.linalg.qr(a, "r"),
+         lambda a: np.sign(np.diag(np.linalg.qr(a)[1]))[:, None] * np.linalg.qr(a, "r"), (X34,)),
+    Case("expm", jg.linalg.expm, scipy.linalg.expm, (uniform(-1.5, 1.5, 3, 3),), order=1),
+    Case("svd_full_projector", _full_svd_projector, lambda a: _full_svd_projector(a, np), (uniform(-2, 2, 5, 3),),
+         order=1),
+]
+CASES += LINALG_MORE_CASES
+
+
+# -- shape functions, advanced indexing and .at updates (jitgrad.arrays, jitgrad.indexing) ------
+
+_TAKE = np.array([[3, 0], [-1, 1], [2, 2]])
+_MASK = np.array([[True, False, True, False], [False, False, True, True], [True, True, False, False]])
+
+
+def _reorder(x, m=None):
+    m = m or jg
+    return (m.flip(x, 0) * m.roll(x, (1, -1), (0, 1)) + m.tile(x[:1], (3, 1)) + m.repeat(x[:, ::2], 2, axis=1)
+            + m.swapaxes(m.moveaxis(x.reshape(3, 2, 2), 0, -1), 0, 1).reshape(3, 4))
+
+
+def _triangles(x, m=None):
+    m = m or jg
+    return m.tril(x, -1) + m.triu(x, 1) * m.diag(m.diagonal(x)) + m.trace(x, 1) + m.diag(x[0], 0)
+
+
+def _pads(x, m=None):
+    m = m or jg
+    w = ((1, 2), (2, 1))
+    return m.pad(x, w, "reflect") + m.pad(x, w, "edge") * m.pad(x, w, constant_values=0.5) + m.pad(x, w, "wrap")
+
+
+def _split_take(x, m=None):
+    m = m or jg
+    left, right = m.split(x, 2, axis=1)
+    a, b = m.array_split(x, [1], axis=0)
+    grid = m.meshgrid(a[0, :2], b[:, 0], indexing="ij")[1]
+    return m.take_along_axis(x, _TAKE, 1) * left + right + m.ravel(grid)[:3, None] + m.ravel(x)[:6].reshape(3, 2)
+
+
+def _advanced_index(x):
+    return x[[[0], [2]], [1, -1, 3]].sum(0) * x[_MASK][:3] + x[1:, [0, 0, 2]][:, [1, 0, 2]].sum(0)
+
+
+def _at_updates(x):
+    return (x.at[[0, 2, 0], 1:3].set(x[1, :2] * 2.0) * x.at[:, [1, 1]].add(x[:, :2] ** 2)
+            + x.at[_MASK].multiply(x[_MASK] + 1.5) + x.at[[0, 1], [2, 2]].min(0.25) + x.at[2].max(x[0] * 0.5))
+
+
+def _at_updates_ref(x):
+    def upd(key, v, ufunc=None):
+        out = x.copy()
+        if ufunc is None:
+            out[key] = v
+        else:
+            ufunc.at(out, key, v)
+        return out
+    return (upd(([0, 2, 0], slice(1, 3)), x[1, :2] * 2.0) * upd((slice(None), [1, 1]), x[:, :2] ** 2, np.add)
+            + upd(_MASK, x[_MASK] + 1.5, np.multiply) + upd(([0, 1], [2, 2]), 0.25, np.minimum)
+            + upd(2, x[0] * 0.5, np.maximum))
+
+
+ARRAY_CASES: list[Case] = [
+    Case("arrays_reorder", _reorder, lambda x: _reorder(x, np), (X34,)),
+    Case("arrays_triangles", _triangles, lambda x: _triangles(x, np), (X33,)),
+    Case("arrays_pad", _pads, lambda x: _pads(x, np), (X34,)),
+    Case("arrays_split_take", _split_take, lambda x: _split_take(x, np), (X34,)),
+    Case("index_advanced", _advanced_index, _advanced_index, (X34,)),
+    Case("at_updates", _at_updates, _at_updates_ref, (X34,)),
+]
+CASES += ARRAY_CASES
