@@ -7,6 +7,7 @@ PNG goes, ``examples/out`` by default).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -27,6 +28,38 @@ def parser(description: str) -> argparse.ArgumentParser:
                    help="run a small, quick version (as the test suite does)")
     p.add_argument("--out", type=Path, default=OUT, help="directory for the figures")
     return p
+
+
+def training_parser(description: str, params_file: str, figure_file: str) -> argparse.ArgumentParser:
+    """The parser of a training script, which writes its params beside its figure."""
+    p = parser(description)
+    p.epilog = (f"Writes {params_file} (the trained params) and {figure_file} (loss and "
+                f"accuracy per epoch) into --out, and prints one summary line.")
+    for action in p._actions:
+        if "--out" in action.option_strings:
+            action.help = f"directory for {params_file} and {figure_file}"
+    return p
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
 
 
 def pyplot():

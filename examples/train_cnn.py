@@ -296,50 +296,24 @@ def plot(result: dict, args) -> Path:
 
 # -- command line ---------------------------------------------------------------
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0 or not np.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
 def parse_args(argv=None) -> argparse.Namespace:
-    p = _common.parser(__doc__.splitlines()[0])
-    p.epilog = (f"Writes {PARAMS_FILE} (the trained params) and {FIGURE_FILE} (loss and "
-                f"accuracy per epoch) into --out, and prints one summary line.")
-    for action in p._actions:           # _common's help says figures only; params go there too
-        if "--out" in action.option_strings:
-            action.help = f"directory for {PARAMS_FILE} and {FIGURE_FILE}"
-    p.add_argument("--epochs", type=positive_int, default=40,
+    p = _common.training_parser(__doc__.splitlines()[0], PARAMS_FILE, FIGURE_FILE)
+    p.add_argument("--epochs", type=_common.positive_int, default=40,
                    help=f"passes over the training set (--small: at most {SMALL_EPOCHS})")
-    p.add_argument("--batch-size", type=positive_int, default=64,
+    p.add_argument("--batch-size", type=_common.positive_int, default=64,
                    help="images per optimizer step (the last batch of an epoch may be smaller)")
-    p.add_argument("--lr", type=positive_float, default=1e-2,
+    p.add_argument("--lr", type=_common.positive_float, default=1e-2,
                    help="Adam's initial learning rate, decayed to 0 along a cosine over the run")
-    p.add_argument("--channels", type=positive_int, nargs=2, default=[16, 32], metavar=("C1", "C2"),
+    p.add_argument("--channels", type=_common.positive_int, nargs=2, default=[16, 32], metavar=("C1", "C2"),
                    help="output channels of the two 3x3 convolutions")
-    p.add_argument("--shift", type=non_negative_int, default=1,
+    p.add_argument("--shift", type=_common.non_negative_int, default=1,
                    help="augmentation: shift each training image by up to this many pixels (0: none)")
     p.add_argument("--target", choices=["cpu", "cuda", "numpy"], default="cpu",
                    help="jitgrad target: cpu (compiled by Numba), cuda (an NVIDIA GPU, or Numba's "
                         "simulator with NUMBA_ENABLE_CUDASIM=1) or numpy (the reference interpreter)")
-    p.add_argument("--seed", type=non_negative_int, default=0,
+    p.add_argument("--seed", type=_common.non_negative_int, default=0,
                    help="seed of the held-out split, the initial weights, the batch order and the shifts")
-    p.add_argument("--limit", type=positive_int, default=None, metavar="N",
+    p.add_argument("--limit", type=_common.positive_int, default=None, metavar="N",
                    help="use only the first N training and N held-out images (a quick check)")
     return p.parse_args(argv)
 

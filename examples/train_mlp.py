@@ -276,49 +276,23 @@ def plot(result: dict, args) -> Path:
 
 # -- command line ---------------------------------------------------------------
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0 or not np.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
 def parse_args(argv=None) -> argparse.Namespace:
-    p = _common.parser(__doc__.splitlines()[0])
-    p.epilog = (f"Writes {PARAMS_FILE} (the trained params) and {FIGURE_FILE} (loss and "
-                f"accuracy per epoch) into --out, and prints one summary line.")
-    for action in p._actions:           # _common's help says figures only; params go there too
-        if "--out" in action.option_strings:
-            action.help = f"directory for {PARAMS_FILE} and {FIGURE_FILE}"
-    p.add_argument("--epochs", type=positive_int, default=30,
+    p = _common.training_parser(__doc__.splitlines()[0], PARAMS_FILE, FIGURE_FILE)
+    p.add_argument("--epochs", type=_common.positive_int, default=30,
                    help=f"passes over the training set (--small: {SMALL_EPOCHS})")
-    p.add_argument("--batch-size", type=positive_int, default=64,
+    p.add_argument("--batch-size", type=_common.positive_int, default=64,
                    help="images per optimizer step (the last batch of an epoch may be smaller)")
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam",
                    help="sgd (with momentum 0.9), adam, or adamw (adam with weight decay 0.01)")
-    p.add_argument("--lr", type=positive_float, default=argparse.SUPPRESS,
+    p.add_argument("--lr", type=_common.positive_float, default=argparse.SUPPRESS,
                    help="learning rate (default: "
                    + ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_LR.items()) + ")")
-    p.add_argument("--hidden", type=positive_int, nargs="+", default=[256, 128], metavar="N",
+    p.add_argument("--hidden", type=_common.positive_int, nargs="+", default=[256, 128], metavar="N",
                    help="sizes of the ReLU hidden layers, from input to output (the 64 inputs "
                         "and 10 outputs are fixed)")
     p.add_argument("--target", choices=["cpu", "numpy"], default="cpu",
                    help="jitgrad target: cpu (compiled by Numba) or numpy (the reference interpreter)")
-    p.add_argument("--seed", type=non_negative_int, default=0,
+    p.add_argument("--seed", type=_common.non_negative_int, default=0,
                    help="seed of the held-out split, the initial weights and the batch order")
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel training over MPI: start with `mpiexec -n N python "
