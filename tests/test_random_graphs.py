@@ -260,3 +260,70 @@ def test_random_window_graph_gradients_match_finite_differences(steps):
     def f(x, w, b):
         return jg.sum(jg.tanh(_grow_windows([x], steps, w, b, BINARY[:-1])[-1]))
     jg.check_grads(f, list(_window_env(np.random.default_rng(0), 2).values()), order=2, rtol=1e-4, atol=1e-5)
+
+
+# -- issue 17's functions in random graphs -----------------------------------------------------
+
+SMOOTH_MORE = [jg.arctan, jg.arcsinh, lambda t: jg.sinh(jg.tanh(t)), lambda t: jg.cosh(jg.tanh(t)),
+               lambda t: jg.log2(1.0 + t * t), lambda t: jg.log10(2.0 + jg.sin(t)), lambda t: jg.exp2(jg.tanh(t)),
+               lambda t: jg.arcsin(0.5 * jg.tanh(t)), lambda t: jg.arctanh(0.5 * jg.tanh(t)),
+               lambda t: jg.sort(t, axis=-1), lambda t: jg.flip(jg.roll(t, 1, axis=-1), axis=0),
+               lambda t: jg.einsum("ij,kj,kl->il", t, t, t) * 0.1, lambda t: jg.nn.mish(t), jg.nn.selu,
+               lambda t: t - jg.var(t, axis=-1, keepdims=True),
+               lambda t: jg.tril(jg.pad(t, 1, mode="reflect"))[1:4, 1:5]]
+LOOPED_MORE = [lambda t: jg.cumsum(t, axis=-1), lambda t: jg.cumprod(0.5 + 0.1 * t, axis=0)]   # scans: the
+# eager evaluator above runs single-output nodes only
+SMOOTH_MORE_BINARY = [jg.logaddexp, lambda a, b: jg.arctan2(a, 1.0 + b * b),
+                      lambda a, b: jg.hypot(a, 1.0 + b * b), lambda a, b: a.at[0].add(b[0])]
+PIECEWISE_MORE = [jg.floor, lambda t: jg.round(t, 1), jg.trunc, lambda t: jg.mod(t, 0.7),
+                  lambda t: jg.fmod(t, -0.6), lambda t: jg.copysign(t, jg.sin(t)),
+                  lambda t: jg.where(jg.isfinite(t) & (t > 0), t, -t),
+                  lambda t: jg.astype(jg.argmax(t, axis=-1, keepdims=True), t.dtype) * t]
+
+
+def _grow_more(pool, steps, unary, binary):
+    """As ``_grow``, over issue 17's functions; every node keeps the input's shape."""
+    for is_unary, op, a, b in steps:
+        if is_unary:
+            out = unary[op % len(unary)](pool[a % len(pool)])
+        else:
+            out = binary[op % len(binary)](pool[a % len(pool)], pool[b % len(pool)])
+        pool.append(out)
+    return pool
+
+
+def _more_graph(steps, with_loops: bool):
+    x, y = jg.input("x", (3, 4)), jg.input("y", (3, 4))
+    unary = SMOOTH_MORE + PIECEWISE_MORE + (LOOPED_MORE if with_loops else [])
+    pool = _grow_more([x, y], steps, unary, SMOOTH_MORE_BINARY)
+    loss = jg.sum(jg.tanh(pool[-1])) + jg.mean(pool[len(pool) // 2] ** 2)
+    return [x, y], [loss, pool[-1], *jg.grad(loss, [x, y])]
+
+
+@settings(max_examples=60, deadline=None)
+@given(programs(), st.integers(0, 2 ** 31 - 1))
+def test_graphs_of_the_numpy_surface_equal_eager_evaluation(steps, seed):
+    inputs, outputs = _more_graph(steps, with_loops=False)
+    rng = np.random.default_rng(seed)
+    env = {"x": rng.normal(size=(3, 4)), "y": rng.normal(size=(3, 4))}
+    compiled = call_unmutated(jg.compile(inputs, outputs, target="numpy"), **env)
+    for got, want in zip(compiled, eager(outputs, env)):
+        np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=4, deadline=None)
+@given(programs(), st.integers(0, 2 ** 31 - 1))
+def test_graphs_of_the_numpy_surface_on_the_cpu_match_the_reference(steps, seed):
+    inputs, outputs = _more_graph(steps[:4], with_loops=True)
+    rng = np.random.default_rng(seed)
+    check_target(inputs, outputs, {"x": rng.normal(size=(3, 4)), "y": rng.normal(size=(3, 4))}, "cpu",
+                 rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=15, deadline=None)
+@given(programs())
+def test_graphs_of_the_numpy_surface_have_the_derivatives_of_finite_differences(steps):
+    def f(x, y):
+        return jg.sum(jg.tanh(_grow_more([x, y], steps, SMOOTH_MORE + LOOPED_MORE, SMOOTH_MORE_BINARY)[-1]))
+    rng = np.random.default_rng(1)
+    jg.check_grads(f, [rng.normal(size=(3, 4)), rng.normal(size=(3, 4))], rtol=1e-4, atol=1e-5)
