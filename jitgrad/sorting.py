@@ -3,7 +3,8 @@
 One primitive does the work: ``argsort`` (``jitgrad.ops.sort``), which has no derivative.
 A sorted array is the input gathered at those indices along the axis (``take_along_axis``),
 so the derivatives of ``sort`` and ``top_k`` flow, through that gather, to the positions each
-output came from (a tie sends it to the one element picked, as JAX and PyTorch do).
+output came from; tied values share them equally (``tie_average``), as ``max``'s tied elements
+do (JAX and PyTorch send each to the one element the sort picked).
 
 Order: stable (equal elements keep their order, NumPy's ``kind="stable"``), NaNs last as
 NumPy sorts them; ``top_k`` takes the largest first, ties by the lower index, a NaN counting
@@ -16,7 +17,7 @@ import numpy as np
 from . import functions as F
 from .graph import Tensor, bind
 from .ops._shapes import fmt_shape, normalize_axis
-from .ops.sort import argsort_p
+from .ops.sort import argsort_p, tie_average_p
 
 __all__ = ["sort", "argsort", "top_k"]
 
@@ -67,6 +68,14 @@ def _from_last(y: Tensor, axis: int) -> Tensor:
     return F.transpose(y, tuple(int(a) for a in np.argsort(perm)))
 
 
+def _sorted(x: Tensor, descending: bool) -> Tensor:
+    """``x`` sorted along its last axis, the derivative shared equally between tied values."""
+    values = _take_along_last(x, _argsort(x, x.ndim - 1, descending))
+    if x.dtype.kind != "f":
+        return values
+    return bind(tie_average_p, values, values, axis=x.ndim - 1)
+
+
 def argsort(x, axis=-1, *, descending: bool = False) -> Tensor:
     """The int64 indices that sort ``x`` along ``axis`` (the flattened array if None): stable,
     NaNs last, as ``np.argsort(x, axis, kind="stable")``.  ``descending`` (as jnp.argsort's)
@@ -77,16 +86,17 @@ def argsort(x, axis=-1, *, descending: bool = False) -> Tensor:
 
 def sort(x, axis=-1, *, descending: bool = False) -> Tensor:
     """``x`` sorted along ``axis`` (the flattened array if None), as ``np.sort`` (NaNs last);
-    ``descending`` reverses the order.  Its derivative goes to the positions the values came from."""
+    ``descending`` reverses the order.  Its derivative goes to the positions the values came from,
+    shared equally between tied values (as for ``max``)."""
     x, a = _axis_of(F.as_tensor(x), axis, "sort")
-    moved = _to_last(x, a)
-    return _from_last(_take_along_last(moved, _argsort(moved, moved.ndim - 1, descending)), a)
+    return _from_last(_sorted(_to_last(x, a), descending), a)
 
 
 def top_k(x, k: int) -> tuple[Tensor, Tensor]:
     """``(values, indices)`` of the ``k`` largest entries along the last axis, largest first,
     ties by the lower index (``jax.lax.top_k``; a NaN counts as the largest).  The indices are
-    int64; the values' derivative goes to the positions they came from."""
+    int64; the values' derivative goes to the positions they came from, shared equally between
+    tied values (those left out of the k too, as ``max`` shares it)."""
     x = F.as_tensor(x)
     if x.ndim == 0:
         raise ValueError("top_k: x must have at least one axis, got a 0-d array")
@@ -96,5 +106,7 @@ def top_k(x, k: int) -> tuple[Tensor, Tensor]:
     if isinstance(n, int) and k > n:
         raise ValueError(f"top_k: k = {k} is larger than the last axis of shape {fmt_shape(x.dims)}")
     order = _argsort(x, x.ndim - 1, True)
-    indices = order if isinstance(n, int) and k == n else order[..., :int(k)]
-    return _take_along_last(x, indices), indices
+    whole = isinstance(n, int) and k == n
+    indices = order if whole else order[..., :int(k)]
+    values = _sorted(x, True)
+    return (values if whole else values[..., :int(k)]), indices

@@ -76,16 +76,30 @@ def test_cpu_matches_the_reference_with_call_time_sizes():
     np.testing.assert_array_equal(want[1], np.argsort(X, axis=0, kind="stable"))
 
 
-def test_derivatives_flow_to_the_selected_positions():
+def test_derivatives_flow_to_the_selected_positions_shared_between_ties():
+    """As max's: tied values share the derivative equally (also with tied values top_k left out)."""
     X = np.array([[1.0, 3.0, 3.0, -2.0], [0.5, 0.5, 0.5, 4.0]])
     x = jg.input("x", X.shape)
     values, _ = jg.top_k(x, 2)
     weights = jg.constant(np.array([10.0, 1.0]))
     (g_top,) = jg.grad(jg.sum(values * weights), [x])
     (g_sort,) = jg.grad(jg.sum(jg.sort(x) * jg.constant(np.arange(4.0))), [x])
-    g_top, g_sort = run([x], [g_top, g_sort], X)
-    np.testing.assert_array_equal(g_top, [[0, 10, 1, 0], [1, 0, 0, 10]])
-    np.testing.assert_array_equal(g_sort, [[1, 2, 3, 0], [0, 1, 2, 3]])
+    (t_sort,) = jg.jvp([jg.sort(x)], [x], [np.array([[0.0, 2.0, 4.0, 1.0], [3.0, 0.0, 0.0, 1.0]])])
+    g_top, g_sort, t_sort = run([x], [g_top, g_sort, t_sort], X)
+    np.testing.assert_allclose(g_top, [[0, 5.5, 5.5, 0], [1 / 3, 1 / 3, 1 / 3, 10]], rtol=1e-15)
+    np.testing.assert_array_equal(g_sort, [[1, 2.5, 2.5, 0], [1, 1, 1, 3]])
+    np.testing.assert_array_equal(t_sort, [[1, 0, 3, 3], [1, 1, 1, 1]])     # tied tangents averaged
+
+
+def test_sorted_values_keep_their_bits_through_the_tie_rule():
+    """-0.0 and 0.0 tie (==) but keep their signs; inf and a lone NaN stay as they are."""
+    X = np.array([0.0, -0.0, np.inf, np.nan, -np.inf, 0.0, np.inf])
+    x = jg.input("x", X.shape)
+    for target in ("numpy", "cpu"):
+        (got,) = run([x], [jg.sort(x)], X, target=target)
+        want = np.sort(X, kind="stable")
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
 
 
 @pytest.mark.parametrize("fn", [lambda x: jg.sort(x, axis=0) * jg.sin(x), lambda x: jg.top_k(x * x, 2)[0],

@@ -496,4 +496,5 @@ _LIBRARY = {  # primitive -> its launch, given cuda_library, the input arrays, t
     random_ops.philox_p: lambda lib, ins, out, attrs: lib.philox(ins[0], ins[1], out),
     window.unpatches_p: lambda lib, ins, out, attrs: lib.unpatches(ins[0], out, attrs),
     sort_ops.argsort_p: lambda lib, ins, out, attrs: lib.argsort(ins[0], out, attrs["axis"], attrs["descending"]),
+    sort_ops.tie_average_p: lambda lib, ins, out, attrs: lib.tie_average(ins[0], ins[1], out, attrs["axis"]),
 }

@@ -32,7 +32,7 @@ from .cuda_runtime import (INDEX_OUT_OF_BOUNDS, error_flag, library_launch, rais
                            tiled_matmul_launch)
 
 __all__ = ["matmul", "transpose", "unslice", "scatter_add", "unpatches", "concatenate", "fill", "reshape",
-           "philox", "argsort",
+           "philox", "argsort", "tie_average",
            "KERNELS"]
 
 
@@ -293,6 +293,40 @@ def argsort(x, out, axis: int, descending: bool) -> None:
     _argsort[blocks, threads](_flat(x), _flat(out), n, inner, bool(descending))
 
 
+@cuda.jit
+def _tie_average(s, v, out, n, inner):
+    """out[o, :, q] = v[o, :, q] with each run of equal s[o, :, q] averaged (flat over (outer, n,
+    inner)), one thread per row, in the reference's order (``tie_average_ref``)."""
+    rows = s.shape[0] // n
+    for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
+        base = (r // inner) * n * inner + r % inner
+        start = 0
+        while start < n:
+            end = start + 1
+            while end < n and s[base + end * inner] == s[base + start * inner]:
+                end += 1
+            first = v[base + start * inner]
+            spread, unequal = first - first, False      # the value is unused until unequal
+            for j in range(start + 1, end):
+                if v[base + j * inner] != first:
+                    d = v[base + j * inner] - first
+                    spread = d if not unequal else spread + d
+                    unequal = True
+            for j in range(start, end):
+                out[base + j * inner] = first + spread / (end - start) if unequal else v[base + j * inner]
+            start = end
+
+
+def tie_average(s, v, out, axis: int) -> None:
+    """out = v averaged over each run of equal values of the sorted s along ``axis``."""
+    n = int(v.shape[axis])
+    if not v.size or n == 0:
+        return
+    inner = math.prod(v.shape[axis + 1:])
+    blocks, threads = library_launch(v.size // n)
+    _tie_average[blocks, threads](_flat(s), _flat(v), _flat(out), n, inner)
+
+
 # ---------------------------------------------------------------------------------------------
 # scatter_add
 # ---------------------------------------------------------------------------------------------
@@ -535,6 +569,8 @@ KERNELS = [
     ("unpatches", _unpatches, _signatures(lambda t: (t[::1], t[::1], _quad, _quad, _six, _six, t))),
     ("argsort", _argsort, _signatures(lambda t: (t[::1], types.int64[::1], types.int64, types.int64,
                                                  types.boolean))),
+    ("tie_average", _tie_average, _signatures(lambda t: (t[::1], t[::1], t[::1], types.int64, types.int64),
+                                              (types.float64, types.float32))),
     ("matmul_rows", _matmul_rows, _signatures(_matmul_args)),
     ("philox_words", _philox_words, [(types.uint32[::1], types.uint32[::1], types.uint32[::1], types.int64)]),
 ] + [

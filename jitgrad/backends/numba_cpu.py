@@ -574,22 +574,32 @@ def _emit_unpatches(pw, e):
     return [_fill(pw, e.out, "0"), f"{kernel}({pw.name(e.ins[0])}, {pw.name(e.out)})"]
 
 
-def _emit_argsort(pw, e):
-    """A call of ``jitgrad.backends.sorting``: the rows along the axis as a (outer, n, inner) stack."""
-    pw.use("from jitgrad.backends import sorting")
-    (x,), axis = e.ins, e.attrs["axis"]
+def _rows(pw, v: Var, axis: int) -> str:
+    """``v`` as the (outer, n, inner) stack of its rows along ``axis`` (jitgrad.backends.sorting's layout)."""
+    outer = " * ".join(pw.size(d) for d in v.dims[:axis]) or "1"
+    inner = " * ".join(pw.size(d) for d in v.dims[axis + 1:]) or "1"
+    return f"np.reshape({pw.name(v)}, ({outer}, {pw.size(v.dims[axis])}, {inner}))"
 
-    def stacked(v):
-        outer = " * ".join(pw.size(d) for d in v.dims[:axis]) or "1"
-        inner = " * ".join(pw.size(d) for d in v.dims[axis + 1:]) or "1"
-        return f"np.reshape({pw.name(v)}, ({outer}, {pw.size(v.dims[axis])}, {inner}))"
-    return [f"sorting.argsort_rows({stacked(x)}, {stacked(e.out)}, {bool(e.attrs['descending'])!r})"]
+
+def _emit_argsort(pw, e):
+    """A call of ``jitgrad.backends.sorting``: stable sorts of the rows along the axis."""
+    pw.use("from jitgrad.backends import sorting")
+    axis = e.attrs["axis"]
+    return [f"sorting.argsort_rows({_rows(pw, e.ins[0], axis)}, {_rows(pw, e.out, axis)}, "
+            f"{bool(e.attrs['descending'])!r})"]
+
+
+def _emit_tie_average(pw, e):
+    pw.use("from jitgrad.backends import sorting")
+    axis = e.attrs["axis"]
+    return [f"sorting.tie_average_rows({', '.join(_rows(pw, v, axis) for v in (*e.ins, e.out))})"]
 
 
 _LIBRARY = {window.unpatches_p: _emit_unpatches, random_ops.philox_p: _emit_philox,
             sh.unslice_p: _emit_unslice, sh.scatter_add_p: _emit_scatter_add,
             sh.concatenate_p: _emit_concatenate, sh.full_p: _emit_full, sh.full_like_p: _emit_full_like,
-            linalg.matmul_p: _emit_matmul, sort_ops.argsort_p: _emit_argsort}
+            linalg.matmul_p: _emit_matmul, sort_ops.argsort_p: _emit_argsort,
+            sort_ops.tie_average_p: _emit_tie_average}
 
 
 def _all_dims(schedule: Schedule) -> list[Dim]:

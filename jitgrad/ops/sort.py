@@ -6,13 +6,18 @@ elements keep their order, NumPy's ``kind="stable"``), NaNs last as NumPy puts t
 first (the mirror image: a NaN counts as the largest, as in ``jax.lax.top_k``).
 
 It has no derivative: a sorted array is ``take_along_axis(x, argsort(x))``, a gather, and the
-derivative flows through the gather to the selected positions (``jitgrad.sorting``).
+derivative flows through the gather to the positions the values came from.  ``tie_average``
+then shares it between tied values, as ``max`` does: along ``axis`` of a sorted array ``s``,
+each run of equal values is a group, and ``tie_average(s, v)`` replaces ``v`` on each group by
+its mean over the group.  Applied to the sorted values themselves it changes nothing (a group's
+values are equal: they are kept, bit for bit); it is linear in ``v`` and its own transpose, so
+the sort's cotangent (or tangent) is averaged over each group of ties (``jitgrad.sorting``).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..primitive import Aval, Primitive
+from ..primitive import Aval, Primitive, broadcast_unbatched
 from ._shapes import fmt_shape
 
 
@@ -43,4 +48,45 @@ argsort_p = Primitive(
         "``descending``, largest first, ties by the lower index, NaNs first).",
 )
 
-PRIMITIVES = (argsort_p,)
+def _tie_average_shape(s, v, *, axis):
+    if s.dims != v.dims:
+        raise ValueError(f"tie_average: sorted values {fmt_shape(s.dims)} and values {fmt_shape(v.dims)} differ")
+    if not 0 <= axis < len(v.dims):
+        raise ValueError(f"tie_average: axis {axis} is out of range for shape {fmt_shape(v.dims)}")
+    return Aval(v.dims, v.dtype)
+
+
+def tie_average_ref(s, v, axis):
+    """The NumPy reference, one row at a time: a group whose values are all equal (to its
+    first, ``==``) keeps them; else each becomes ``first + sum(v - first) / size``, the sum
+    over the values unequal to the first, in order."""
+    rows_s, out = np.moveaxis(s, axis, -1), np.moveaxis(np.array(v, copy=True), axis, -1)
+    for at in np.ndindex(rows_s.shape[:-1]):
+        row_s, row = rows_s[at], out[at]
+        start, n = 0, len(row_s)
+        while start < n:
+            end = start + 1
+            while end < n and row_s[end] == row_s[start]:
+                end += 1
+            first, spread = row[start], None
+            for j in range(start + 1, end):
+                if row[j] != first:
+                    spread = row[j] - first if spread is None else spread + (row[j] - first)
+            if spread is not None:
+                row[start:end] = first + spread / (end - start)
+            start = end
+    return np.moveaxis(out, -1, axis)
+
+
+tie_average_p = Primitive(
+    "tie_average", shape=_tie_average_shape, ref=tie_average_ref, attrs=("axis",), nin=2,
+    vjp=lambda b, y_bar, y, s, v, *, axis: (None, b.bind(tie_average_p, s, y_bar, axis=axis)),
+    jvp=lambda b, x_dots, y, s, v, *, axis: (None if x_dots[1] is None
+                                             else b.bind(tie_average_p, s, x_dots[1], axis=axis)),
+    batch=lambda b, batched, y, s, v, *, axis: b.bind(
+        tie_average_p, *broadcast_unbatched(b, batched, (s, v)), axis=axis + 1),
+    doc="``v`` averaged over each run of equal values of the sorted ``s`` along ``axis``: how a "
+        "sort's derivative is shared between tied values.",
+)
+
+PRIMITIVES = (argsort_p, tie_average_p)
