@@ -32,7 +32,9 @@ from .io import load, save
 from .loops import cond, fori_loop, scan, while_loop
 from .params import load_params, save_params
 from .provenance import debug_nans
-from .reductions import all, any, argmax, argmin, cumprod, cumsum, std, var  # noqa: A004
+from .reductions import (  # noqa: A004
+    all, any, argmax, argmin, cumprod, cumsum, logcumsumexp, median, quantile, std, var,
+)
 from .arrays import (
     array_split, diag, diagonal, flip, meshgrid, moveaxis, pad, ravel, repeat, roll, split, swapaxes,
     take_along_axis, tile, trace, tril, triu,

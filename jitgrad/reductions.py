@@ -1,5 +1,5 @@
 """NumPy's other reductions and the cumulative ones: ``argmax``, ``argmin``, ``any``, ``all``,
-``var``, ``std``, ``cumsum``, ``cumprod``.
+``var``, ``std``, ``median``, ``quantile``, ``cumsum``, ``cumprod``, ``logcumsumexp``.
 
 Each is built from primitives, so it runs on every target with the derivatives
 of its parts.  ``argmax``/``argmin`` return the first extremal index, a NaN
@@ -7,6 +7,8 @@ counting as the extremum (as NumPy); they, ``any`` and ``all`` have no
 derivative.  ``cumsum`` and ``cumprod`` are a ``jg.scan`` along the axis: the
 sums run in NumPy's order (so the values agree to the bit), a zero factor
 gets its exact derivative, and the graph holds one step whatever the length.
+``median`` and ``quantile`` read the sorted array (``jg.sort``), so their derivatives go to the
+elements they pick or interpolate between, shared equally between ties.
 """
 from __future__ import annotations
 
@@ -17,9 +19,11 @@ import numpy as np
 from . import functions as F
 from .graph import Tensor
 from .loops import scan
+from .sorting import sort
 from .ops._shapes import fmt_shape, normalize_axes, normalize_axis
 
-__all__ = ["argmax", "argmin", "any", "all", "var", "std", "cumsum", "cumprod"]
+__all__ = ["argmax", "argmin", "any", "all", "var", "std", "median", "quantile", "cumsum", "cumprod",
+           "logcumsumexp"]
 
 
 def _flat_or(x: Tensor, axis, name: str) -> tuple[Tensor, int]:
@@ -124,3 +128,81 @@ def cumsum(x, axis=None, dtype=None) -> Tensor:
 def cumprod(x, axis=None, dtype=None) -> Tensor:
     """Running products along ``axis``; exact derivatives where factors are zero."""
     return _cumulative(x, axis, dtype, "cumprod", F.multiply)
+
+
+def logcumsumexp(x, axis=None) -> Tensor:
+    """Running ``log(sum(exp(x)))`` along ``axis``, each step a ``logaddexp`` (no overflow)."""
+    x = F.as_tensor(x)
+    if x.dtype.kind != "f":
+        x = F.astype(x, np.float64)
+    return _cumulative(x, axis, None, "logcumsumexp", F.logaddexp)
+
+
+def _sorted_along(x, axis, name: str) -> tuple[Tensor, int, bool]:
+    """``x`` sorted along one axis (the flattened array if None), that axis, and whether the
+    result keeps a flattened shape."""
+    x = F.as_tensor(x)
+    if x.dtype.kind != "f":
+        x = F.astype(x, np.float64)
+    flat, a = _flat_or(x, axis, name)
+    n = flat.dims[a]
+    if not isinstance(n, int):
+        raise ValueError(f"{name}: needs a fixed size along the axis, got shape {fmt_shape(flat.dims)}")
+    if n == 0:
+        raise ValueError(f"{name}: the axis is empty (shape {fmt_shape(flat.dims)})")
+    return sort(flat, axis=a), a, axis is None
+
+
+def _keep(result: Tensor, x, a: int, flattened: bool, keepdims: bool) -> Tensor:
+    """``keepdims``: the reduced axis back as size 1 (every axis, for the flattened array)."""
+    if not keepdims:
+        return result
+    return F.reshape(result, (1,) * F.as_tensor(x).ndim) if flattened else F.expand_dims(result, a)
+
+
+def _nan_if_any(result: Tensor, ordered: Tensor, a: int) -> Tensor:
+    """NaN where the sorted row holds a NaN (sorted last), as NumPy's median and quantile."""
+    last = F.take(ordered, ordered.dims[a] - 1, axis=a)
+    if result.ndim > last.ndim:                    # a quantile axis in front
+        last = F.broadcast_to(last, result.dims)
+    return F.where(F.isnan(last), np.nan, result)
+
+
+def median(x, axis=None, keepdims: bool = False) -> Tensor:
+    """The median along ``axis`` (NumPy's: the mean of the two middle values of an even count;
+    NaN if the row holds one)."""
+    ordered, a, flattened = _sorted_along(x, axis, "median")
+    n = ordered.dims[a]
+    if n % 2:
+        result = F.take(ordered, n // 2, axis=a)
+    else:
+        result = F.divide(F.add(F.take(ordered, n // 2 - 1, axis=a), F.take(ordered, n // 2, axis=a)), 2.0)
+    return _keep(_nan_if_any(result, ordered, a), x, a, flattened, keepdims)
+
+
+def quantile(x, q, axis=None, keepdims: bool = False) -> Tensor:
+    """NumPy's quantile with its default ``method="linear"``: ``q`` (a number or a 1-d list in
+    [0, 1], fixed when the graph is built) puts an axis of its own in front, as NumPy does; the
+    interpolation is NumPy's formula (values agree to an ulp); NaN if the row holds one."""
+    qs = np.asarray(q, dtype=np.float64)
+    if qs.ndim > 1 or not np.all((qs >= 0) & (qs <= 1)):
+        raise ValueError(f"quantile: q must be a number or a 1-d list in [0, 1], got {q!r}")
+    ordered, a, flattened = _sorted_along(x, axis, "quantile")
+    n = ordered.dims[a]
+    parts = []
+    for t in np.atleast_1d(qs):
+        virtual = n * t + (1 + t * (1 - 1 - 1)) - 1     # numpy's virtual index (alpha = beta = 1)
+        lo = int(np.clip(np.floor(virtual), 0, n - 1))
+        hi = min(lo + 1, n - 1)
+        frac = float(virtual - np.floor(virtual))
+        below, above = F.take(ordered, lo, axis=a), F.take(ordered, hi, axis=a)
+        gap = F.subtract(above, below)          # numpy's _lerp, which is exact at both ends
+        parts.append(F.add(below, F.multiply(gap, frac)) if frac < 0.5
+                     else F.subtract(above, F.multiply(gap, 1.0 - frac)))
+    result = parts[0] if qs.ndim == 0 else F.stack(parts)
+    result = _nan_if_any(result, ordered, a)
+    if not keepdims:
+        return result
+    if qs.ndim == 0:
+        return _keep(result, x, a, flattened, True)
+    return F.stack([_keep(p, x, a, flattened, True) for p in (result[k] for k in range(len(parts)))])

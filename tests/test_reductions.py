@@ -67,3 +67,33 @@ def test_derivatives_match_finite_differences_with_a_zero_factor():
     y[0, 1] = 0.0                  # cumprod's derivative through a zero factor is exact
     jg.check_grads(lambda t: jg.sum(jg.sin(jg.cumprod(t, axis=0)) + jg.cumsum(t, axis=1) * jg.std(t, axis=0, ddof=1))
                    + jg.var(t), [y], order=2)
+
+
+@pytest.mark.parametrize("target", ["numpy", "cpu"])
+def test_median_quantile_and_logcumsumexp_equal_numpy(target):
+    data = rng.normal(size=(4, 5))
+    data[1, 1] = data[1, 3]                                   # a tie
+    x = jg.input("x", data.shape)
+    outs = [jg.median(x), jg.median(x, 1), jg.median(x, 0, keepdims=True), jg.quantile(x, 0.3),
+            jg.quantile(x, [0.1, 0.5, 0.99], axis=1), jg.quantile(x, 0.75, axis=0, keepdims=True),
+            jg.quantile(x, [0.2, 1.0], keepdims=True), jg.logcumsumexp(x, 1)]
+    want = [np.median(data), np.median(data, 1), np.median(data, 0, keepdims=True), np.quantile(data, 0.3),
+            np.quantile(data, [0.1, 0.5, 0.99], axis=1), np.quantile(data, 0.75, axis=0, keepdims=True),
+            np.quantile(data, [0.2, 1.0], keepdims=True), np.logaddexp.accumulate(data, 1)]
+    for g, w in zip(jg.compile([x], outs, target=target)(data), want):
+        assert g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=1e-15, atol=1e-15)
+
+
+def test_median_and_quantile_of_a_row_with_nan_are_nan():
+    data = np.array([[1.0, np.nan, 2.0], [3.0, 1.0, 2.0]])
+    got = jg.compile([], [jg.median(data, 1), jg.quantile(data, 0.5, axis=1)], target="numpy")()
+    for g in got:
+        np.testing.assert_array_equal(g, [np.nan, 2.0])
+    with pytest.raises(ValueError, match=r"quantile: q must be a number or a 1-d list in \[0, 1\]"):
+        jg.quantile(data, 1.5)
+
+
+def test_median_quantile_and_logcumsumexp_derivatives():
+    jg.check_grads(lambda t: jg.median(t, 1) * jg.sum(jg.quantile(t, [0.3], axis=0))
+                   + jg.sum(jg.logcumsumexp(t, 0)), [rng.normal(size=(3, 4))], order=2)
