@@ -599,34 +599,28 @@ def _complement(u: Tensor) -> Tensor:
 
 
 def _qr_tall(a: Tensor) -> tuple[Tensor, Tensor]:
-    """QR of full-column-rank (..., m, n), m >= n, by CholeskyQR2: R₁ = chol(AᵀA)ᵀ,
-    Q₁ = A R₁⁻¹, then the same on Q₁ to restore orthogonality to rounding."""
-    def step(x):
-        lower = cholesky(F.matmul(la._mT(F, x), x))
-        q = la._mT(F, bind(la.triangular_solve_p, lower, la._mT(F, x), lower=True, trans=False))
-        return q, lower
-    q1, l1 = step(a)
-    q, l2 = step(q1)
-    return q, la._mT(F, F.matmul(l1, l2))
+    """Householder QR of (..., m, n), m >= n: the ``qr`` primitive, unpacked."""
+    m, n = a.dims[-2:]
+    packed = bind(la.qr_p, a)
+    return la.rows(F, packed, 0, m), la.rows(F, packed, m, m + n)
 
 
 def qr(a, mode: str = "reduced"):
     """numpy.linalg.qr for tall, square and wide stacks: ``(Q, R)`` for ``mode`` 'reduced'
     (Q (..., m, k), R (..., k, n), k = min(m, n)) or 'complete' (Q (..., m, m), R (..., m, n)),
-    R alone for 'r'.  The factorization is normalized so that R's diagonal is positive
+    R alone for 'r'.  The factorization is normalized so that R's diagonal is non-negative
     (numpy's signs are LAPACK's; the factors agree up to the signs of Q's columns and R's
     rows), which makes it unique, and so differentiable, for ``a`` of full rank k (for wide
     ``a``: its first m columns of full rank).
 
-    Implementation (chosen over a new primitive with LAPACK and CUDA kernels, for time and
-    so it runs and differentiates on every target at once): composed from ``cholesky``
-    and triangular solves (CholeskyQR2, Fukaya et al. 2014), orthogonal to rounding for
-    condition numbers up to about 1e7; it raises ``LinAlgError`` (not positive definite)
-    for rank-deficient or worse-conditioned input.  Wide ``a = [X | Y]``: ``X = Q R_X``
-    and ``R = [R_X | Qᵀ Y]``.  Derivatives (any order) are those of the composed graph,
-    which equal the standard QR rules (e.g. Ā = (Q̄ + Q copyltu(M)) R⁻ᵀ for m >= n).
-    'complete' adds an orthonormal complement to a tall Q (not unique: only losses
-    unchanged by rotating it are differentiable, see :func:`svd`)."""
+    Implementation: the ``qr`` primitive (Householder: LAPACK geqrf/orgqr on the CPU, a kernel
+    of jitgrad's own on CUDA, ``numpy.linalg.qr`` for the reference) for m >= n, backward
+    stable at any condition number.  Rank-deficient ``a`` factors as NumPy's does (a zero on
+    R's diagonal, Q still orthonormal), but its derivatives are inf/NaN (they do not exist).
+    Wide ``a = [X | Y]``: ``X = Q R_X`` and ``R = [R_X | Qᵀ Y]`` (composed, so derivatives
+    follow).  Derivatives of any order: the primitive's rules (Ā = (Q̄ + Q copyltu(M)) R⁻ᵀ,
+    M = R R̄ᵀ - Q̄ᵀ Q, and its JVP).  'complete' adds an orthonormal complement to a tall Q
+    (not unique: only losses unchanged by rotating it are differentiable, see :func:`svd`)."""
     if mode not in ("reduced", "complete", "r"):
         raise ValueError(f"qr: mode must be 'reduced', 'complete' or 'r', got {mode!r}")
     a = _matrices("qr", "a", a, square=False)

@@ -37,7 +37,7 @@ CASES = [pytest.param(name, kernel, sig, cc, id=f"{name}-{sig[0].dtype}-sm_{cc[0
          for name, kernel, signatures in cuda_linalg.KERNELS
          for sig, cc in zip(signatures, CCS)]
 _F64 = re.compile(r"^\s*[a-z][\w.]*\.f64\b", re.MULTILINE)    # an instruction on doubles
-_BLOCK_PER_MATRIX = {"lu_factor", "solve", "cholesky", "prepare", "jacobi", "hestenes"}
+_BLOCK_PER_MATRIX = {"lu_factor", "solve", "cholesky", "prepare", "jacobi", "hestenes", "qr"}
 
 
 @pytest.mark.parametrize("name, kernel, sig, cc", CASES)

@@ -143,21 +143,57 @@ def _signs(r):
     return np.sign(np.diagonal(r, axis1=-2, axis2=-1))
 
 
-@pytest.mark.parametrize("shape", SHAPES + [(2, 5, 3), (2, 3, 4)])
-def test_qr_matches_numpy_up_to_signs(shape):
-    a = rng.normal(size=shape)
-    q, r = run(la.qr, a)
+def _check_qr_values(a, target, atol=1e-12):
+    q, r = run(la.qr, a, target=target)
     qn, rn = np.linalg.qr(a)
-    d = _signs(rn)
-    np.testing.assert_allclose(q, qn * d[..., None, :], atol=1e-12)
-    np.testing.assert_allclose(r, rn * d[..., :, None], atol=1e-12)
-    (rr,) = run(lambda m: la.qr(m, "r"), a)
+    d = np.where(_signs(rn) < 0, -1.0, 1.0)
+    np.testing.assert_allclose(q, qn * d[..., None, :], atol=atol)
+    np.testing.assert_allclose(r, rn * d[..., :, None], atol=atol)
+    k = min(a.shape[-2:])
+    assert np.all(np.diagonal(r, axis1=-2, axis2=-1) >= 0) and np.all(np.tril(r[..., :k], -1) == 0)
+    return q, r
+
+
+@pytest.mark.parametrize("target", ["numpy", "cpu"])
+@pytest.mark.parametrize("shape", SHAPES + [(2, 5, 3), (2, 3, 4), (2, 3, 3)])
+def test_qr_matches_numpy_up_to_signs(shape, target):
+    a = rng.normal(size=shape)
+    _, r = _check_qr_values(a, target)
+    (rr,) = run(lambda m: la.qr(m, "r"), a, target=target)
     np.testing.assert_allclose(rr, r, atol=1e-14)
-    qc, rc = run(lambda m: la.qr(m, "complete"), a)
+    qc, rc = run(lambda m: la.qr(m, "complete"), a, target=target)
     m = shape[-2]
     assert qc.shape == shape[:-2] + (m, m) and rc.shape == shape[:-2] + (m, shape[-1])
     np.testing.assert_allclose(qc @ rc, a, atol=1e-12)
     np.testing.assert_allclose(np.swapaxes(qc, -1, -2) @ qc, np.broadcast_to(np.eye(m), qc.shape), atol=1e-12)
+
+
+@pytest.mark.parametrize("target", ["numpy", "cpu"])
+def test_qr_of_an_ill_conditioned_matrix(target):
+    """cond ~1e12: Householder stays orthogonal to rounding (CholeskyQR2 used to raise)."""
+    u, _ = np.linalg.qr(rng.normal(size=(6, 4)))
+    v, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    a = (u * np.logspace(0, -12, 4)) @ v.T
+    q, r = run(la.qr, a, target=target)
+    np.testing.assert_allclose(q.T @ q, np.eye(4), atol=1e-14)
+    np.testing.assert_allclose(q @ r, a, atol=1e-15)
+    assert np.all(np.diagonal(r) >= 0)
+
+
+@pytest.mark.parametrize("target", ["numpy", "cpu"])
+@pytest.mark.parametrize("a", [np.zeros((3, 2)), np.ones((4, 3)), np.ones((3, 5)),
+                               np.outer([1.0, -2.0, 3.0, 0.5], [2.0, 1.0, -1.0]),
+                               np.diag([3.0, 0.0, 1.0]), -np.eye(3)],
+                         ids=["zeros", "ones", "ones-wide", "rank-1", "diag-0", "minus-identity"])
+def test_qr_of_rank_deficient_matrices(a, target):
+    """No error where NumPy has none: Q orthonormal, Q R = A, |R_jj| as NumPy's (the rest of
+    R and Q is not unique there).  Derivatives do not exist there (inf/NaN)."""
+    q, r = run(la.qr, a, target=target)
+    k = min(a.shape)
+    np.testing.assert_allclose(q.T @ q, np.eye(k), atol=1e-14)
+    np.testing.assert_allclose(q @ r, a, atol=1e-14)
+    np.testing.assert_allclose(np.abs(np.diagonal(r)), np.abs(np.diagonal(np.linalg.qr(a)[1])), atol=1e-14)
+    assert np.all(np.diagonal(r) >= 0) and np.all(np.tril(r[:, :k], -1) == 0)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -165,6 +201,30 @@ def test_qr_derivatives(shape):
     a = rng.normal(size=shape)
     jg.check_grads(lambda m: la.qr(m)[0], [a], order=2)
     jg.check_grads(lambda m: la.qr(m)[1], [a], order=2)
+    w = rng.normal(size=(shape[0], min(shape)))
+    jg.check_grads(lambda m: jg.sum(la.qr(m)[0] * jg.constant(w)), [a], order=2, target="cpu")
+
+
+def test_qr_derivatives_of_stacks_and_of_one_factor():
+    a = rng.normal(size=(2, 4, 3))
+    jg.check_grads(lambda m: la.qr(m, "r"), [a], order=2)           # R̄ alone (Q̄ structurally zero)
+    jg.check_grads(lambda m: la.qr(m)[0][..., :, :2], [a], order=2)  # Q̄ alone
+    jg.check_grads(lambda m: jg.sum(la.qr(m)[0] * la.qr(m)[1][..., :1, :]), [a], order=1)
+
+
+def test_qr_under_vmap():
+    a = rng.normal(size=(3, 4, 3))
+    x = jg.input("x", a.shape)
+    q, r = jg.vmap(la.qr)(x)
+    g = jg.vmap(lambda m: jg.grad(jg.sum(la.qr(m)[0] ** 3), [m])[0])(x)
+    for target in ("numpy", "cpu"):
+        got_q, got_r, got_g = call_unmutated(jg.compile([x], [q, r, g], target=target), a)
+        want_q, want_r = run(la.qr, a)
+        np.testing.assert_allclose(got_q, want_q, atol=1e-12)
+        np.testing.assert_allclose(got_r, want_r, atol=1e-12)
+        for i in range(3):
+            (want_g,) = run(lambda m: jg.grad(jg.sum(la.qr(m)[0] ** 3), [m])[0], a[i])
+            np.testing.assert_allclose(got_g[i], want_g, atol=1e-12)
 
 
 def test_qr_on_cpu():

@@ -1,7 +1,7 @@
 """Linear algebra on the device: :mod:`jitgrad.backends.lapack`'s factorizations as CUDA kernels.
 
 Why kernels of our own: numba.cuda has no LAPACK, and a kernel cannot call cuSOLVER. So LU,
-Cholesky, the triangular solves, the symmetric eigendecomposition and the SVD are written
+Cholesky, the triangular solves, the symmetric eigendecomposition, the SVD and QR are written
 here for the sizes a graph typically holds (n up to a few hundred, batched). The contract is
 lapack.py's, name for name: the same arguments, device arrays instead of NumPy ones
 (C-contiguous, the batch flattened to the leading axis), outputs preallocated by the caller,
@@ -65,6 +65,8 @@ Algorithms:
   columns before them, starting from their own direction, else from the unit vector those
   cover least, so that U and V are orthonormal whatever the rank. A single thread per matrix
   does this: cheap unless a large matrix has many (near-)zero singular values.
+- qr: unblocked Householder QR and backward accumulation of Q (GVL Alg. 5.2.1, 5.1.5; LAPACK
+  geqr2/org2r with dlarfg's reflectors), R's diagonal then made non-negative.
 """
 from __future__ import annotations
 
@@ -78,7 +80,7 @@ from .cuda_runtime import (EIGH_NOT_CONVERGED, MATRIX_THREADS, NOT_POSITIVE_DEFI
                            raise_error)
 
 __all__ = ["lu_factor", "lu_solve", "lu_det", "lu_sign", "lu_logabsdet", "lu_cofactor", "cholesky",
-           "triangular_solve", "eigh", "eigh_values", "svd", "svd_values", "KERNELS"]
+           "triangular_solve", "eigh", "eigh_values", "svd", "svd_values", "qr", "KERNELS"]
 
 SWEEPS = 60                 # Jacobi sweeps before "did not converge" (about 10 are typical)
 
@@ -841,6 +843,101 @@ def svd_values(a, out) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# QR: Householder, as LAPACK's geqr2/org2r (unblocked), one block per matrix. For column j,
+# thread 0 forms the reflector H_j = I - tau_j v_j v_jᵀ (dlarfg: v_j[j] = 1, beta = -sign(alpha)
+# ‖x‖, tau = 0 where x is already a multiple of e_j) and the threads apply it to the trailing
+# columns, a column each; then Q = H_0 ... H_{n-1} I[:, :n] by backward accumulation, a column
+# each again. Sums run in a fixed order: deterministic.
+# ---------------------------------------------------------------------------------------------
+
+@cuda.jit
+def _qr_kernel(a, work, tau, out):
+    T = a.dtype.type
+    tid, nt = cuda.threadIdx.x, cuda.blockDim.x
+    m, n = a.shape[1], a.shape[2]
+    for i in range(cuda.blockIdx.x, a.shape[0], cuda.gridDim.x):
+        for e in range(tid, m * n, nt):
+            work[i, e // n, e % n] = a[i, e // n, e % n]
+        cuda.syncthreads()
+        for j in range(n):
+            if tid == 0:
+                alpha = work[i, j, j]
+                scale = T(0)                  # the largest |x_r| below the diagonal
+                for r in range(j + 1, m):
+                    if abs(work[i, r, j]) > scale or work[i, r, j] != work[i, r, j]:
+                        scale = abs(work[i, r, j])
+                t = T(0)
+                if not scale == 0:            # (NaN goes on, and spreads)
+                    sigma = T(0)
+                    for r in range(j + 1, m):
+                        x = work[i, r, j] / scale
+                        sigma += x * x
+                    big = max(scale, abs(alpha))
+                    x, y = alpha / big, scale / big
+                    norm = big * math.sqrt(x * x + sigma * y * y)
+                    beta = -norm if alpha >= 0 else norm
+                    t = (beta - alpha) / beta
+                    factor = T(1) / (alpha - beta)
+                    for r in range(j + 1, m):
+                        work[i, r, j] = work[i, r, j] * factor
+                    work[i, j, j] = beta
+                tau[i, j] = t
+            cuda.syncthreads()
+            t = tau[i, j]
+            for c in range(j + 1 + tid, n, nt):
+                d = work[i, j, c]
+                for r in range(j + 1, m):
+                    d += work[i, r, j] * work[i, r, c]
+                d *= t
+                work[i, j, c] -= d
+                for r in range(j + 1, m):
+                    work[i, r, c] -= d * work[i, r, j]
+            cuda.syncthreads()
+        # Q, column c of I[:, :n] to start; H_j touches rows >= j of columns >= j only
+        for e in range(tid, m * n, nt):
+            r, c = e // n, e % n
+            out[i, r, c] = T(1) if r == c else T(0)
+        cuda.syncthreads()
+        for j in range(n - 1, -1, -1):
+            t = tau[i, j]
+            for c in range(j + tid, n, nt):
+                d = out[i, j, c]
+                for r in range(j + 1, m):
+                    d += work[i, r, j] * out[i, r, c]
+                d *= t
+                out[i, j, c] -= d
+                for r in range(j + 1, m):
+                    out[i, r, c] -= d * work[i, r, j]
+            cuda.syncthreads()
+        # R's rows and Q's columns, signed so that R's diagonal is >= 0
+        for c in range(tid, n, nt):
+            negative = work[i, c, c] < 0
+            for k in range(n):
+                value = -work[i, c, k] if negative else work[i, c, k]
+                out[i, m + c, k] = value if k >= c else T(0)
+            if negative:
+                for r in range(m):
+                    out[i, r, c] = -out[i, r, c]
+        cuda.syncthreads()
+
+
+def qr(a, out) -> None:
+    """a (b, m, n), m >= n -> out (b, m+n, n): out[i, :m] = Q (orthonormal columns), out[i, m:]
+    = R (upper triangular, exact zeros below), a[i] = Q R, R's diagonal >= 0. Householder:
+    never raises; rank-deficient a gives a zero on R's diagonal and an orthonormal Q."""
+    batch, m, n = _stack("qr", a)
+    if m < n:
+        raise ValueError(f"qr: expected m >= n, got matrices of shape {(m, n)}")
+    _check("qr", a, (batch, m, n), out, (batch, m + n, n))
+    if batch == 0 or n == 0:
+        return
+    work = cuda.device_array((batch, m, n), a.dtype)
+    tau = cuda.device_array((batch, n), a.dtype)
+    blocks, threads = matrix_launch(batch, n)
+    _qr_kernel[blocks, threads](a, work, tau, out)
+
+
+# ---------------------------------------------------------------------------------------------
 # Every kernel and the signatures it is compiled for (the PTX test)
 # ---------------------------------------------------------------------------------------------
 
@@ -873,4 +970,5 @@ KERNELS = [
      _signatures(lambda t: (_3d(t), _3d(t), _2d(t), _2d(t), _3d(t), t, _b, _b, _i32))),
     ("svd_complete", _svd_complete_kernel,
      _signatures(lambda t: (_3d(t), _2d(t), _2d(t), t, _b, _i32))),
+    ("qr", _qr_kernel, _signatures(lambda t: (_3d(t), _3d(t), _2d(t), _3d(t)))),
 ]

@@ -65,7 +65,7 @@ def _bind(module, routine: str) -> types.ExternalFunction:
 
 
 _ROUTINES = {prefix + name: _bind(module, prefix + name)
-             for module, names in ((cython_lapack, ("getrf", "getrs", "potrf", "syevd", "gesdd")),
+             for module, names in ((cython_lapack, ("getrf", "getrs", "potrf", "syevd", "gesdd", "geqrf", "orgqr")),
                                    (cython_blas, ("trsm",)))
              for name in names for prefix in "ds"}
 
@@ -177,6 +177,27 @@ def _gesdd(jobz, m, n, a, s, u, ldu, vt, ldvt, work, lwork, iwork):
     _call("gesdd", _byref(np.uint8(jobz)), _byref(np.intc(m)), _byref(np.intc(n)), a.ctypes,
           _byref(np.intc(m)), s.ctypes, u.ctypes, _byref(np.intc(ldu)), vt.ctypes,
           _byref(np.intc(ldvt)), work.ctypes, _byref(np.intc(lwork)), iwork.ctypes, info)
+    return info[0]
+
+
+@njit(cache=True)
+def _geqrf(m, n, a, tau, work, lwork):
+    """Householder QR of the column-major m-by-n `a` in place: R in its upper triangle, the
+    reflectors below it and in `tau`. lwork = -1 only queries the size."""
+    _contiguous(a, tau, work)
+    info = _byref(np.intc(0))
+    _call("geqrf", _byref(np.intc(m)), _byref(np.intc(n)), a.ctypes, _byref(np.intc(m)),
+          tau.ctypes, work.ctypes, _byref(np.intc(lwork)), info)
+    return info[0]
+
+
+@njit(cache=True)
+def _orgqr(m, n, a, tau, work, lwork):
+    """The m-by-n Q of geqrf's reflectors (in the column-major `a`, overwritten by Q)."""
+    _contiguous(a, tau, work)
+    info = _byref(np.intc(0))
+    _call("orgqr", _byref(np.intc(m)), _byref(np.intc(n)), _byref(np.intc(n)), a.ctypes,
+          _byref(np.intc(m)), tau.ctypes, work.ctypes, _byref(np.intc(lwork)), info)
     return info[0]
 
 
@@ -488,3 +509,39 @@ def svd(a, out):
 def svd_values(a, out):
     """Row 0 of what `svd` writes, the singular values; the rest of `out` is left unwritten."""
     _svd(a, out, False)
+
+
+# ---------------------------------------------------------------------------------------------
+# QR: a C-ordered (n, m) buffer holding aᵀ is, to LAPACK, the column-major m-by-n a. geqrf
+# leaves R[r, c] = buffer[c, r] (r <= c); orgqr then turns the buffer into Q the same way.
+# ---------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def qr(a, out):
+    """a (b, m, n), m >= n -> out (b, m+n, n): out[i, :m] = Q (orthonormal columns),
+    out[i, m:] = R (upper triangular, exact zeros below), a[i] = Q R, each column of Q and row
+    of R signed so that R's diagonal is >= 0. Householder (geqrf, orgqr): never raises; a
+    rank-deficient a gives a zero on R's diagonal and an orthonormal Q all the same."""
+    m, n = a.shape[1], a.shape[2]
+    if a.shape[0] == 0 or n == 0:
+        return
+    buf = np.empty((n, m), a.dtype)
+    tau = np.empty(n, a.dtype)
+    work = np.empty(1, a.dtype)
+    _geqrf(m, n, buf, tau, work, -1)
+    size = _lwork(work[0], n)
+    _orgqr(m, n, buf, tau, work, -1)
+    work = np.empty(max(size, _lwork(work[0], n)), a.dtype)
+    negative = np.empty(n, np.bool_)
+    for i in range(a.shape[0]):
+        _copy(a[i], buf.T)
+        _geqrf(m, n, buf, tau, work, work.size)
+        for r in range(n):
+            negative[r] = buf[r, r] < 0
+            for c in range(n):
+                value = -buf[c, r] if negative[r] else buf[c, r]
+                out[i, m + r, c] = value if c >= r else a.dtype.type(0)
+        _orgqr(m, n, buf, tau, work, work.size)
+        for c in range(n):
+            for r in range(m):
+                out[i, r, c] = -buf[c, r] if negative[c] else buf[c, r]

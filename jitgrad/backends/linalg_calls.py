@@ -36,4 +36,5 @@ LINALG = {
     linalg.triangular_solve_p: LinalgCall("triangular_solve", (0, 1), flags=("lower", "trans")),
     linalg.eigh_p: LinalgCall("eigh", (0,)),
     linalg.svd_p: LinalgCall("svd", (0,)),
+    linalg.qr_p: LinalgCall("qr", (0,)),
 }

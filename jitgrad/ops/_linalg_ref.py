@@ -9,6 +9,8 @@ plainness, one matrix at a time where the library call does not batch:
 - ``lu_cofactor(f) -> (..., n, n)``: the cofactor matrix adj(a)ᵀ, finite at singular a.
 - ``eigh(a) -> (..., n+1, n)``: eigenvalues ascending in row 0, eigenvectors V below.
 - ``svd(a) -> (..., 1+m+n, k)``: singular values descending in row 0, then U (m rows), V (n rows).
+- ``qr(a) -> (..., m+n, n)`` for m >= n: the reduced Q (m rows), then R (n rows, zero below the
+  diagonal), signed so that R's diagonal is >= 0 (Q's columns and R's rows flipped together).
 
 Eigenvectors and singular-vector pairs are signed so that the entry of largest magnitude (the
 first on ties) of each eigenvector, or of each u_j, is positive.
@@ -177,4 +179,22 @@ def svd(a):
         v = np.swapaxes(vh, -1, -2).copy()
         _gauge(u, v)
         out[..., 0, :], out[..., 1:1 + m, :], out[..., 1 + m:, :] = s, u, v
+    return out
+
+
+# QR --------------------------------------------------------------------------------------------
+
+def qr(a):
+    """Householder QR (LAPACK geqrf/orgqr through NumPy) of tall or square a, m >= n, packed
+    [Q; R] with R's diagonal made non-negative. Never raises: rank-deficient a gives a zero on
+    R's diagonal and still an orthonormal Q."""
+    m, n = a.shape[-2:]
+    if m < n:
+        raise ValueError(f"qr: expected m >= n, got a matrix of shape {(m, n)}")
+    out = np.zeros(a.shape[:-2] + (m + n, n), a.dtype)
+    if out.size and n:
+        q, r = np.linalg.qr(a)
+        flip = np.where(np.diagonal(r, axis1=-2, axis2=-1) < 0, -1, 1).astype(a.dtype)
+        out[..., :m, :] = q * flip[..., None, :]
+        out[..., m:, :] = np.triu(r) * flip[..., :, None]
     return out

@@ -7,8 +7,8 @@ input their derivatives flow to.  ``lu`` has no derivative of its own, so a
 gradient reaches ``A`` through those consumers only, and their rules solve with
 the same factors: value and gradient of ``solve`` cost one factorization.
 
-``eigh`` and ``svd`` also return one packed array (``[w; V]`` and
-``[s; U; V]`` along the second-to-last axis) that ``jg.linalg`` slices.  Their
+``eigh``, ``svd`` and ``qr`` also return one packed array (``[w; V]``,
+``[s; U; V]`` and ``[Q; R]`` along the second-to-last axis) that ``jg.linalg`` slices.  Their
 rules read the cotangent block by block and skip blocks that are structurally
 zero, so a loss of the eigenvalues or singular values alone never forms the
 ``1 / (λ_j - λ_i)`` terms, and stays exact at repeated and zero values.
@@ -639,6 +639,79 @@ svd_p = Primitive(
     "svd", batch=batch_stack, shape=_svd_shape, ref=ref.svd, vjp=_svd_vjp, jvp=_svd_jvp,
     doc="Thin SVD packed [s; U; V]: s descending, V (not Vᵀ), each u_j with its largest "
         "entry positive.",
+)
+
+
+# -- QR ----------------------------------------------------------------------------
+
+def _qr_shape(a):
+    if len(a.dims) < 2:
+        raise ValueError(f"qr: expected a stack of matrices (..., m, n), got {fmt_shape(a.dims)}")
+    m, n = a.dims[-2:]
+    if isinstance(m, int) and isinstance(n, int) and m < n:
+        raise ValueError(f"qr: the primitive takes m >= n, got {fmt_shape(a.dims)} (jg.linalg.qr "
+                         "handles wide matrices)")
+    return Aval(a.dims[:-2] + (m + n, n), a.dtype)
+
+
+def _qr_parts(b, y, m, n):
+    return rows(b, y, 0, m), rows(b, y, m, m + n)
+
+
+def _strict_lower(b, x):
+    n = x.dims[-1]
+    return b.multiply(x, b.as_tensor(np.tril(np.ones((n, n)), -1).astype(x.dtype)))
+
+
+def _qr_vjp(b, y_bar, y, a):
+    """A = QR (m >= n, R's diagonal positive):  with M = R R̄ᵀ - Q̄ᵀ Q,
+
+        Ā = (Q̄ + Q copyltu(M)) R⁻ᵀ,   copyltu(M) = tril(M) + tril(M, -1)ᵀ.
+
+    Reference: H.-J. Liao, J.-G. Liu, L. Wang, T. Xiang (2019), "Differentiable programming
+    tensor networks", eq. (S12) (also Walter & Lehmann 2018; Seeger et al. 2017).  Only the
+    upper triangle of R̄ counts (R's lower one is constant): R R̄ᵀ's lower triangle ignores
+    the rest.  Blocks of the cotangent that are structurally zero are skipped.  The R⁻ᵀ
+    is a triangular solve.  Degenerate cases: rank-deficient A (a zero on R's diagonal) has
+    no derivative; the solve gives inf/NaN there.
+    """
+    m, n = a.dims[-2:]
+    q, r = _qr_parts(b, y, m, n)
+    q_bar, r_bar = _block(b, y_bar, 0, m), _block(b, y_bar, m, m + n)
+    if q_bar is None and r_bar is None:
+        return (None,)
+    mm = sum_tangents(b, on(r_bar, lambda t: b.matmul(r, _mT(b, t))),
+                      on(q_bar, lambda t: b.negative(b.matmul(_mT(b, t), q))))
+    copyltu = b.add(_triangle(b, mm, lower=True), _mT(b, _strict_lower(b, mm)))
+    inner = sum_tangents(b, q_bar, b.matmul(q, copyltu))
+    # Ā = inner R⁻ᵀ, i.e. Āᵀ = R⁻¹ innerᵀ
+    return (_mT(b, b.bind(triangular_solve_p, r, _mT(b, inner), lower=False, trans=False)),)
+
+
+def _qr_jvp(b, x_dots, y, a):
+    """X = dA R⁻¹, C = Qᵀ X, L = tril(C, -1), Ω = L - Lᵀ (= Qᵀ dQ, antisymmetric):
+
+        dR = (C - Ω) R   (C - Ω = triu(C) + Lᵀ is upper triangular),
+        dQ = X - Q (C - Ω).
+
+    Derivation: dA R⁻¹ = dQ + Q dR R⁻¹; Qᵀ dQ is antisymmetric and dR R⁻¹ upper
+    triangular, which splits C.  Degenerate cases as for the VJP."""
+    m, n = a.dims[-2:]
+
+    def tangent(a_dot):
+        q, r = _qr_parts(b, y, m, n)
+        x = _mT(b, b.bind(triangular_solve_p, r, _mT(b, a_dot), lower=False, trans=True))   # dA R⁻¹
+        c = b.matmul(_mT(b, q), x)
+        low = _strict_lower(b, c)
+        upper = b.add(_triangle(b, c, lower=False), _mT(b, low))                           # C - Ω
+        return b.concatenate([b.subtract(x, b.matmul(q, upper)), b.matmul(upper, r)], axis=-2)
+    return on(x_dots[0], tangent)
+
+
+qr_p = Primitive(
+    "qr", batch=batch_stack, shape=_qr_shape, ref=ref.qr, vjp=_qr_vjp, jvp=_qr_jvp,
+    doc="Householder QR of tall or square A (m >= n), packed [Q; R]: the reduced Q (m, n), "
+        "then R (n, n) upper triangular with a non-negative diagonal.",
 )
 
 

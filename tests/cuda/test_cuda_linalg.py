@@ -251,6 +251,35 @@ def test_svd_of_rank_deficient_matrices_has_orthonormal_u_and_v(dtype, a):
     _check_gauge(u)
 
 
+# QR ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=ids)
+@pytest.mark.parametrize("batch, m, n", [(3, 4, 2), (2, 3, 3), (1, 5, 1), (2, 1, 1), (0, 3, 2), (2, 3, 0)])
+def test_qr_packed_and_signed(dtype, batch, m, n):
+    a = _rng("qr", batch, m, n).standard_normal((batch, m, n)).astype(dtype)
+    out = _run(cl.qr, [a], np.zeros((batch, m + n, n), dtype))
+    np.testing.assert_allclose(out, ref.qr(a), **TOL[dtype])
+    r = out[:, m:]
+    assert np.all(np.tril(r, -1) == 0) and np.all(np.diagonal(r, axis1=1, axis2=2) >= 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=ids)
+@pytest.mark.parametrize("a", [np.zeros((3, 2)), np.ones((3, 3)), np.ones((4, 2)),
+                               np.outer([1.0, -2.0, 3.0, 0.5], [2.0, 1.0, -1.0]),
+                               np.diag([3.0, 0.0, 1.0]), -np.eye(3)],
+                         ids=["zeros", "ones", "ones-tall", "rank-1", "diag-0", "minus-identity"])
+def test_qr_of_rank_deficient_matrices_is_still_a_factorization(dtype, a):
+    a = a[None].astype(dtype)
+    m, n = a.shape[1:]
+    out = _run(cl.qr, [a], _empty((1, m + n, n), dtype))
+    q, r = out[:, :m], out[:, m:]
+    _check_orthonormal(q.astype(np.float64), dtype)
+    np.testing.assert_allclose(q @ r, a, **TOL[dtype])
+    np.testing.assert_allclose(np.abs(np.diagonal(r, axis1=1, axis2=2)),
+                               np.abs(np.diagonal(ref.qr(a)[:, m:], axis1=1, axis2=2)), **TOL[dtype])
+    assert np.all(np.tril(r, -1) == 0) and np.all(np.diagonal(r, axis1=1, axis2=2) >= 0)
+
+
 # Errors, launch shapes -------------------------------------------------------------------------
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")     # inf * 0 in the simulator
@@ -274,6 +303,8 @@ def test_shapes_and_dtypes_are_checked():
         cl.eigh(cuda.to_device(np.eye(3)), cuda.device_array((4, 3)))
     with pytest.raises(TypeError, match="dtypes"):
         cl.cholesky(a, cuda.device_array((1, 3, 3), np.float32))
+    with pytest.raises(ValueError, match="m >= n"):
+        cl.qr(cuda.to_device(np.ones((1, 2, 3))), cuda.device_array((1, 5, 3)))
 
 
 @pytest.mark.parametrize("blocks, threads", [(1, 1), (3, 3)])
@@ -294,6 +325,8 @@ def test_any_launch_shape_gives_the_same_results(monkeypatch, blocks, threads):
                                **TOL[np.float64])
     g = a[:, :, :3]
     np.testing.assert_allclose(_run(cl.svd, [g], _empty((4, 9, 3), np.float64)), ref.svd(g),
+                               **TOL[np.float64])
+    np.testing.assert_allclose(_run(cl.qr, [g], _empty((4, 8, 3), np.float64)), ref.qr(g),
                                **TOL[np.float64])
     f[1, 2, 2] = 0      # a zero pivot: the rank-one case
     np.testing.assert_allclose(_run(cl.lu_cofactor, [f], _empty(a.shape, np.float64)),
