@@ -118,7 +118,8 @@ def permutation(key: Tensor, x, axis: int = 0, independent: bool = False) -> Ten
     """A random permutation, as ``jax.random.permutation``: of ``arange(x)`` (int64) for an
     int ``x``, else of ``x``'s slices along ``axis`` (each 1-d slice on its own if
     ``independent``).  The argsort of uniform draws: every order equally likely."""
-    from .sorting import _take_along_last, _to_last, _from_last, argsort
+    from .arrays import moveaxis
+    from .sorting import _take_along_last, argsort
     if isinstance(x, (int, np.integer)) and not isinstance(x, bool):
         if x < 0:
             raise ValueError(f"random.permutation: n must be non-negative, got {x}")
@@ -129,8 +130,8 @@ def permutation(key: Tensor, x, axis: int = 0, independent: bool = False) -> Ten
     axis = normalize_axis(axis, x.ndim, "random.permutation")
     if not independent or x.ndim == 1:
         return F.take(x, argsort(uniform(key, (x.dims[axis],))), axis=axis)
-    moved = _to_last(x, axis)
-    return _from_last(_take_along_last(moved, argsort(uniform(key, moved.dims), axis=-1)), axis)
+    moved = moveaxis(x, axis, -1)
+    return moveaxis(_take_along_last(moved, argsort(uniform(key, moved.dims), axis=-1)), -1, axis)
 
 
 def _key(key, what: str) -> Tensor:

@@ -17,6 +17,7 @@ import builtins
 import numpy as np
 
 from . import functions as F
+from .arrays import moveaxis
 from .graph import Tensor
 from .loops import scan
 from .sorting import sort
@@ -90,14 +91,6 @@ def std(x, axis=None, ddof=0, keepdims: bool = False) -> Tensor:
     return F.sqrt(var(x, axis=axis, ddof=ddof, keepdims=keepdims))
 
 
-def _front_order(ndim: int, axis: int) -> tuple[int, ...]:
-    return (axis,) + tuple(k for k in range(ndim) if k != axis)
-
-
-def _to_front(x: Tensor, axis: int) -> Tensor:
-    return F.transpose(x, _front_order(x.ndim, axis)) if axis else x
-
-
 def _cumulative(x, axis, dtype, name: str, combine) -> Tensor:
     x = F.as_tensor(x)
     if dtype is not None:
@@ -107,7 +100,7 @@ def _cumulative(x, axis, dtype, name: str, combine) -> Tensor:
     flat, a = _flat_or(x, axis, name)
     if not builtins.all(isinstance(d, int) for d in flat.dims):
         raise ValueError(f"{name}: needs fixed sizes (it is a jg.scan), got shape {fmt_shape(flat.dims)}")
-    moved = _to_front(flat, a)
+    moved = moveaxis(flat, a, 0)
     if moved.dims[0] == 0:
         return flat
 
@@ -117,7 +110,7 @@ def _cumulative(x, axis, dtype, name: str, combine) -> Tensor:
     first = F.take(moved, 0, axis=0)
     _, rest = scan(step, first, F.take(moved, np.arange(1, moved.dims[0]), axis=0))
     out = F.concatenate([F.expand_dims(first, 0), rest], axis=0)
-    return F.transpose(out, tuple(np.argsort(_front_order(out.ndim, a)).tolist())) if a else out
+    return moveaxis(out, 0, a)
 
 
 def cumsum(x, axis=None, dtype=None) -> Tensor:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import functions as F
+from .arrays import moveaxis
 from .graph import Tensor, bind
 from .ops._shapes import fmt_shape, normalize_axis
 from .ops.sort import argsort_p, tie_average_p
@@ -55,19 +56,6 @@ def _take_along_last(x: Tensor, idx: Tensor) -> Tensor:
     return F.take(flat, F.add(idx, _row_starts(lead, n)), axis=0)
 
 
-def _to_last(x: Tensor, axis: int) -> Tensor:
-    if axis == x.ndim - 1:
-        return x
-    return F.transpose(x, tuple(a for a in range(x.ndim) if a != axis) + (axis,))
-
-
-def _from_last(y: Tensor, axis: int) -> Tensor:
-    if axis == y.ndim - 1:
-        return y
-    perm = tuple(a for a in range(y.ndim) if a != axis) + (axis,)
-    return F.transpose(y, tuple(int(a) for a in np.argsort(perm)))
-
-
 def _sorted(x: Tensor, descending: bool) -> Tensor:
     """``x`` sorted along its last axis, the derivative shared equally between tied values."""
     values = _take_along_last(x, _argsort(x, x.ndim - 1, descending))
@@ -89,7 +77,7 @@ def sort(x, axis=-1, *, descending: bool = False) -> Tensor:
     ``descending`` reverses the order.  Its derivative goes to the positions the values came from,
     shared equally between tied values (as for ``max``)."""
     x, a = _axis_of(F.as_tensor(x), axis, "sort")
-    return _from_last(_sorted(_to_last(x, a), descending), a)
+    return moveaxis(_sorted(moveaxis(x, a, -1), descending), -1, a)
 
 
 def top_k(x, k: int) -> tuple[Tensor, Tensor]:
