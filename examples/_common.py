@@ -70,6 +70,35 @@ def pyplot():
     return plt
 
 
+def training_figure(result: dict, target: float, out: Path, name: str, title: str) -> Path:
+    """The training scripts' figure: the loss per epoch (training, and held out when
+    ``result`` has ``test_losses``) and the held-out accuracy against ``target``; ``result``
+    holds ``losses``, ``accuracies``, ``accuracy`` and ``n_test``.  Returns the PNG's path."""
+    import numpy as np
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = np.arange(1, len(result["losses"]) + 1)
+    fig, (left, right) = pyplot().subplots(1, 2, figsize=(10, 4))
+    left.plot(epochs, result["losses"], marker=".", color="C0", label="training (mean over the epoch)")
+    if "test_losses" in result:
+        left.plot(epochs, result["test_losses"], marker=".", color="C2", label="held out (end of epoch)")
+    left.set_yscale("log")
+    left.set(xlabel="epoch", ylabel="cross-entropy (log scale)", title="loss")
+    left.legend(loc="upper right")
+    accuracies = 100 * np.asarray(result["accuracies"])
+    right.plot(epochs, accuracies, marker=".", color="C1", label="held-out accuracy")
+    right.axhline(100 * target, color="k", linestyle="--", linewidth=1, label=f"target {target:.1%}")
+    right.set_ylim(min(90.0, float(np.min(accuracies)) - 1), 100.5)
+    right.set(xlabel="epoch", ylabel="accuracy (%)", title=f"held-out accuracy ({result['n_test']} images)")
+    right.legend(loc="lower right")
+    for ax in (left, right):
+        ax.grid(True, alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(f"{title}: final held-out accuracy {result['accuracy']:.2%}")
+    fig.tight_layout()
+    return save_figure(fig, out, name)
+
+
 def save_figure(fig, out: Path, name: str) -> Path:
     """Write ``fig`` to ``out/name`` and close it; prints where it went."""
     out.mkdir(parents=True, exist_ok=True)

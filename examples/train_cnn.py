@@ -145,10 +145,8 @@ def forward(x, model: dict, training: bool):
 
 
 def count_correct(logits, labels):
-    """The number of rows whose true class has the largest logit (a tie counts as correct:
-    with float logits, ties do not happen in practice)."""
-    true = jg.sum(logits * jg.nn.one_hot(labels, N_CLASSES, logits.dtype), axis=-1)
-    return jg.sum(jg.astype(true >= jg.max(logits, axis=-1), "int64"))
+    """The number of rows whose largest logit (the first, on ties) is at their label."""
+    return jg.sum(jg.astype(jg.equal(jg.argmax(logits, axis=1), labels), "int64"))
 
 
 def build(args):
@@ -267,31 +265,10 @@ def fit(args, step, evaluate, data):
 def plot(result: dict, args) -> Path:
     """Two panels, training and held-out loss and held-out accuracy per epoch; returns the
     PNG's path."""
-    plt = _common.pyplot()
-    from matplotlib.ticker import MaxNLocator
-
-    epochs = np.arange(1, len(result["losses"]) + 1)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(epochs, result["losses"], marker=".", color="C0", label="training (mean over the epoch)")
-    left.plot(epochs, result["test_losses"], marker=".", color="C2", label="held out (end of epoch)")
-    left.set_yscale("log")
-    left.set(xlabel="epoch", ylabel="cross-entropy (log scale)", title="loss")
-    left.legend(loc="upper right")
-    accuracies = 100 * np.asarray(result["accuracies"])
-    right.plot(epochs, accuracies, marker=".", color="C1", label="held-out accuracy")
-    right.axhline(100 * TARGET_ACCURACY, color="k", linestyle="--", linewidth=1,
-                  label=f"target {TARGET_ACCURACY:.1%}")
-    right.set_ylim(min(90.0, float(np.min(accuracies)) - 1), 100.5)
-    right.set(xlabel="epoch", ylabel="accuracy (%)", title=f"held-out accuracy ({result['n_test']} images)")
-    right.legend(loc="lower right")
-    for ax in (left, right):
-        ax.grid(True, alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(f"CNN {args.channels[0]}-{args.channels[1]} on digits, adam lr={args.lr:g} (cosine), "
-                 f"batch {args.batch_size}, shift {args.shift}, seed {args.seed}: final held-out accuracy "
-                 f"{result['accuracy']:.2%}")
-    fig.tight_layout()
-    return _common.save_figure(fig, args.out, FIGURE_FILE)
+    return _common.training_figure(
+        result, TARGET_ACCURACY, args.out, FIGURE_FILE,
+        f"CNN {args.channels[0]}-{args.channels[1]} on digits, adam lr={args.lr:g} (cosine), "
+        f"batch {args.batch_size}, shift {args.shift}, seed {args.seed}")
 
 
 # -- command line ---------------------------------------------------------------

@@ -246,32 +246,10 @@ def fit(args, step, evaluate, data, world=None):
 
 def plot(result: dict, args) -> Path:
     """Two panels, training loss and held-out accuracy per epoch; returns the PNG's path."""
-    plt = _common.pyplot()
-    from matplotlib.ticker import MaxNLocator
-
-    epochs = np.arange(1, len(result["losses"]) + 1)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(epochs, result["losses"], marker=".", color="C0")
-    left.set_yscale("log")
-    left.set(xlabel="epoch", ylabel="cross-entropy (log scale)",
-             title="training loss (mean over the epoch's batches)")
-    right.plot(epochs, 100 * np.asarray(result["accuracies"]), marker=".", color="C1",
-               label="held-out accuracy")
-    right.axhline(100 * TARGET_ACCURACY, color="k", linestyle="--", linewidth=1,
-                  label=f"target {TARGET_ACCURACY:.0%}")
-    low = min(90.0, 100 * min(result["accuracies"]) - 1)
-    right.set_ylim(low, 100.5)
-    right.set(xlabel="epoch", ylabel="accuracy (%)",
-              title=f"held-out accuracy ({result['n_test']} images)")
-    right.legend(loc="lower right")
-    for ax in (left, right):
-        ax.grid(True, alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     hidden = "-".join(str(h) for h in (64, *args.hidden, 10))
-    fig.suptitle(f"MLP {hidden} on digits, {args.optimizer} lr={args.lr:g}, batch {args.batch_size}, "
-                 f"seed {args.seed}: final held-out accuracy {result['accuracy']:.2%}")
-    fig.tight_layout()
-    return _common.save_figure(fig, args.out, FIGURE_FILE)
+    return _common.training_figure(
+        result, TARGET_ACCURACY, args.out, FIGURE_FILE,
+        f"MLP {hidden} on digits, {args.optimizer} lr={args.lr:g}, batch {args.batch_size}, seed {args.seed}")
 
 
 # -- command line ---------------------------------------------------------------

@@ -68,7 +68,7 @@ def test_small_run_writes_params_and_figure_that_load_back(script, tmp_path, cap
     assert int(correct) == int(np.sum(np.argmax(logits, axis=1) == y_test))
 
 
-def test_count_correct_counts_rows_whose_true_logit_is_largest(script):
+def test_count_correct_counts_rows_whose_largest_logit_is_the_label(script):
     logits = jg.input("logits", (None, 10), "float32")
     labels = jg.input("labels", (None,), "int64")
     count = jg.compile([logits, labels], script["count_correct"](logits, labels), target="numpy")
