@@ -19,6 +19,7 @@ import numpy as np
 
 from . import functions as F
 from .graph import Tensor, bind, constant
+from .indexing import wrapped_index
 from .ops import shape as sh
 from .ops._shapes import fmt_shape, normalize_axis, normalize_axis_tuple
 from .primitive import Dim
@@ -369,7 +370,8 @@ def take_along_axis(arr, indices, axis=-1) -> Tensor:
     offsets = (np.arange(rows, dtype=np.int64) * n).reshape(rest + (1,))
     if isinstance(idx, Tensor):
         idx = moveaxis(F.broadcast_to(F.astype(idx, np.int64), rest[:axis] + (m,) + rest[axis:]), axis, -1)
-        flat_idx = F.add(F.where(F.less(idx, 0), F.add(idx, n), idx), constant(offsets))
+        wrapped, outside = wrapped_index(idx, n)        # outside its row: past the flat end, so it raises
+        flat_idx = F.where(outside, rows * n, F.add(wrapped, constant(offsets)))
     else:
         idx = np.moveaxis(np.broadcast_to(idx.astype(np.int64), rest[:axis] + (m,) + rest[axis:]), axis, -1)
         if idx.size and (idx.min() < -n or idx.max() >= n):

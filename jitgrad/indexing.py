@@ -118,6 +118,14 @@ def _index_array(entry):
     return idx.astype(np.int64)
 
 
+def wrapped_index(idx: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """A Tensor index into an axis of ``n`` with negative entries wrapped, and where it lies
+    outside the axis.  Whoever merges axes into one flat index must send those entries out of
+    the flat range too (so its gather raises), or they would read a neighbouring row."""
+    idx = F.where(F.less(idx, 0), F.add(idx, n), idx)
+    return idx, F.logical_or(F.less(idx, 0), F.greater_equal(idx, n))
+
+
 def _checked(idx: np.ndarray, size, axis: int) -> np.ndarray:
     """A constant index, bounds-checked and with negative entries wrapped (if the size is fixed)."""
     if isinstance(size, Dim) or idx.size == 0:
@@ -227,8 +235,7 @@ def _lower(x: Tensor, key) -> _Plan:
             flat, outside = None, None
             for i, s, n in zip(idxs, strides, sizes):
                 if isinstance(i, Tensor):
-                    i = F.where(F.less(i, 0), F.add(i, n), i)
-                    off = F.logical_or(F.less(i, 0), F.greater_equal(i, n))
+                    i, off = wrapped_index(i, n)
                     outside = off if outside is None else F.logical_or(outside, off)
                 term = F.broadcast_to(F.multiply(i, s) if s != 1 else F.as_tensor(i), common)
                 flat = term if flat is None else F.add(flat, term)

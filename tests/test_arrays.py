@@ -219,3 +219,14 @@ def test_call_time_sizes():
         _values_equal(g, w, f"output {i}")
     with pytest.raises(ValueError, match="roll: axis 0 of shape \\(None, 3\\) has a call-time size"):
         jg.roll(x, 1, 0)
+
+
+@pytest.mark.parametrize("target", ["numpy", "cpu"])
+def test_take_along_axis_raises_for_a_tensor_index_outside_its_row(target):
+    """Rows are flattened into one gather: index 4 of a row of 4 must not read the next row."""
+    x, i = jg.input("x", (3, 4)), jg.input("i", (3, 1), "int64")
+    f = jg.compile([x, i], [jg.take_along_axis(x, i, axis=1)], target=target)
+    np.testing.assert_array_equal(f(np.arange(12.0).reshape(3, 4), np.array([[0], [-1], [2]]))[0],
+                                  [[0.0], [7.0], [10.0]])
+    with pytest.raises(IndexError):
+        f(np.zeros((3, 4)), np.array([[0], [4], [1]]))
