@@ -146,11 +146,14 @@ def _sorted_along(x, axis, name: str) -> tuple[Tensor, int, bool]:
     return sort(flat, axis=a), a, axis is None
 
 
-def _keep(result: Tensor, x, a: int, flattened: bool, keepdims: bool) -> Tensor:
-    """``keepdims``: the reduced axis back as size 1 (every axis, for the flattened array)."""
+def _keep(result: Tensor, x, a: int, flattened: bool, keepdims: bool, lead: tuple = ()) -> Tensor:
+    """``keepdims``: the reduced axis back as size 1 (every axis, for the flattened array),
+    after the ``lead`` axes a quantile list puts in front."""
     if not keepdims:
         return result
-    return F.reshape(result, (1,) * F.as_tensor(x).ndim) if flattened else F.expand_dims(result, a)
+    if flattened:
+        return F.reshape(result, lead + (1,) * F.as_tensor(x).ndim)
+    return F.expand_dims(result, a + len(lead))
 
 
 def _nan_if_any(result: Tensor, ordered: Tensor, a: int) -> Tensor:
@@ -193,9 +196,4 @@ def quantile(x, q, axis=None, keepdims: bool = False) -> Tensor:
         parts.append(F.add(below, F.multiply(gap, frac)) if frac < 0.5
                      else F.subtract(above, F.multiply(gap, 1.0 - frac)))
     result = parts[0] if qs.ndim == 0 else F.stack(parts)
-    result = _nan_if_any(result, ordered, a)
-    if not keepdims:
-        return result
-    if qs.ndim == 0:
-        return _keep(result, x, a, flattened, True)
-    return F.stack([_keep(p, x, a, flattened, True) for p in (result[k] for k in range(len(parts)))])
+    return _keep(_nan_if_any(result, ordered, a), x, a, flattened, keepdims, tuple(result.dims[:qs.ndim]))
