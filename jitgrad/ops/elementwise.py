@@ -140,7 +140,14 @@ div_p = _elementwise(
         b, on(x_dots[0], lambda t: b.safe_div(t, x2)),
         on(x_dots[1], lambda t: b.negative(b.safe_mul(t, b.divide(y, x2))))),
 )
-pow_p = _elementwise("pow", 2, np.power, vjp=_pow_vjp, jvp=_pow_jvp, scalar="({0} ** {1})")
+def _pow_ref(x, p):
+    """np.power on C-ordered operands: NumPy's vectorized power (not correctly rounded) runs on
+    contiguous arrays and a scalar loop on broadcast ones, so the same values could round
+    differently by layout; a contiguous copy makes the reference depend on the values alone."""
+    return np.power(np.asarray(x, order="C"), np.asarray(p, order="C"))
+
+
+pow_p = _elementwise("pow", 2, _pow_ref, vjp=_pow_vjp, jvp=_pow_jvp, scalar="({0} ** {1})")
 
 
 def _extremum(name, ref, beats):
