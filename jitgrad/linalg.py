@@ -687,30 +687,17 @@ def _frechet(a: Tensor, e: Tensor) -> Tensor:
     return expm(F.concatenate([top, bottom], axis=-2))[..., :n, n:]
 
 
-_expm = None
-
-
-def _build_expm():
-    global _expm
-    from .custom import custom_vjp
-    _expm = custom_vjp(_expm_pade, lambda a: (_expm_pade(a), a),
-                       lambda a, g: (_frechet(la._mT(F, a), g),))
-
-
 def expm(a) -> Tensor:
     """scipy.linalg.expm of each matrix: the [13/13] Padé approximant with scaling and squaring
     (Higham 2005; scipy also uses lower degrees for small norms: the values agree to
     rounding), composed from products, one ``solve`` and a fixed loop of squarings.
 
-    Reverse mode by the block-triangular Fréchet method (a ``jg.custom_vjp``): the VJP of Ḡ
-    is L(Aᵀ, Ḡ), the top right block of expm([[Aᵀ, Ḡ], [0, Aᵀ]]), through ``expm`` itself,
-    so every order of reverse mode recurses (the matrices double in size per order).
-    Forward mode differentiates the algorithm itself (the Fréchet derivative of the
-    scaled Padé approximant, as Al-Mohy & Higham 2009 compute L(A, E)), which reverse
-    mode can differentiate again: the squarings are a fixed loop of 64 steps, idle ones
-    selected away.  (A ``custom_jvp`` rule nested in the ``custom_vjp`` is dropped when
-    the function is traced, so forward mode cannot recurse through expm as well.)"""
+    Derivatives by the block-triangular Fréchet method in both modes: the JVP of Ȧ is
+    L(A, Ȧ) and the VJP of Ḡ is L(Aᵀ, Ḡ), where L(A, E) is the top right block of
+    expm([[A, E], [0, A]]), computed by ``expm`` itself, so every order of either mode
+    recurses (the matrices double in size per order)."""
     a = _matrices("expm", "a", a)
-    if _expm is None:
-        _build_expm()
-    return _expm(a)
+    return bind(la.expm_p, _expm_pade(a), a)
+
+
+la.RULES["frechet"] = _frechet

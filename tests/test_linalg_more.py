@@ -249,6 +249,15 @@ def test_expm_derivatives_any_order():
     jg.check_grads(la.expm, [a], order=2)
     jg.check_grads(la.expm, [a * 4], order=1)        # squarings on the way
     jg.check_grads(lambda m: jg.sum(la.expm(m) * m), [a], order=3, modes=("rev",))
+    jg.check_grads(lambda m: jg.sum(la.expm(m) * m), [a], order=3, modes=("fwd",))
+
+
+def test_expm_jvp_is_the_frechet_derivative():
+    a, e = rng.normal(size=(3, 3)), rng.normal(size=(3, 3))
+    x = jg.input("x", (3, 3))
+    (dot,) = jg.jvp([la.expm(x)], [x], [jg.constant(e)])
+    (got,) = call_unmutated(jg.compile([x], [dot], target="numpy"), a)
+    np.testing.assert_allclose(got, sl.expm_frechet(a, e, compute_expm=False), rtol=1e-11)
 
 
 def test_expm_vjp_is_the_frechet_derivative():
@@ -258,6 +267,27 @@ def test_expm_vjp_is_the_frechet_derivative():
     (got,) = call_unmutated(jg.compile([x], [bar], target="numpy"), a)
     want = sl.expm_frechet(a.T, g, compute_expm=False)
     np.testing.assert_allclose(got, want, rtol=1e-11)
+
+
+def test_expm_and_its_gradient_save_and_load(tmp_path):
+    a = rng.normal(size=(2, 3, 3))
+    x = jg.input("x", (2, 3, 3))
+    y = la.expm(x)
+    (bar,) = jg.vjp([y], [x], [jg.constant(np.ones((2, 3, 3)))])
+    jg.save(tmp_path / "expm.npz", [y, bar])
+    ly, lbar = jg.load(tmp_path / "expm.npz")
+    (lx,) = [n for n in jg.graph.topological_order([ly, lbar]) if n.op.name == "input"]
+    want = call_unmutated(jg.compile([x], [y, bar], target="numpy"), a)
+    got = call_unmutated(jg.compile([lx], [ly, lbar], target="numpy"), a)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_expm_vmap():
+    a = rng.normal(size=(4, 3, 3))
+    x = jg.input("x", (4, 3, 3))
+    (got,) = call_unmutated(jg.compile([x], [jg.vmap(la.expm)(x)], target="numpy"), a)
+    np.testing.assert_allclose(got, sl.expm(a), rtol=1e-11)
 
 
 def test_expm_on_cpu():

@@ -856,5 +856,21 @@ svd_function_p = Primitive(
 )
 
 
+RULES: dict = {}        # "frechet" -> L(A, E) of expm, filled by jitgrad.linalg (it builds expm's graph)
+
+
+expm_p = Primitive(
+    "expm", batch=batch_stack, shape=_spectral_shape("expm"), nin=2,
+    ref=lambda y, a: y, scalar="{0}",
+    vjp=lambda b, y_bar, y, value, a: (None, RULES["frechet"](_mT(b, a), y_bar)),
+    jvp=lambda b, x_dots, y, value, a: on(x_dots[1], lambda t: RULES["frechet"](a, t)),
+    marker=True,
+    doc="expm(A) (input 0, the Padé graph as computed) with the Fréchet derivative in A "
+        "(input 1): dY = L(A, dA), Ā = L(Aᵀ, Ȳ), each the top right block of expm of "
+        "[[A, E], [0, A]] (Higham, \"Functions of Matrices\", thm. 3.6), through expm "
+        "itself, so every order recurses.",
+)
+
+
 PRIMITIVES = (matmul_p, lu_p, lu_solve_p, lu_det_p, lu_cofactor_p, lu_logabsdet_p, lu_sign_p,
-              cholesky_p, triangular_solve_p, eigh_p, svd_p, eigh_function_p, svd_function_p)
+              cholesky_p, triangular_solve_p, eigh_p, svd_p, eigh_function_p, svd_function_p, expm_p)
