@@ -21,7 +21,7 @@ import numpy as np
 
 from . import functions as F
 from .graph import Tensor, bind, constant
-from .ops import shape as sh
+from .ops import shape as sh, sort as sort_ops
 from .ops._shapes import fmt_shape
 from .primitive import Dim
 
@@ -164,9 +164,10 @@ class _Plan:
         dims, idx = self.y.dims, F.as_tensor(idx)
         self._add(("gather", idx, axis, dims), bind(sh.gather_p, self.y, idx, axis=axis))
 
-    def scatter(self, v: Tensor) -> Tensor:
-        """``v`` (of the indexed shape) written into zeros of the array's shape; the values of
-        repeated indices add up."""
+    def scatter(self, v: Tensor, merge: str | None = None) -> Tensor:
+        """``v`` (of the indexed shape) written into zeros of the array's shape.  The values of
+        repeated indices add up, or with ``merge`` (an update's op) are first merged into one
+        value per position, as :func:`_merge_repeats` says."""
         for step in reversed(self.steps):
             if step[0] == "slice":
                 v = bind(sh.unslice_p, v, shape=step[2], index=step[1])
@@ -175,8 +176,52 @@ class _Plan:
             elif step[0] == "transpose":
                 v = F.transpose(v, tuple(np.argsort(step[1]).tolist()))
             else:
-                v = bind(sh.scatter_add_p, v, step[1], shape=step[3], axis=step[2])
+                _, idx, axis, dims = step
+                if merge is not None:
+                    v, idx = _merge_repeats(v, idx, axis, dims[axis], merge)
+                v = bind(sh.scatter_add_p, v, idx, shape=dims, axis=axis)
         return v
+
+
+_MERGE = {"multiply": F.multiply, "min": F.minimum, "max": F.maximum}
+
+
+def _merge_repeats(v: Tensor, idx: Tensor, axis: int, n, op: str) -> tuple[Tensor, Tensor]:
+    """Values ``v`` bound for ``scatter_add`` at ``idx`` along ``axis`` (of size ``n``), with the
+    values of each repeated index merged into its last occurrence and the others zero, so the
+    scatter applies the updates as sequential NumPy updates would: ``set`` keeps the last value,
+    ``multiply`` the product of all, ``min``/``max`` the extreme of all.  The entries are sorted
+    by index (stably, so "last" keeps its meaning) and merged within runs of equal indices by a
+    segmented scan of log2(len(idx)) steps.  Returns the values and the index, both sorted."""
+    if idx.ndim == 0:
+        return v, idx
+    length = int(np.prod(idx.dims)) if not any(isinstance(d, Dim) for d in idx.dims) else None
+    if length is None and op != "set":
+        raise ValueError(f"at[...].{op}: an index Tensor of call-time shape {fmt_shape(idx.dims)} needs a "
+                         "fixed shape here (repeated indices are merged in log2(length) fixed steps)")
+    if idx.ndim != 1:
+        v = F.reshape(v, v.dims[:axis] + (-1,) + v.dims[axis + idx.ndim:])
+        idx = F.reshape(idx, (-1,))
+    size = n if isinstance(n, int) else F.full((), n, np.int64)
+    idx = wrapped_index(idx, size)[0]          # -1 and n - 1 are the same position
+    order = bind(sort_ops.argsort_p, idx, axis=0, descending=False)
+    idx = F.take(idx, order, axis=0)
+    v = bind(sh.gather_p, v, order, axis=axis)
+    trailing = (1,) * (v.ndim - axis - 1)
+
+    def along(t: Tensor, start=None, stop=None) -> Tensor:
+        return t[(slice(None),) * axis + (slice(start, stop),)]
+
+    if op != "set":
+        step = 1
+        while step < length:        # after it, entry j merges its run up to j (Hillis & Steele)
+            same = F.reshape(F.equal(idx[step:], idx[:-step]), (length - step,) + trailing)
+            later, earlier = along(v, step), along(v, None, -step)
+            v = F.concatenate([along(v, None, step), F.where(same, _MERGE[op](later, earlier), later)], axis=axis)
+            step *= 2
+    last = F.concatenate([F.not_equal(idx[:-1], idx[1:]), F.constant(np.ones(1, bool))], axis=0)
+    last = F.reshape(last, (-1,) + trailing) if trailing else last
+    return F.where(last, v, F.constant(np.zeros((), v.dtype))), idx
 
 
 def _lower(x: Tensor, key) -> _Plan:
@@ -297,7 +342,7 @@ def _update(x: Tensor, key, values, op: str) -> Tensor:
             x = _combine(op, x, plan.scatter(part), constant(touched.reshape(x.dims)))
         return x
     mask = F.greater(plan.scatter(F.ones(y.dims, np.float64)), 0.0)
-    return _combine(op, x, plan.scatter(v), mask)
+    return _combine(op, x, plan.scatter(v, merge=op), mask)
 
 
 def _combine(op: str, x: Tensor, scattered: Tensor, mask: Tensor) -> Tensor:
@@ -316,11 +361,11 @@ class _IndexUpdateRef:
     ``set``, ``add``, ``multiply``, ``min``, ``max`` return a new Tensor shaped like ``x``
     (``values`` broadcast to ``x[idx]``'s shape and cast to ``x``'s dtype), with derivatives
     in ``x`` and ``values``.  Repeated indices: ``add`` accumulates.  For indices fixed when
-    the graph is built (no Tensor in ``idx``), the others apply the repeats in order, as
-    sequential NumPy updates would: ``set`` keeps the last value, ``multiply`` multiplies by
-    all, ``min``/``max`` take the extreme of all.  With Tensor indices, repeated entries are
-    not detected: their values are summed first, so ``set``/``multiply``/``min``/``max`` are
-    only right for distinct indices.
+        The others apply the repeats in order, as sequential NumPy updates would: ``set`` keeps
+    the last value (JAX leaves that unspecified), ``multiply`` multiplies by all,
+    ``min``/``max`` take the extreme of all.  Indices fixed when the graph is built apply in
+    rounds of distinct positions; Tensor indices are sorted at run time and their repeats
+    merged before one scatter (``multiply``/``min``/``max`` need the index Tensor's shape fixed).
     """
 
     __slots__ = ("x", "key")

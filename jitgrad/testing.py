@@ -761,6 +761,31 @@ def _at_updates_ref(x):
             + upd(2, x[0] * 0.5, np.maximum))
 
 
+def _rows_of(x, m):
+    """Row indices with repeats that depend on the data: 0 or 1 by the sign of x's first row,
+    then -1 (row 2): a run-time Tensor index on the graph side."""
+    sign = m.greater(x[0], 0.0)
+    return m.concatenate([m.astype(sign, np.int64), m.astype(sign[:1], np.int64) - 2], axis=0)
+
+
+def _at_updates_repeated(x):
+    rows = _rows_of(x, jg)
+    v = jg.concatenate([x[:, ::-1], x[:2]], axis=0) * 0.5 - 0.2
+    return (x.at[rows].set(v) + x.at[rows].multiply(v + 1.0) * x.at[rows].min(v)
+            + x.at[rows, 1].max(v[:, 0]))
+
+
+def _at_updates_repeated_ref(x):
+    rows = _rows_of(x, np)
+    v = np.concatenate([x[:, ::-1], x[:2]], axis=0) * 0.5 - 0.2
+    out = [x.copy() for _ in range(4)]
+    out[0][rows] = v
+    np.multiply.at(out[1], rows, v + 1.0)
+    np.minimum.at(out[2], rows, v)
+    np.maximum.at(out[3], (rows, 1), v[:, 0])
+    return out[0] + out[1] * out[2] + out[3]
+
+
 ARRAY_CASES: list[Case] = [
     Case("arrays_reorder", _reorder, lambda x: _reorder(x, np), (X34,)),
     Case("arrays_triangles", _triangles, lambda x: _triangles(x, np), (X33,)),
@@ -768,5 +793,6 @@ ARRAY_CASES: list[Case] = [
     Case("arrays_split_take", _split_take, lambda x: _split_take(x, np), (X34,)),
     Case("index_advanced", _advanced_index, _advanced_index, (X34,)),
     Case("at_updates", _at_updates, _at_updates_ref, (X34,)),
+    Case("at_updates_repeated_tensor_index", _at_updates_repeated, _at_updates_repeated_ref, (X34,)),
 ]
 CASES += ARRAY_CASES

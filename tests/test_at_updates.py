@@ -142,6 +142,52 @@ def test_repeated_indices_semantics():
     np.testing.assert_array_equal(jg.compile([x, v], gv, target="numpy")(data, data), [0.0, 100.0, 1.0])
 
 
+TENSOR_KEYS = [   # (key with index Tensors named "i", "j", the NumPy index values)
+    (lambda i, j: i, {"i": np.array([0, 2, 0, -3, 1, 2, 0])}),
+    (lambda i, j: (slice(None), i), {"i": np.array([[1, -4], [1, 3]])}),
+    (lambda i, j: (i, j), {"i": np.array([0, 2, 0, -3, 2]), "j": np.array([1, 1, 1, 1, -4])}),
+    (lambda i, j: (i, 1, j), {"i": np.array([2, 2, 2]), "j": np.array([3, 3, 0])}),
+    (lambda i, j: (0, i), {"i": np.array(2)}),
+]
+
+
+@pytest.mark.parametrize("k", range(len(TENSOR_KEYS)))
+@pytest.mark.parametrize("target", ["numpy", "cpu"])
+def test_repeated_tensor_indices_apply_as_sequential_updates(k, target):
+    if target == "cpu" and k not in (0, 2):
+        pytest.skip("two keys compile on the CPU target: enough for the kernels, cheap for CI")
+    key_of, index = TENSOR_KEYS[k]
+    data = rng.normal(size=(3, 4, 5))
+    names = sorted(index)
+    idx = {n: jg.input(n, index[n].shape, "int64") for n in names}
+    key = key_of(idx.get("i"), idx.get("j"))
+    np_key = key_of(index.get("i"), index.get("j"))
+    x = jg.input("x", data.shape)
+    values = rng.normal(size=data[np_key].shape)
+    values[..., 0] = values[..., -1]              # tied values where repeats meet too
+    outs = [getattr(x.at[key], op)(values) for op in UFUNCS]
+    got = jg.compile([x] + [idx[n] for n in names], outs, target=target)(data, *[index[n] for n in names])
+    for g, op in zip(got, UFUNCS):
+        np.testing.assert_allclose(g, _numpy_update(data, np_key, values, op), rtol=0, atol=1e-15, err_msg=op)
+
+
+@pytest.mark.parametrize("op", ["set", "multiply", "min", "max"])
+def test_repeated_tensor_indices_derivatives(op):
+    index = jg.constant(np.array([0, 2, 0, -1, 1]))       # a constant node: a Tensor index all the same
+    f = lambda x, v: jg.sum(jg.sin(getattr(x.at[index], op)(v * x[0])))  # noqa: E731
+    jg.check_grads(f, [rng.normal(size=(3, 2)) + 1.5, rng.normal(size=(5, 2))], order=2)
+
+
+def test_repeated_tensor_indices_of_call_time_length():
+    x, i = jg.input("x", (4,)), jg.input("i", (None,), "int64")
+    f = jg.compile([x, i], [x.at[i].set(jg.arange(3.0)[:1] + 5.0), x.at[i].add(1.0)], target="numpy")
+    got = f(np.zeros(4), np.array([1, -3, 2]))
+    np.testing.assert_array_equal(got[0], [0.0, 5.0, 5.0, 0.0])
+    np.testing.assert_array_equal(got[1], [0.0, 2.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match=r"at\[\.\.\.\]\.max: an index Tensor of call-time shape \(None,\)"):
+        x.at[i].max(1.0)
+
+
 def test_dtype_and_vmap():
     x = jg.input("x", (4,), "int32")
     assert x.at[1].set(2.7).dtype == np.int32 and x[np.array([True, False, True, True])].dtype == np.int32
