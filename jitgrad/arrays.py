@@ -157,40 +157,73 @@ def tile(A, reps) -> Tensor:
     return F.reshape(y, tuple(r * s for r, s in zip(reps, sizes)))
 
 
-def repeat(a, repeats, axis=None) -> Tensor:
+def repeat(a, repeats, axis=None, *, total_repeat_length=None) -> Tensor:
     """numpy.repeat: each element ``repeats`` times along ``axis`` (``None``: flattened).
 
     One count: a broadcast and a reshape.  A count per element: a gather with a constant
-    index.  ``repeats`` must be known when the graph is built (not a Tensor): the result's
-    shape depends on it.
+    index.  ``repeats`` may be a Tensor (counts known at run time) when
+    ``total_repeat_length`` fixes the result's length, as ``jnp.repeat``: past the counts'
+    sum the last element repeats, and counts beyond the length are cut off.  No derivative
+    in ``repeats``.
     """
     a = F.as_tensor(a)
+    if total_repeat_length is not None:
+        total_repeat_length = _int(total_repeat_length, "repeat", "total_repeat_length")
+        if total_repeat_length < 0:
+            raise ValueError(f"repeat: total_repeat_length must be >= 0, got {total_repeat_length}")
     if isinstance(repeats, Tensor):
-        raise TypeError("repeat: repeats must be integers known when the graph is built, not a "
-                        "Tensor (the result's shape would depend on its values)")
-    counts = np.asarray(repeats)
-    if counts.dtype == np.bool_ or not (np.issubdtype(counts.dtype, np.integer) or counts.size == 0):
-        raise TypeError(f"repeat: repeats must be integers, got {repeats!r}")
-    counts = counts.astype(np.int64)
-    if (counts < 0).any():
-        raise ValueError("repeat: negative dimensions are not allowed")
+        if total_repeat_length is None:
+            raise TypeError("repeat: repeats is a Tensor, so the result's length is known only at run "
+                            "time; give total_repeat_length (as jnp.repeat)")
+        if not np.issubdtype(repeats.dtype, np.integer) or repeats.ndim > 1:
+            raise TypeError(f"repeat: repeats must be integers of at most one axis, got a Tensor of "
+                            f"{repeats.dtype} and shape {fmt_shape(repeats.dims)}")
+    else:
+        repeats = np.asarray(repeats)
+        if repeats.dtype == np.bool_ or not (np.issubdtype(repeats.dtype, np.integer) or repeats.size == 0):
+            raise TypeError(f"repeat: repeats must be integers, got {repeats!r}")
+        repeats = repeats.astype(np.int64)
+        if (repeats < 0).any():
+            raise ValueError("repeat: negative dimensions are not allowed")
+        if repeats.ndim > 1:
+            raise ValueError(f"repeat: repeats must be an integer or a 1-D array, got shape {repeats.shape}")
     if axis is None:
         a, axis = ravel(a), 0
     else:
         axis = normalize_axis(axis, a.ndim, "repeat")
     n = _size(a, axis, "repeat")
-    if counts.ndim > 1:
-        raise ValueError(f"repeat: repeats must be an integer or a 1-D array, got shape {counts.shape}")
-    if counts.size == 1:
-        r = int(counts.reshape(()))
+    count_dims = tuple(repeats.dims) if isinstance(repeats, Tensor) else repeats.shape
+    if count_dims not in ((), (1,), (n,)):
+        raise ValueError(f"repeat: operands could not be broadcast together with shape ({n},) (axis {axis} of "
+                         f"{fmt_shape(a.dims)}) and repeats of shape {fmt_shape(count_dims)}")
+    if n == 0 and total_repeat_length:
+        raise ValueError(f"repeat: cannot fill total_repeat_length={total_repeat_length} from an empty axis "
+                         f"(axis {axis} of {fmt_shape(a.dims)})")
+    if isinstance(repeats, Tensor):
+        return bind(sh.gather_p, a, _repeat_index(repeats, n, total_repeat_length), axis=axis)
+    if repeats.size == 1 and total_repeat_length is None:
+        r = int(repeats.reshape(()))
         dims = tuple(a.dims)
         y = F.broadcast_to(F.reshape(a, dims[:axis + 1] + (1,) + dims[axis + 1:]),
                            dims[:axis + 1] + (r,) + dims[axis + 1:])
         return F.reshape(y, dims[:axis] + (n * r,) + dims[axis + 1:])
-    if counts.size != n:
-        raise ValueError(f"repeat: operands could not be broadcast together with shape ({n},) "
-                         f"(axis {axis} of {fmt_shape(a.dims)}) and repeats of shape {counts.shape}")
-    return bind(sh.gather_p, a, constant(np.repeat(np.arange(n, dtype=np.int64), counts)), axis=axis)
+    index = np.repeat(np.arange(n, dtype=np.int64), np.broadcast_to(repeats, (n,)))
+    if total_repeat_length is not None:
+        index = np.concatenate([index, np.full(max(0, total_repeat_length - index.size), n - 1)])
+        index = index[:total_repeat_length]
+    return bind(sh.gather_p, a, constant(index), axis=axis)
+
+
+def _repeat_index(counts: Tensor, n, total: int) -> Tensor:
+    """Which element each of the ``total`` result positions reads, for counts known at run time:
+    a mark at each element's first position (several at once where counts are zero), summed
+    up.  Negative counts count as zero."""
+    from .reductions import cumsum        # reductions builds on this module
+    counts = F.maximum(F.broadcast_to(F.reshape(F.astype(counts, np.int64), (-1,)) if counts.ndim else
+                                      F.astype(counts, np.int64), (n,)), 0)
+    starts = F.subtract(cumsum(counts), counts)
+    marks = F.zeros((total + 1,), np.int64).at[F.minimum(starts, total)].add(1)[:total]
+    return F.subtract(cumsum(marks), 1)
 
 
 # -- splitting -----------------------------------------------------------------------------------

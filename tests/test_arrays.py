@@ -161,6 +161,31 @@ def test_vmap_of_shape_functions():
     _values_equal(jg.compile([x], y, target="numpy")(data), np.stack(want), "vmap")
 
 
+def _jax_repeat(data, counts, axis, total):
+    """jnp.repeat with total_repeat_length: past the counts' sum the last element repeats."""
+    index = np.repeat(np.arange(data.shape[axis]), counts)
+    index = np.concatenate([index, np.full(max(0, total - index.size), data.shape[axis] - 1)])[:total]
+    return np.take(data, index, axis)
+
+
+@pytest.mark.parametrize("target", ["numpy", "cpu"])
+def test_repeat_with_counts_known_at_run_time(target):
+    x, r, r0 = jg.input("x", X.shape), jg.input("r", (4,), "int64"), jg.input("r0", (), "int64")
+    counts = np.array([2, 0, 3, 2])
+    totals = [0, 3, 7, 11] if target == "numpy" else [7, 9]
+    outs = [jg.repeat(x, r, axis=1, total_repeat_length=t) for t in totals]
+    wants = [_jax_repeat(X, counts, 1, t) for t in totals]
+    outs += [jg.repeat(x, r0, axis=0, total_repeat_length=5), jg.repeat(x, [1, 0, 2, 0], -2, total_repeat_length=2)]
+    wants += [_jax_repeat(X, [2, 2, 2], 0, 5), _jax_repeat(X, [1, 0, 2, 0], 1, 2)]
+    got = jg.compile([x, r, r0], outs, target=target)(X, counts, np.array(2))
+    for k, (g, w) in enumerate(zip(got, wants)):
+        _values_equal(g, w, f"repeat {k}")
+    y = jg.repeat(x, jg.constant(counts), axis=1, total_repeat_length=9)
+    jg.check_grads(lambda t: jg.sum(jg.repeat(t, jg.constant(counts), axis=1, total_repeat_length=9) ** 3), [X],
+                   order=2)
+    assert jg.repeat(x, 2, total_repeat_length=7).shape == (7,) and y.shape == (3, 9, 5)
+
+
 def test_constant_values_may_be_a_tensor():
     x, c = jg.input("x", V.shape), jg.input("c", ())
     y = jg.pad(x, 2, constant_values=c)
@@ -177,7 +202,11 @@ def test_constant_values_may_be_a_tensor():
     (lambda x: jg.tile(x, -1), ValueError, "tile: negative"),
     (lambda x: jg.repeat(x, -1), ValueError, "repeat: negative"),
     (lambda x: jg.repeat(x, [1, 2], 0), ValueError, r"repeat: .*\(3,\)"),
-    (lambda x: jg.repeat(x, jg.constant(2)), TypeError, "repeat: .*Tensor"),
+    (lambda x: jg.repeat(x, jg.constant(2)), TypeError, "repeat: repeats is a Tensor.*total_repeat_length"),
+    (lambda x: jg.repeat(x, jg.constant(2.0), total_repeat_length=3), TypeError, "repeat: repeats must be integers"),
+    (lambda x: jg.repeat(x, jg.constant([1, 2]), 0, total_repeat_length=3), ValueError, r"repeat: .*\(2,\)"),
+    (lambda x: jg.repeat(x, 2, total_repeat_length=-1), ValueError, "repeat: total_repeat_length must be >= 0"),
+    (lambda x: jg.repeat(x[:0], 2, 0, total_repeat_length=1), ValueError, "repeat: cannot fill"),
     (lambda x: jg.split(x, 3, 1), ValueError, "split: array split does not result in an equal division"),
     (lambda x: jg.array_split(x, 0), ValueError, "array_split: number sections"),
     (lambda x: jg.diagonal(x[0, 0]), ValueError, "diagonal: array must be at least 2-d"),
