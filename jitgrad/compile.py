@@ -115,6 +115,8 @@ class Executable:
             raise TypeError(f"compile: unknown option(s) {sorted(unknown)}; known: {sorted(OPTIONS)}")
         if target not in TARGETS:
             raise ValueError(f"compile: unknown target {target!r}; available: {sorted(TARGETS)}")
+        if target == "cpu" and tiered.enabled(wait):
+            tiered.prepare()                    # a worker starts up while the graph is lowered
         self.inputs = _check_inputs(inputs)
         outs, self._single = _as_outputs(outputs)
         self.schedule = lower(self.inputs, outs, _check_updates(updates))
@@ -223,7 +225,11 @@ class Executable:
             if pending.done():                 # the disk cache had it: compiled from this call on
                 self._take_compiled_tier()
         try:
-            results = self._program(checked, sizes)
+            if self._pending is not None:       # the reference tier, while a worker compiles
+                with tiered.cores_left_by_workers():
+                    results = self._program(checked, sizes)
+            else:
+                results = self._program(checked, sizes)
         except CheckFailed as failed:       # debug_nans on a compiled target: the reference finds it
             reference = NumpyProgram(self.schedule, debug_nans=True)
             raise compiled_report(self.schedule, failed, reference, checked, sizes) from None

@@ -9,7 +9,10 @@ signature, which fills the disk cache. The call after the worker finishes switch
 function to the CPU program, whose first call then loads the machine code from the disk cache
 instead of compiling it. The switch happens between calls, under a lock.
 
-Workers: at most two fresh Python processes (``JITGRAD_COMPILE_WORKERS``), started lazily
+While a worker compiles, reference-tier calls run BLAS on the cores the workers leave free.
+
+Workers: at most two fresh Python processes (``JITGRAD_COMPILE_WORKERS``), the first started
+when a tiered function is compiled (it imports Numba while the graph is lowered), started
 with ``subprocess`` (never forked: Numba/LLVM state; not multiprocessing's spawn, which would
 run the user's unguarded ``__main__`` script again), fed pickled jobs through their stdin by
 one daemon thread each. They ignore SIGINT (Ctrl-C belongs to the user's process), exit at EOF
@@ -18,6 +21,7 @@ or when their parent is gone, and are terminated and reaped at interpreter exit.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import threading
@@ -67,6 +71,8 @@ def _serve() -> None:
             time.sleep(0.5)
         os._exit(0)
     threading.Thread(target=orphaned, daemon=True, name="jitgrad-parent-watch").start()
+    import numba  # noqa: F401  (imported while the parent builds its graph: off the first job's path)
+    from .backends import cache  # noqa: F401
     jobs = sys.stdin.buffer
     while True:
         try:
@@ -159,14 +165,17 @@ class _Worker:
                 self.pool.jobs.put(item)
                 self.pool.retire(self, replace=True)
                 return
+            self.pool.running(+1)
             try:
                 ok, value = pickle.load(self.process.stdout)
             except (OSError, EOFError, pickle.UnpicklingError, ValueError) as error:
+                self.pool.running(-1)
                 code = self.process.poll()
                 future.set_exception(WorkerLost(f"compile worker {self.process.pid} ended "
                                                 f"(exit status {code}; {type(error).__name__})"))
                 self.pool.retire(self)
                 return
+            self.pool.running(-1)
             if ok:
                 future.set_result(value)
             else:
@@ -193,13 +202,22 @@ class _Pool:
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.workers: list[_Worker] = []
         self.lock = threading.Lock()
+        self.busy = 0                  # jobs a worker is compiling now
 
-    def submit(self, function, *args) -> Future:
-        future: Future = Future()
+    def running(self, change: int) -> None:
+        with self.lock:
+            self.busy += change
+
+    def start_worker(self) -> None:
+        """One more worker, if the pool has room: it starts importing Numba now."""
         with self.lock:
             self.workers = [w for w in self.workers if w.process.poll() is None or w.thread.is_alive()]
             if len(self.workers) < self.size:
                 self.workers.append(_Worker(self))
+
+    def submit(self, function, *args) -> Future:
+        future: Future = Future()
+        self.start_worker()
         self.jobs.put((future, function, args))
         return future
 
@@ -242,6 +260,59 @@ def _executor() -> _Pool:
         if _pool is None:
             _pool = _Pool(max_workers())
         return _pool
+
+
+def prepare() -> None:
+    """Start a worker ahead of the first job (a tiered compile calls this before lowering its
+    graph): its Python and Numba start-up then overlap the graph's build and first call."""
+    pool = _executor()
+    if not pool.workers:
+        pool.start_worker()
+
+
+_blas = (-1, [])   # (len(sys.modules) when looked up, threadpoolctl's handles on the BLAS libraries)
+
+
+def _blas_libraries() -> list:
+    """The BLAS libraries loaded, looked up again only after more modules were imported (one
+    may have loaded another BLAS, as SciPy does): a lookup costs milliseconds."""
+    global _blas
+    import sys
+    if _blas[0] != len(sys.modules):
+        try:
+            from threadpoolctl import ThreadpoolController
+            libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+        except Exception:             # threadpoolctl missing or failing: leave BLAS as it is
+            libraries = []
+        _blas = (len(sys.modules), libraries)
+    return _blas[1]
+
+
+@contextlib.contextmanager
+def cores_left_by_workers():
+    """Run a reference-tier call with BLAS on the cores the busy compile workers leave free.
+
+    On two cores a two-thread matrix product fights the compiling worker and slows both: the
+    W3 step's compiled tier came 1.3-1.6 s later, with half as many steps done meanwhile
+    (``benchmarks/report.py --only w6``).  BLAS's own setting is restored after the call, so the
+    user's code outside it is unaffected."""
+    pool = _pool
+    busy = pool.busy if pool is not None else 0
+    if not busy:
+        yield
+        return
+    threads = max(1, (os.cpu_count() or 1) - busy)
+    lowered = []
+    for library in _blas_libraries():
+        n = library.num_threads
+        if n > threads:
+            library.set_num_threads(threads)
+            lowered.append((library, n))
+    try:
+        yield
+    finally:
+        for library, n in lowered:
+            library.set_num_threads(n)
 
 
 def worker_pids() -> list[int]:

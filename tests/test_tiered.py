@@ -165,3 +165,28 @@ def test_wait_true_and_the_default_run_compiled():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         f(np.ones(7))
+
+
+def test_a_tiered_compile_starts_a_worker_before_the_first_call():
+    x = jg.input("x", (3,))
+    jg.compile([x], jg.sum(jg.tan(x)), wait=False)
+    assert tiered.worker_pids()
+
+
+def test_reference_calls_leave_the_busy_workers_their_cores(monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    before = [lib.num_threads for lib in tiered._blas_libraries()]
+    if not before:
+        pytest.skip("no BLAS library that threadpoolctl can control")
+
+    class Busy:
+        busy = 1
+
+    monkeypatch.setattr(tiered, "_pool", Busy())
+    with tiered.cores_left_by_workers():
+        inside = [info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"]
+    assert max(inside) <= max(1, (os.cpu_count() or 1) - 1)
+    assert [lib.num_threads for lib in tiered._blas_libraries()] == before
+    Busy.busy = 0
+    with tiered.cores_left_by_workers():
+        assert [lib.num_threads for lib in tiered._blas_libraries()] == before
