@@ -138,7 +138,8 @@ class Executable:
         self._all_fixed = not self._sizes and all(None not in x.shape for x in self.inputs)
         self._n_out = len(outs)
         self._updated = self.schedule.update_states
-        self._entry = self._program.entry(self._fixed) if self._all_fixed else None
+        self._n_args = len(self._names)
+        self._entry = self._program.entry(self._fixed, self._single) if self._all_fixed else None
 
     def _size_classes(self) -> tuple:
         """Union the sizes the graph's shape rules said must be equal."""
@@ -201,16 +202,13 @@ class Executable:
         return checked
 
     def __call__(self, *args, **kwargs):
+        entry = self._entry                  # the compiled tier's, when shapes are fixed
+        if entry is not None and not kwargs and len(args) == self._n_args:
+            results = entry(*args)           # None unless every argument is exactly as compiled
+            if results is not None:
+                return results
         if self._pending is not None and self._pending.done():
             self._take_compiled_tier()
-        if self._entry is not None and not kwargs and len(args) == len(self._names):
-            results = self._entry(*args)      # None unless every argument is exactly as compiled
-            if results is not None:
-                if self._updated:
-                    for state, value in zip(self._updated, results[self._n_out:]):
-                        state.assign(value)
-                    results = results[:self._n_out]
-                return results[0] if self._single else results
         arrays = args if not kwargs and len(args) == len(self._names) else self._arguments(args, kwargs)
         checked = self._fast_check(arrays) if self._all_fixed else None
         if checked is None:
@@ -264,7 +262,7 @@ class Executable:
         return self._program is self._compiled
 
     def _use(self, program: Program) -> None:
-        self._entry = program.entry(self._fixed) if self._all_fixed else None
+        self._entry = program.entry(self._fixed, self._single) if self._all_fixed else None
         self._program = program
 
     def _take_compiled_tier(self) -> None:

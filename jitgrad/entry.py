@@ -25,8 +25,11 @@ def _test(name: str, dtype: np.dtype, shape: tuple) -> str:
 
 
 def write_entry(fixed, n_params: int, n_consts: int, n_slots: int,
-                scalar_outputs, n_results: int) -> str:
-    """Source of ``entry(a0, a1, ...)``: a call with argument checks reduced to type tests.
+                scalar_outputs, n_results: int, n_out: int, single: bool) -> str:
+    """Source of ``entry(a0, a1, ...)``: a call with argument checks reduced to type tests,
+    returning what the compiled function's call returns (its one output, or the tuple of its
+    ``n_out`` outputs) after giving the params their updated values (the results past
+    ``n_out``, in ``updated`` order).
 
     It returns None (and the caller runs the full checks) when an argument is not
     exactly as compiled, or when another thread holds the workspace.
@@ -42,13 +45,15 @@ def write_entry(fixed, n_params: int, n_consts: int, n_slots: int,
     if n_slots:      # the workspace is shared between calls: one thread at a time
         call = ["    if not lock.acquire(False):", "        return None", "    try:",
                 "    " + call[0], "    finally:", "        lock.release()"]
+    updates = [f"    updated[{k}].assign({value})" for k, value in enumerate(boxed[n_out:])]
+    outputs = boxed[0] if single else f"({''.join(b + ', ' for b in boxed[:n_out])})"
     return "\n".join([f"def entry({', '.join(names)}):", f"    if not ({tests}):", "        return None",
-                      *call, f"    return ({''.join(b + ', ' for b in boxed)})"]) + "\n"
+                      *call, *updates, f"    return {outputs}"]) + "\n"
 
 
-def make_entry(source: str, program, params, consts, workspace, lock):
+def make_entry(source: str, program, params, consts, workspace, lock, updated):
     """Compile the entry's source into a function bound to the program and its state."""
     scope = {"ndarray": np.ndarray, "asarray": np.asarray, "program": program, "lock": lock,
-             "params": params, "consts": consts, "workspace": workspace}
+             "params": params, "consts": consts, "workspace": workspace, "updated": updated}
     exec(compile(source, "<jitgrad entry>", "exec"), scope)
     return scope["entry"]

@@ -282,7 +282,7 @@ class CudaProgram(Program):
 
     # -- running ---------------------------------------------------------------
 
-    def entry(self, fixed: list) -> None:
+    def entry(self, fixed: list, single: bool) -> None:
         return None
 
     def __call__(self, args: list, sizes: dict) -> list:

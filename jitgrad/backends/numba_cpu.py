@@ -657,17 +657,19 @@ class CpuProgram(Program):
 
     takes_scalars = True      # 0-d arguments may arrive as Python numbers
 
-    def entry(self, fixed):
+    def entry(self, fixed, single: bool):
         """A type-tests-only entry for calls with fixed shapes (see jitgrad.entry), or None
         when the program needs call-time sizes."""
         if self._dims or not self._plan.is_static() or self.debug_nans or self._timed:
             return None
         from ..entry import make_entry, write_entry
         workspace = self._plan.allocate({})
+        updated = self._schedule.update_states
         self.entry_source = write_entry(fixed, len(self._states), len(self._consts), len(workspace),
-                                        dict(self._scalars), self._n_results)
+                                        dict(self._scalars), self._n_results,
+                                        self._n_results - len(updated), single)
         return make_entry(self.entry_source, self._entry, self._states,
-                          self._consts, workspace, self._lock)
+                          self._consts, workspace, self._lock, updated)
 
     def __call__(self, args: list, sizes: dict) -> list:
         """Run on checked arguments; returns the outputs, then the new param values."""

@@ -56,7 +56,7 @@ class NumpyProgram(Program):
                 self._siblings.setdefault(sibling_key(eqn), []).append(eqn)
         self._wanted = wanted_results(schedule.eqns)
 
-    def entry(self, fixed: list) -> None:
+    def entry(self, fixed: list, single: bool) -> None:
         return None
 
     def __call__(self, args: list, sizes: dict) -> list:
