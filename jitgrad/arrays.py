@@ -20,6 +20,7 @@ import numpy as np
 from . import functions as F
 from .graph import Tensor, bind, constant
 from .indexing import wrapped_index
+from .loops import scan
 from .ops import shape as sh
 from .ops._shapes import fmt_shape, normalize_axis, normalize_axis_tuple
 from .primitive import Dim
@@ -218,12 +219,19 @@ def _repeat_index(counts: Tensor, n, total: int) -> Tensor:
     """Which element each of the ``total`` result positions reads, for counts known at run time:
     a mark at each element's first position (several at once where counts are zero), summed
     up.  Negative counts count as zero."""
-    from .reductions import cumsum        # reductions builds on this module
+    if total == 0:
+        return constant(np.zeros(0, np.int64))
     counts = F.maximum(F.broadcast_to(F.reshape(F.astype(counts, np.int64), (-1,)) if counts.ndim else
                                       F.astype(counts, np.int64), (n,)), 0)
-    starts = F.subtract(cumsum(counts), counts)
+    starts = F.subtract(_running_sum(counts), counts)
     marks = F.zeros((total + 1,), np.int64).at[F.minimum(starts, total)].add(1)[:total]
-    return F.subtract(cumsum(marks), 1)
+    return F.subtract(_running_sum(marks), 1)
+
+
+def _running_sum(v: Tensor) -> Tensor:
+    """The running sums of a 1-D Tensor of fixed length (a ``jg.scan``, like ``jg.cumsum``)."""
+    _, sums = scan(lambda total, x: (F.add(total, x), F.add(total, x)), F.zeros((), v.dtype), v)
+    return sums
 
 
 # -- splitting -----------------------------------------------------------------------------------
@@ -451,41 +459,165 @@ def _reflect_index(n: int, before: int, after: int, mode: str) -> np.ndarray:
     return np.where(p < n, p, 2 * n - 1 - p)
 
 
-_MODES = ("constant", "edge", "reflect", "symmetric", "wrap")
+def _reflect_odd(x: Tensor, axis: int, before: int, after: int, include_edge: bool) -> Tensor:
+    """NumPy's ``_set_reflect_both`` with ``reflect_type="odd"``: rounds of chunks of what is
+    padded so far, each ``2 * edge - chunk`` about the current edge, until the widths are filled
+    (so odd reflections of pads wider than the axis compound, as in NumPy)."""
+    n, skip = x.dims[axis], 0 if include_edge else 1     # reflect leaves the edge out of a chunk
+
+    def about(edge, chunk):                               # NumPy's 2 * edge - chunk (int64 for bool)
+        if edge.dtype == np.bool_:
+            return F.astype(about(F.astype(edge, np.int64), F.astype(chunk, np.int64)), np.bool_)
+        return F.subtract(F.add(edge, edge), chunk)
+    while before or after:
+        size = x.dims[axis]
+        period = size // n * n if include_edge else (size - 1) // (n - 1) * (n - 1)
+        parts = [x]
+        if before:
+            width = builtins.min(period, before)
+            edge = _slice(x, axis, 0, 1)
+            chunk = bind(sh.gather_p, x, constant(np.arange(width - 1 + skip, skip - 1, -1)), axis=axis)
+            parts.insert(0, about(edge, chunk))
+            before -= width
+        if after:
+            width = builtins.min(period, after)
+            edge = _slice(x, axis, size - 1, size)
+            last = size - 1 - skip
+            chunk = bind(sh.gather_p, x, constant(np.arange(last, last - width, -1)), axis=axis)
+            parts.append(about(edge, chunk))
+            after -= width
+        x = F.concatenate(parts, axis)
+    return x
+
+
+def _median(x: Tensor, axis: int) -> Tensor:
+    """``np.median(x, axis, keepdims=True)`` for a float ``x`` with a fixed, non-empty axis: the
+    middle of the sorted values (the mean of the two middle ones), NaN where a NaN is."""
+    from .ops.sort import argsort_p, tie_average_p      # not .sorting/.reductions: they import this module
+    if any(isinstance(d, Dim) for d in x.dims):
+        raise ValueError(f"pad: mode 'median' needs every size fixed when the graph is built, got shape "
+                         f"{fmt_shape(x.dims)}")
+    s = take_along_axis(x, bind(argsort_p, x, axis=axis, descending=False), axis)
+    s = bind(tie_average_p, s, s, axis=axis)            # tied values share the derivative, as sort's
+    n = s.dims[axis]
+    mid = _slice(s, axis, (n - 1) // 2, n // 2 + 1)
+    if n % 2 == 0:
+        mid = F.divide(F.add(_slice(mid, axis, 0, 1), _slice(mid, axis, 1, 2)), 2)
+    return F.where(F.isnan(_slice(s, axis, n - 1, n)), np.nan, mid)
+
+
+_STATS = ("maximum", "minimum", "mean", "median")
+
+
+def _stat(chunk: Tensor, axis: int, mode: str, dtype) -> Tensor:
+    """NumPy's ``_get_stats``: the statistic along ``axis`` (kept, size 1) in ``dtype``; means and
+    medians of integers in float64, rounded half to even for an integer ``dtype``."""
+    if mode in ("maximum", "minimum"):
+        return (F.max if mode == "maximum" else F.min)(chunk, axis, keepdims=True)
+    if not np.issubdtype(chunk.dtype, np.inexact):
+        chunk = F.astype(chunk, np.float64)
+    if mode == "mean" or chunk.dims[axis] == 0:          # an empty chunk: NaN (0 / 0), as NumPy's
+        s = F.mean(chunk, axis, keepdims=True)
+    else:
+        s = _median(chunk, axis)
+    if np.issubdtype(dtype, np.integer):
+        s = F.rint(s)
+    return F.astype(s, dtype)
+
+
+def _value_pairs(value, ndim: int, what: str) -> list:
+    """NumPy's ``_as_pairs`` for ``end_values``, keeping the scalar types it hands on: NumPy
+    scalars from a scalar or one pair, Python numbers (weak in NumPy's dtype rules) from pairs
+    per axis; a Tensor scalar for every side."""
+    if isinstance(value, Tensor):
+        if value.ndim:
+            raise ValueError(f"pad: {what} must be scalars, got shape {fmt_shape(value.dims)}")
+        return [(value, value)] * ndim
+    x = np.array(value)
+    if x.dtype == object or x.dtype.kind not in "biuf":
+        raise TypeError(f"pad: `{what}` must be numbers, got {value!r}")
+    if x.ndim < 3 and x.size == 1:
+        return [(x.ravel()[0],) * 2] * ndim
+    if x.ndim < 3 and x.size == 2 and x.shape != (2, 1):
+        return [tuple(x.ravel())] * ndim
+    try:
+        return [tuple(p) for p in np.broadcast_to(x, (ndim, 2)).tolist()]
+    except ValueError:
+        raise ValueError(f"pad: could not broadcast `{what}` of shape {x.shape} to ({ndim}, 2) "
+                         f"for an array of rank {ndim}") from None
+
+
+def _ramp(edge: Tensor, end, width: int, axis: int) -> Tensor:
+    """NumPy's ``linspace(end, edge, width, endpoint=False, dtype=edge.dtype, axis=axis)``, as it
+    computes it: in the dtype NumPy's rules give ``end`` and ``edge`` (float64 for integers),
+    ``start + k * step``, or ``start + k / width * delta`` if any step is 0; floored for integers."""
+    dt = np.result_type(edge.dtype, end.dtype if isinstance(end, Tensor) else end)
+    dt = dt if np.issubdtype(dt, np.inexact) else np.dtype(np.float64)
+    start = F.astype(end, dt) if isinstance(end, Tensor) else constant(np.asarray(end, dt))
+    delta = F.subtract(F.astype(edge, dt), start)
+    k = np.arange(width, dtype=dt).reshape((1,) * axis + (width,) + (1,) * (edge.ndim - axis - 1))
+    step = F.divide(delta, constant(np.asarray(width, dt)))
+    some_zero = F.greater(F.sum(F.astype(F.equal(step, 0), np.int64)), 0)
+    y = F.where(some_zero, F.multiply(constant(k / dt.type(width)), delta), F.multiply(constant(k), step))
+    y = F.add(y, start)
+    if np.issubdtype(edge.dtype, np.integer):
+        y = F.floor(y)
+    return F.astype(y, edge.dtype)
+
+
+_MODES = ("constant", "edge", "reflect", "symmetric", "wrap", "linear_ramp", *_STATS, "empty")
 
 
 def pad(array, pad_width, mode="constant", **kwargs) -> Tensor:
-    """numpy.pad for modes ``constant`` (``constant_values``: a scalar, a Tensor scalar, or
-    pairs as NumPy accepts), ``edge``, ``reflect``, ``symmetric`` and ``wrap`` (those with
-    ``reflect_type="even"``, NumPy's default).  ``pad_width`` is read as NumPy reads it.
-    Constant padding concatenates filled blocks; the other modes gather along each axis with a
-    constant index.  The result keeps ``array``'s dtype.
+    """numpy.pad for every mode but a function: ``constant`` (``constant_values``: a scalar, a
+    Tensor scalar, or pairs as NumPy accepts), ``edge``, ``reflect`` and ``symmetric``
+    (``reflect_type`` ``"even"`` or ``"odd"``), ``wrap``, ``linear_ramp`` (``end_values``, also a
+    Tensor scalar), ``maximum``, ``minimum``, ``mean`` and ``median`` (``stat_length``), and
+    ``empty``, whose values NumPy leaves undefined (here zeros).  ``pad_width`` is read as NumPy
+    reads it.  Axes are padded one after another, so later axes' statistics, ramps and
+    reflections see earlier axes' padding, as in NumPy.  The result keeps ``array``'s dtype;
+    integer means and medians round half to even and integer ramps floor, as NumPy's do.
     """
     x = F.as_tensor(array)
     if mode not in _MODES:
-        known = ("linear_ramp", "maximum", "mean", "median", "minimum", "empty")
-        if mode in known or callable(mode):
-            raise NotImplementedError(f"pad: mode {mode!r} is not supported (supported: {_MODES})")
+        if callable(mode):
+            raise NotImplementedError("pad: a function as `mode` is not supported (use a mode name: "
+                                      f"{', '.join(_MODES)})")
         raise ValueError(f"pad: mode {mode!r} is not supported")
-    allowed = {"constant": {"constant_values"}, "reflect": {"reflect_type"},
-               "symmetric": {"reflect_type"}}.get(mode, set())
+    allowed = {"constant": {"constant_values"}, "reflect": {"reflect_type"}, "symmetric": {"reflect_type"},
+               "linear_ramp": {"end_values"}, **dict.fromkeys(_STATS, {"stat_length"})}.get(mode, set())
     unexpected = set(kwargs) - allowed
     if unexpected:
         raise ValueError(f"pad: unsupported keyword arguments for mode '{mode}': {sorted(unexpected)}")
-    if kwargs.get("reflect_type", "even") != "even":
-        if kwargs["reflect_type"] == "odd":
-            raise NotImplementedError("pad: reflect_type='odd' is not supported")
-        raise ValueError(f"pad: reflect_type must be 'even' or 'odd', got {kwargs['reflect_type']!r}")
+    odd = kwargs.get("reflect_type", "even")
+    if odd not in ("even", "odd"):
+        raise ValueError(f"pad: reflect_type must be 'even' or 'odd', got {odd!r}")
+    odd = odd == "odd"
     widths = _pairs(pad_width, x.ndim, "pad", "pad_width", as_index=True)
-    if mode == "constant":
+    if mode in ("constant", "empty"):
         cv = kwargs.get("constant_values", 0)
         values = (_pairs(cv, x.ndim, "pad", "constant_values", as_index=False)
                   if not isinstance(cv, Tensor) else [(cv, cv)] * x.ndim)
+    elif builtins.any(d == 0 for d in x.dims if isinstance(d, int)):
+        mode, odd = "edge", False      # NumPy: an empty array, padded only on its non-empty axes
+    elif mode == "linear_ramp":
+        ends = _value_pairs(kwargs.get("end_values", 0), x.ndim, "end_values")
+    elif mode in _STATS:
+        lengths = kwargs.get("stat_length")
+        if lengths is None:
+            lengths = [(None, None)] * x.ndim
+        else:
+            lengths = np.asarray(lengths)
+            if lengths.dtype.kind == "f":           # NumPy rounds stat_length (half to even)
+                lengths = np.round(lengths)
+            lengths = _pairs(lengths, x.ndim, "pad", "stat_length", as_index=True)
+            if mode in ("maximum", "minimum") and builtins.any(0 in p for p in lengths):
+                raise ValueError("pad: stat_length of 0 yields no value for padding")
     for axis, (before, after) in enumerate(widths):
         if not before and not after:
             continue
         n = _size(x, axis, "pad")
-        if mode == "constant":
+        if mode in ("constant", "empty"):
             parts = []
             for width, value in zip((before, after), values[axis]):
                 if width:
@@ -501,5 +633,20 @@ def pad(array, pad_width, mode="constant", **kwargs) -> Tensor:
         if n == 0:
             raise ValueError(f"pad: can't extend empty axis {axis} using modes other than 'constant' "
                              f"or 'empty'")
-        x = bind(sh.gather_p, x, constant(_reflect_index(n, before, after, mode)), axis=axis)
+        if mode in _STATS or mode == "linear_ramp":
+            if mode == "linear_ramp":
+                sides = [_ramp(_slice(x, axis, 0, 1), ends[axis][0], before, axis) if before else None,
+                         flip(_ramp(_slice(x, axis, n - 1, n), ends[axis][1], after, axis), axis)
+                         if after else None]
+            else:
+                lo, hi = (n if s is None else builtins.min(s, n) for s in lengths[axis])
+                left = _stat(_slice(x, axis, 0, lo), axis, mode, x.dtype)
+                right = left if lo == hi == n else _stat(_slice(x, axis, n - hi, n), axis, mode, x.dtype)
+                sides = [F.broadcast_to(s, x.dims[:axis] + (w,) + x.dims[axis + 1:]) if w else None
+                         for s, w in ((left, before), (right, after))]
+            x = F.concatenate([p for p in (sides[0], x, sides[1]) if p is not None], axis)
+        elif odd and n > 1:
+            x = _reflect_odd(x, axis, before, after, mode == "symmetric")
+        else:
+            x = bind(sh.gather_p, x, constant(_reflect_index(n, before, after, mode)), axis=axis)
     return x
