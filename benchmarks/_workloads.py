@@ -370,6 +370,51 @@ def large_first_result(which: str, cap_s: float) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+# Numba's optimisation level: compile time against kernel speed (subprocesses)
+# ---------------------------------------------------------------------------------------------
+
+# Run as `python -c _OPT_CHILD <this file>` with NUMBA_OPT set; prints one JSON line of seconds.
+_OPT_CHILD = r"""
+import sys, time, timeit, statistics
+import importlib.util
+import jitgrad as jg
+from threadpoolctl import threadpool_limits
+spec = importlib.util.spec_from_file_location("jg_bench_workloads", sys.argv[1])
+W = importlib.util.module_from_spec(spec); spec.loader.exec_module(W)
+def per_call(fn, number, repeat):
+    return min(timeit.repeat(fn, number=number, repeat=repeat)) / number
+out = {}
+x, labels = W.w3_data()
+t = time.perf_counter()
+step = W.w3_jitgrad("cpu", wait=True)
+step(x, labels)
+out["w3_compile"] = time.perf_counter() - t
+with threadpool_limits(1, user_api="blas"):
+    out["w3_step"] = per_call(lambda: step(x, labels), 200, 7)
+t = time.perf_counter()
+f = W.w2_jitgrad("cpu")
+xs = W.w2_data(1_000_000)
+f(xs)
+out["w2_compile"] = time.perf_counter() - t
+out["w2_call"] = per_call(lambda: f(xs), 5, 7)
+import json
+print(json.dumps(out))
+"""
+
+
+def numba_opt_run(level: int) -> dict:
+    """Cold compile of W3 and W2 and their per-call times, in a new process with NUMBA_OPT=level
+    and empty caches (the disk cache does not record the level it was compiled at)."""
+    with tempfile.TemporaryDirectory(prefix="jg-bench-opt-") as d:
+        env = {**_child_env(pathlib.Path(d)), "NUMBA_OPT": str(level)}
+        out = subprocess.run([sys.executable, "-c", _OPT_CHILD, str(HERE / "_workloads.py")], env=env,
+                             capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError(f"NUMBA_OPT={level} child failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------
 # Jacobians: jg.vmap over the unit vectors against one pass per unit vector (subprocesses)
 # ---------------------------------------------------------------------------------------------
 

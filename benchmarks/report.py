@@ -12,8 +12,9 @@ the jitgrad cache (``JITGRAD_CACHE_DIR``, default ~/.cache/jitgrad); its first
 compile takes a minute or more. Options: ``--quick`` (fewer repeats, one cold
 W6 run), ``--no-subprocess`` (skip W6, W7, large, jacobian and memory), ``--memory-all`` (also the
 chain with the weights' gradients), ``--only w4,w5`` (just those measures, from
-w1, w2, w3, w4, w5, w6, w7, w8, large, jacobian, memory). W7 (issue 14, an RNN through ``jg.scan``)
-takes about 10 minutes, 8 of them compiling the unrolled graph at T = 200 (``--quick``: 2).
+w1, w2, w3, w4, w5, w6, w7, w8, large, jacobian, memory, numba_opt). ``numba_opt`` (issue 13)
+compiles W3 and W2 cold at each NUMBA_OPT level, 8 new processes (about 2 minutes). W7 (issue 14,
+an RNN through ``jg.scan``) takes about 10 minutes, 8 of them compiling the unrolled graph at T = 200 (``--quick``: 2).
 W8 (issue 16, an SGD step of a LeNet-style CNN) runs jitgrad, a hand-written NumPy im2col step
 and, when torch is importable, PyTorch eager in this process (``_cnn_workloads.py``).
 """
@@ -560,9 +561,32 @@ def measure_w5(rep: Report, quick: bool):
 
 # ---------------------------------------------------------------------------------------------
 
+def measure_numba_opt(rep: Report, quick: bool):
+    """Numba's optimisation level (NUMBA_OPT, 3 by default): cold compile time against the speed
+    of what it compiles, each level in new processes, the levels taking turns."""
+    levels, rounds = (3, 2, 1, 0), 1 if quick else 2
+    runs = {level: [] for level in levels}
+    for r in range(rounds):
+        for level in levels:
+            progress(f"NUMBA_OPT={level} (round {r + 1} of {rounds})")
+            runs[level].append(W.numba_opt_run(level))
+    best = {level: {k: min(run[k] for run in rs) for k in rs[0]} for level, rs in runs.items()}
+    base = best[3]
+    for level in levels[1:]:
+        b = best[level]
+        for what, compile_key, call_key, call_what in (
+                ("W3 SGD step", "w3_compile", "w3_step", "step, 1 BLAS thread"),
+                ("W2 n = 1e6", "w2_compile", "w2_call", "value + grad, serial")):
+            rep.row(f"NUMBA_OPT={level} vs 3: {what}", f"cold compile; {call_what}",
+                    f"{b[compile_key]:.2f} s; {fmt_time(b[call_key])}",
+                    f"{base[compile_key]:.2f} s; {fmt_time(base[call_key])}",
+                    f"{ratio(b[compile_key], base[compile_key]):.2f}x; {fmt_ratio(ratio(b[call_key], base[call_key]))}",
+                    "", None)
+
+
 MEASURES = {"w1": measure_w1, "w2": measure_w2, "w3": measure_w3, "w4": measure_w4,
             "w5": measure_w5, "w6": measure_w6, "w7": measure_w7, "w8": measure_w8, "large": measure_large,
-            "jacobian": measure_jacobian, "memory": measure_memory}
+            "jacobian": measure_jacobian, "memory": measure_memory, "numba_opt": measure_numba_opt}
 
 
 def header() -> list[str]:
@@ -594,7 +618,7 @@ def main(argv=None) -> int:
         parser.error(f"--only: unknown {','.join(sorted(only - set(MEASURES)))}; "
                      f"choose from {','.join(MEASURES)}")
     if args.no_subprocess:
-        only -= {"w6", "w7", "large", "jacobian", "memory"}
+        only -= {"w6", "w7", "large", "jacobian", "memory", "numba_opt"}
     command = "python benchmarks/report.py" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
     start = time.perf_counter()
     load_start = os.getloadavg()[0]
