@@ -128,9 +128,12 @@ class Executable:
         self._pending: tiered.CompiledTier | None = None    # the compiled tier, while being built
         self._failure: tuple | None = None     # (kind, error) of a background build that failed
         self._compiled = self._program
+        self._ahead = None                     # a program whose first call compiles it here
         if target == "cpu" and tiered.enabled(wait) and not self.schedule.has_collectives:
             self._pending = tiered.CompiledTier(self._program)
             self._program = NumpyProgram(self.schedule, self.debug_nans)
+        elif target == "cpu" and not self.debug_nans:
+            self._ahead = self._program         # a worker compiles kernels meanwhile (jitgrad.tiered)
 
         self._sizes = self._size_classes()
         self._names = [x.name for x in self.inputs]
@@ -139,7 +142,9 @@ class Executable:
         self._n_out = len(outs)
         self._updated = self.schedule.update_states
         self._n_args = len(self._names)
-        self._entry = self._program.entry(self._fixed, self._single) if self._all_fixed else None
+        self._entry = None
+        if self._all_fixed and self._ahead is None:
+            self._entry = self._program.entry(self._fixed, self._single)
 
     def _size_classes(self) -> tuple:
         """Union the sizes the graph's shape rules said must be equal."""
@@ -215,6 +220,10 @@ class Executable:
             checked, sizes = self._check(arrays)
         else:
             sizes = {}
+        if self._ahead is not None:             # the first call of an in-process compile
+            self._ahead, program = None, self._ahead
+            tiered.compile_kernels_ahead(program, tiered.signature_of(program, checked, sizes))
+            self._use(program)
         pending = self._pending
         if pending is not None and pending.future is None:
             with self._switch:

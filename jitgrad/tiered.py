@@ -105,6 +105,32 @@ def _compile_job(cache_dir: str, sources: list, signature: tuple) -> dict:
     return {"seconds": time.perf_counter() - start, "problem": _not_cached(cache, sources[-1], program)}
 
 
+def _kernels_job(cache_dir: str, calls: list) -> dict:
+    """In a second worker, beside the one compiling the program: compile the program's kernels
+    for their signatures, from its last call backwards, into the disk cache, where the program's
+    compile finds them.  Stops at the first kernel already there: the two have met."""
+    os.environ["JITGRAD_CACHE_DIR"] = cache_dir
+    from .backends import cache
+    start, compiled = time.perf_counter(), 0
+    for source, signature in calls:
+        kernel = cache.load_module(source).kernel
+        if _in_index(kernel, signature):
+            break
+        kernel.compile(signature)
+        compiled += 1
+    return {"seconds": time.perf_counter() - start, "kernels": compiled}
+
+
+def _in_index(dispatcher, signature) -> bool:
+    """Whether the disk cache holds ``dispatcher`` compiled for ``signature`` (best effort:
+    Numba's private structures)."""
+    try:
+        store = dispatcher._cache
+        return store._index_key(signature, dispatcher.targetctx.codegen()) in store._cache_file._load_index()
+    except Exception:
+        return False
+
+
 def _not_cached(cache, source: str, program) -> str | None:
     """Why the program compiled for its signature is not in the disk cache, or None if it is."""
     if cache.module_name(source) in cache._volatile:
@@ -321,11 +347,11 @@ def worker_pids() -> list[int]:
     return [w.process.pid for w in list(pool.workers) if w.process.poll() is None] if pool else []
 
 
-def _signature(values) -> tuple:
-    """The Numba types of the program's arguments, exactly as a call passes them (constants are
-    read-only arrays: their types say so)."""
+def signature_of(program, args: list, sizes: dict) -> tuple:
+    """The Numba types of what a call on checked ``args`` passes to the CPU program, exactly
+    (constants are read-only arrays: their types say so)."""
     import numba
-    return tuple(numba.typeof(value) for value in values)
+    return tuple(numba.typeof(value) for value in program.arguments(args, sizes))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,7 +372,7 @@ class CompiledTier:
         """Hand the program's source and its arguments' types to a worker; or, when the disk
         cache holds the program already, nothing: loading it here is faster than any worker."""
         from .backends.cache import _configured_dir
-        self.signature = _signature(self.program.arguments(args, sizes))
+        self.signature = signature_of(self.program, args, sizes)
         self.submitted_at = time.perf_counter()
         if self._in_disk_cache():
             self.future = Future()
@@ -354,15 +380,12 @@ class CompiledTier:
             return
         self.future = _executor().submit(_compile_job, str(_configured_dir()),
                                          list(self.program.module_sources), self.signature)
+        if (os.cpu_count() or 1) > 2:          # a core for each worker beside the user's process
+            compile_kernels_ahead(self.program, self.signature)
 
     def _in_disk_cache(self) -> bool:
         from .backends import cache
-        program = cache.load_module(self.program.module_sources[-1]).program
-        try:                           # best effort: numba's private structures
-            store = program._cache
-            return store._index_key(self.signature, program.targetctx.codegen()) in store._cache_file._load_index()
-        except Exception:
-            return False
+        return _in_index(cache.load_module(self.program.module_sources[-1]).program, self.signature)
 
     def done(self) -> bool:
         return self.future is not None and self.future.done()
@@ -386,6 +409,28 @@ class CompiledTier:
         from .backends.cache import load_module
         if self.signature is not None:
             load_module(self.program.module_sources[-1]).program.compile(self.signature)
+
+
+MIN_KERNELS_AHEAD = 4      # fewer kernels compile in less time than a worker takes to start
+
+
+def compile_kernels_ahead(program, signature: tuple) -> bool:
+    """While the program compiles elsewhere (in this process, or a worker), have a worker compile
+    its kernels from the last call backwards into the disk cache, where the program's compile
+    finds them as it reaches them: the two meet in the middle.  Not for small programs, nor
+    when the disk cache holds the program already.  Returns whether a worker was asked.
+
+    Numba compiles a program's kernels one after another as it types the program; a W3 SGD step
+    (20 kernels) compiled in 2.5 s of its own plus 1.8 s of kernels (the kernels alone)."""
+    from .backends import cache
+    from .backends.cache import _configured_dir
+    if max_workers() < 2 and (os.cpu_count() or 1) < 2:
+        return False
+    calls = program.kernel_signatures(signature)
+    if len(calls) < MIN_KERNELS_AHEAD or _in_index(cache.load_module(program.module_sources[-1]).program, signature):
+        return False
+    _executor().submit(_kernels_job, str(_configured_dir()), calls[::-1])
+    return True
 
 
 def warn(message: str) -> None:

@@ -80,7 +80,8 @@ def test_sgd_steps_through_the_switch_equal_the_same_steps_compiled():
 
 def test_a_failing_background_compile_warns_and_wait_raises(monkeypatch):
     import numba
-    monkeypatch.setattr(tiered, "_signature", lambda values: (numba.types.unicode_type,) * len(values))
+    monkeypatch.setattr(tiered, "signature_of",
+                        lambda program, args, sizes: (numba.types.unicode_type,) * len(program.arguments(args, sizes)))
     x, w, loss, g = _model()
     f = jg.compile([x], loss, wait=False)
     xs = np.ones(7)
@@ -190,3 +191,58 @@ def test_reference_calls_leave_the_busy_workers_their_cores(monkeypatch):
     Busy.busy = 0
     with tiered.cores_left_by_workers():
         assert [lib.num_threads for lib in tiered._blas_libraries()] == before
+
+
+def _mlp_step(seed=5):
+    """A graph of several kernels: enough for a worker to compile some ahead.  Its batch size
+    is the seed: kernels compiled in one test (for its sizes) are not reused by another."""
+    rng = np.random.default_rng(seed)
+    x = jg.input("x", (seed, 6))
+    w1, w2 = jg.param("w1", rng.normal(size=(6, 5))), jg.param("w2", rng.normal(size=(5, 3)))
+    loss = jg.mean(jg.logsumexp(jg.tanh(x @ w1) @ w2, axis=1) - jg.sin(jg.sum(x, axis=1)))
+    grads = jg.grad(loss, [w1, w2])
+    return x, rng.normal(size=(seed, 6)), [loss, *grads]
+
+
+def test_kernel_signatures_are_the_ones_numba_compiles(tmp_path, monkeypatch):
+    from jitgrad.backends.cache import load_module
+    monkeypatch.setenv("JITGRAD_CACHE_DIR", str(tmp_path))       # the program is not cached
+    x, data, outs = _mlp_step()
+    f = jg.compile([x], outs, wait=True)
+    program = f._compiled
+    calls = program.kernel_signatures(tiered.signature_of(program, [data], {}))
+    assert len(calls) >= tiered.MIN_KERNELS_AHEAD
+    f(data)
+    for source, signature in calls:
+        assert signature in load_module(source).kernel.signatures
+
+
+def test_a_worker_compiles_the_kernels_ahead_and_stops_where_they_are_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("JITGRAD_CACHE_DIR", str(tmp_path))
+    x, data, outs = _mlp_step(seed=6)
+    f = jg.compile([x], outs, wait=True)
+    program = f._compiled
+    calls = program.kernel_signatures(tiered.signature_of(program, [data], {}))[::-1]
+    first = tiered._kernels_job(str(tmp_path), calls)
+    assert first["kernels"] == len(calls)
+    assert tiered._kernels_job(str(tmp_path), calls)["kernels"] == 0
+    want = jg.compile([x], outs, target="numpy")(data)
+    for got, w in zip(f(data), want):                             # the program finds them
+        np.testing.assert_allclose(got, w, rtol=1e-12)
+
+
+def test_an_in_process_compile_hands_a_worker_its_kernels(tmp_path, monkeypatch):
+    monkeypatch.setenv("JITGRAD_CACHE_DIR", str(tmp_path))
+    asked = []
+    real = tiered.compile_kernels_ahead
+    monkeypatch.setattr(tiered, "compile_kernels_ahead", lambda *a: asked.append(real(*a)) or asked[-1])
+    x, data, outs = _mlp_step(seed=7)
+    f = jg.compile([x], outs, wait=True)
+    want = jg.compile([x], outs, target="numpy")(data)
+    for _ in range(2):
+        for got, w in zip(f(data), want):
+            np.testing.assert_allclose(got, w, rtol=1e-12)
+    assert asked == [True] and f.tier == "cpu"
+    g = jg.compile([x], outs, wait=True)                          # cached now: no worker needed
+    g(data)
+    assert asked == [True, False]

@@ -155,6 +155,11 @@ class _ProgramWriter:
         self.scalar_inputs = {v for v in schedule.inputs if not v.dims}
         self.values_only = schedule.values_only
         self.boxed_inputs = self.scalar_inputs & (library_inputs | escaping)   # need an array too
+        # the program's parameters, by position (a body takes its constants as globals instead)
+        consts = [] if body else [v for v, _ in schedule.consts if v not in self.inlined]
+        self.position = {v: k for k, v in enumerate(list(schedule.inputs) + [v for v, _ in schedule.params] + consts)}
+        self.viewed: dict[Var, Var] = {}        # a reshape's output -> the array it views
+        self.kernel_calls: list[tuple[str, list]] = []     # see argument_kind
 
     def name(self, v: Var) -> str:
         return f"v_{v.name}"
@@ -190,9 +195,34 @@ class _ProgramWriter:
         self.fresh.add(v)
         return f"{self.name(v)} = np.empty({self.shape(v.dims)}, {np_type(v.dtype)})"
 
-    def import_kernel(self, writer: CpuKernelWriter) -> str:
-        """The name the program calls the kernel by: one per distinct kernel source."""
-        return self.import_source(writer.source("kernel"))
+    def import_kernel(self, writer: CpuKernelWriter, args: list | None = None) -> str:
+        """The name the program calls the kernel by: one per distinct kernel source.  With the
+        call's arguments (Vars, then sizes), the call is listed in ``kernel_calls``."""
+        function = writer.source("kernel")
+        if args is not None and not self.is_body:
+            self.kernel_calls.append((_PRELUDE + "\n\n" + function, [self.argument_kind(a) for a in args]))
+        return self.import_source(function)
+
+    def argument_kind(self, a) -> tuple | None:
+        """How Numba types a kernel argument, in terms of the program's own parameters, so that
+        a worker can compile the kernel ahead of the program (``CpuProgram.kernel_signatures``):
+        ("size", n) for a fixed size, ("dim",) for a call-time one, ("number", dtype) for a 0-d
+        input, ("param", k, ndim) for the program's parameter k (or a reshape of it),
+        ("buffer", dtype, ndim) for an array the program allocated; None if unknown here."""
+        if not isinstance(a, Var):
+            return ("dim",) if isinstance(a, Dim) else ("size", int(a))
+        if a in self.scalar_inputs:
+            return ("number", a.dtype.name)
+        base = a
+        while base in self.viewed:
+            base = self.viewed[base]
+        if base is None:
+            return None
+        if base in self.position:
+            return ("param", self.position[base], len(a.dims))
+        if base in self.plan.slot_of or base in self.fresh:
+            return ("buffer", a.dtype.name, len(a.dims))
+        return None
 
     def import_source(self, function: str) -> str:
         """The name the program calls ``function`` (the source of one ``kernel``) by."""
@@ -205,15 +235,17 @@ class _ProgramWriter:
 
     def emit_kernel(self, k: Kernel) -> None:
         serial = CpuKernelWriter(k, False, self.fastmath, self.literals, self.scalar_inputs)
-        alias = self.import_kernel(serial)
         self.lines.append(self.comment(k.describe()))
         self.lines.extend(self.alloc(v) for v in serial.writes)
+        operands = serial.reads + serial.writes + list(k.dims)
+        alias = self.import_kernel(serial, operands)
         args = [self.value(v) for v in serial.reads + serial.writes] + [self.size(d) for d in k.dims]
         call_serial = f"{alias}({', '.join(args)})"
         if not (self.parallel and CpuKernelWriter.parallelizable(k)):
             self.lines.append(call_serial)
             return
-        threaded = self.import_kernel(CpuKernelWriter(k, True, self.fastmath, self.literals, self.scalar_inputs))
+        threaded = self.import_kernel(CpuKernelWriter(k, True, self.fastmath, self.literals, self.scalar_inputs),
+                                      operands)
         total = " * ".join(self.size(d) for d in k.dims)
         self.lines += [f"if {total} >= {PARALLEL_MIN_SIZE}:", f"    {threaded}({', '.join(args)})",
                        "else:", f"    {call_serial}"]
@@ -234,8 +266,10 @@ class _ProgramWriter:
         if e.op is sh.reshape_p:
             shape = "(" + "".join(f"{-1 if d == -1 else self.size(d)}, " for d in e.attrs["shape"]) + ")"
             self.lines.append(f"{self.name(e.out)} = np.reshape({self.name(e.ins[0])}, {shape})")
+            self.viewed[e.out] = e.ins[0]
         else:
             self.lines.append(f"{self.name(e.out)} = {self.name(e.ins[0])}.T")
+            self.viewed[e.out] = None           # not C-ordered: argument_kind does not tell it
 
     def import_body(self, body) -> tuple[str, list[str]]:
         """The name the program calls a loop body or branch by (its own ``program``, in a
@@ -645,6 +679,7 @@ class CpuProgram(Program):
             load_module(source)
         self.source = "\n\n".join(writer.callee_sources + [program])
         self.module_sources = [*writer.callee_sources, program]    # in load order; the program last
+        self._kernel_calls = writer.kernel_calls
         self._entry = load_module(program).program
         # np.asarray(order="C"), not np.ascontiguousarray: the latter makes a 0-d constant 1-d
         self._consts = [np.asarray(value, order="C") for v, value in schedule.consts
@@ -709,6 +744,38 @@ class CpuProgram(Program):
         dims = np.array([resolve_dim(d, sizes) for d in self._dims], np.int64)
         return self._program_args(self._as_compiled(args), [state.array for state in self._states],
                                   dims, self._plan.allocate(sizes) if self._plan.slots else ())
+
+    def kernel_signatures(self, signature: tuple) -> list[tuple[str, tuple]]:
+        """(kernel module source, Numba signature) of the kernels the program calls, in the order
+        it calls them, typed as Numba will type them when it compiles the program for
+        ``signature`` (fixed sizes as literals): what a worker can compile ahead, in parallel
+        with the program's compile (jitgrad.tiered).  Calls whose types are unknown are left out."""
+        from numba import from_dtype, types
+
+        def numba_type(kind):
+            match kind:
+                case ("size", n):
+                    return types.literal(n)
+                case ("dim",):
+                    return types.int64
+                case ("number", dtype):
+                    return from_dtype(np.dtype(dtype))
+                case ("buffer", dtype, ndim):
+                    return types.Array(from_dtype(np.dtype(dtype)), ndim, "C")
+                case ("param", k, ndim):
+                    t = signature[k]
+                    if isinstance(t, types.Array) and t.ndim != ndim:
+                        t = types.Array(t.dtype, ndim, "C", readonly=not t.mutable)
+                    return t
+        seen, out = set(), []
+        for source, kinds in self._kernel_calls:
+            if None in kinds:
+                continue
+            call = (source, tuple(numba_type(kind) for kind in kinds))
+            if call not in seen:
+                seen.add(call)
+                out.append(call)
+        return out
 
     def _run(self, args, params, dims, workspace) -> list:
         values = self._program_args(args, params, dims, workspace)
