@@ -220,8 +220,8 @@ class Executable:
             checked, sizes = self._check(arrays)
         else:
             sizes = {}
-        if self._ahead is not None:             # the first call of an in-process compile
-            self._ahead, program = None, self._ahead
+        program, self._ahead = self._ahead, None
+        if program is not None:                 # the first call of an in-process compile
             tiered.compile_kernels_ahead(program, tiered.signature_of(program, checked, sizes))
             self._use(program)
         pending = self._pending

@@ -10,6 +10,9 @@ function to the CPU program, whose first call then loads the machine code from t
 instead of compiling it. The switch happens between calls, under a lock.
 
 While a worker compiles, reference-tier calls run BLAS on the cores the workers leave free.
+Where the program compiles in the user's process (``wait=True``), or on machines with more than
+two cores, a worker also compiles the program's kernels from the last call backwards
+(``compile_kernels_ahead``): the program's compile finds them in the disk cache.
 
 Workers: at most two fresh Python processes (``JITGRAD_COMPILE_WORKERS``), the first started
 when a tiered function is compiled (it imports Numba while the graph is lowered), started
