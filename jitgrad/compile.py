@@ -115,8 +115,6 @@ class Executable:
             raise TypeError(f"compile: unknown option(s) {sorted(unknown)}; known: {sorted(OPTIONS)}")
         if target not in TARGETS:
             raise ValueError(f"compile: unknown target {target!r}; available: {sorted(TARGETS)}")
-        if target == "cpu" and tiered.enabled(wait):
-            tiered.prepare()                    # a worker starts up while the graph is lowered
         self.inputs = _check_inputs(inputs)
         outs, self._single = _as_outputs(outputs)
         self.schedule = lower(self.inputs, outs, _check_updates(updates))
@@ -131,6 +129,7 @@ class Executable:
         self._ahead = None                     # a program whose first call compiles it here
         if target == "cpu" and tiered.enabled(wait) and not self.schedule.has_collectives:
             self._pending = tiered.CompiledTier(self._program)
+            tiered.prepare(self._program)       # a worker starts up meanwhile, unless it is cached
             self._program = NumpyProgram(self.schedule, self.debug_nans)
         elif target == "cpu" and not self.debug_nans:
             self._ahead = self._program         # a worker compiles kernels meanwhile (jitgrad.tiered)

@@ -15,8 +15,8 @@ two cores, a worker also compiles the program's kernels from the last call backw
 (``compile_kernels_ahead``): the program's compile finds them in the disk cache.
 
 Workers: at most two fresh Python processes (``JITGRAD_COMPILE_WORKERS``), the first started
-when a tiered function is compiled (it imports Numba while the graph is lowered), started
-with ``subprocess`` (never forked: Numba/LLVM state; not multiprocessing's spawn, which would
+when a tiered function not in the disk cache is compiled (it imports Numba while the first call
+runs), started with ``subprocess`` (never forked: Numba/LLVM state; not multiprocessing's spawn, which would
 run the user's unguarded ``__main__`` script again), fed pickled jobs through their stdin by
 one daemon thread each. They ignore SIGINT (Ctrl-C belongs to the user's process), exit at EOF
 or when their parent is gone, and are terminated and reaped at interpreter exit.
@@ -237,11 +237,13 @@ class _Pool:
         with self.lock:
             self.busy += change
 
-    def start_worker(self) -> None:
-        """One more worker, if the pool has room: it starts importing Numba now."""
+    def start_worker(self, jobs: int = 1) -> None:
+        """One more worker if ``jobs`` more than the running and queued ones would find none idle
+        and the pool has room: it starts importing Numba now."""
         with self.lock:
             self.workers = [w for w in self.workers if w.process.poll() is None or w.thread.is_alive()]
-            if len(self.workers) < self.size:
+            wanted = self.busy + self.jobs.qsize() + jobs
+            if len(self.workers) < min(wanted, self.size):
                 self.workers.append(_Worker(self))
 
     def submit(self, function, *args) -> Future:
@@ -291,12 +293,20 @@ def _executor() -> _Pool:
         return _pool
 
 
-def prepare() -> None:
-    """Start a worker ahead of the first job (a tiered compile calls this before lowering its
-    graph): its Python and Numba start-up then overlap the graph's build and first call."""
-    pool = _executor()
-    if not pool.workers:
-        pool.start_worker()
+def prepare(program) -> None:
+    """Start a worker ahead of the first job, unless the disk cache holds ``program`` (for some
+    signature: its first call will likely load it, and a worker starting up beside it would
+    only slow it down): its Python and Numba start-up then overlap the first call."""
+    import glob
+    from .backends.cache import _configured_dir, module_name
+    # Numba keeps its index beside the module, or under NUMBA_CACHE_DIR in a folder per directory
+    places = [glob.escape(str(_configured_dir() / "__pycache__"))]
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        places.append(glob.escape(os.environ["NUMBA_CACHE_DIR"]) + "/*")
+    name = module_name(program.module_sources[-1]) + ".program-*.nbi"
+    if any(next(glob.iglob(f"{place}/{name}"), None) is not None for place in places):
+        return
+    _executor().start_worker()
 
 
 _blas = (-1, [])   # (len(sys.modules) when looked up, threadpoolctl's handles on the BLAS libraries)

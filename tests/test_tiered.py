@@ -246,3 +246,28 @@ def test_an_in_process_compile_hands_a_worker_its_kernels(tmp_path, monkeypatch)
     g = jg.compile([x], outs, wait=True)                          # cached now: no worker needed
     g(data)
     assert asked == [True, False]
+
+
+@pytest.mark.parametrize("numba_cache_dir", [False, True], ids=["beside-the-module", "NUMBA_CACHE_DIR"])
+def test_no_worker_starts_for_a_program_the_disk_cache_holds(tmp_path, monkeypatch, numba_cache_dir):
+    from jitgrad.backends.cache import module_name
+    started = []
+
+    class Pool:
+        def start_worker(self):
+            started.append(True)
+
+    monkeypatch.setattr(tiered, "_executor", Pool)
+    monkeypatch.setenv("JITGRAD_CACHE_DIR", str(tmp_path / "jitgrad"))
+    x = jg.input("x", (3,))
+    program = jg.compile([x], jg.sum(jg.sin(x)), wait=True)._compiled
+    tiered.prepare(program)
+    assert started == [True]                                  # nothing cached: a worker starts
+    folder = tmp_path / "jitgrad" / "__pycache__"
+    if numba_cache_dir:                                       # Numba's folder per cached directory
+        monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))
+        folder = tmp_path / "numba" / "jitgrad_0123abcd"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{module_name(program.module_sources[-1])}.program-30.py311.nbi").write_bytes(b"")
+    tiered.prepare(program)
+    assert started == [True]
