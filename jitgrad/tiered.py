@@ -439,8 +439,12 @@ def compile_kernels_ahead(program, signature: tuple) -> bool:
     from .backends.cache import _configured_dir
     if max_workers() < 2 and (os.cpu_count() or 1) < 2:
         return False
-    calls = program.kernel_signatures(signature)
-    if len(calls) < MIN_KERNELS_AHEAD or _in_index(cache.load_module(program.module_sources[-1]).program, signature):
+    try:        # only a head start: whatever goes wrong here, the program compiles as it would
+        calls = program.kernel_signatures(signature)
+        if len(calls) < MIN_KERNELS_AHEAD or _in_index(cache.load_module(program.module_sources[-1]).program,
+                                                       signature):
+            return False
+    except Exception:
         return False
     _executor().submit(_kernels_job, str(_configured_dir()), calls[::-1])
     return True
