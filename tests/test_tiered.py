@@ -193,21 +193,22 @@ def test_reference_calls_leave_the_busy_workers_their_cores(monkeypatch):
         assert [lib.num_threads for lib in tiered._blas_libraries()] == before
 
 
-def _mlp_step(seed=5):
+def _mlp_step(seed: int):
     """A graph of several kernels: enough for a worker to compile some ahead.  Its batch size
-    is the seed: kernels compiled in one test (for its sizes) are not reused by another."""
+    is the seed, and its sizes are odd ones: kernels compiled for its sizes elsewhere in the
+    process (another test's, bound to another cache directory) are not reused."""
     rng = np.random.default_rng(seed)
-    x = jg.input("x", (seed, 6))
-    w1, w2 = jg.param("w1", rng.normal(size=(6, 5))), jg.param("w2", rng.normal(size=(5, 3)))
+    x = jg.input("x", (seed, 13))
+    w1, w2 = jg.param("w1", rng.normal(size=(13, 11))), jg.param("w2", rng.normal(size=(11, 3)))
     loss = jg.mean(jg.logsumexp(jg.tanh(x @ w1) @ w2, axis=1) - jg.sin(jg.sum(x, axis=1)))
     grads = jg.grad(loss, [w1, w2])
-    return x, rng.normal(size=(seed, 6)), [loss, *grads]
+    return x, rng.normal(size=(seed, 13)), [loss, *grads]
 
 
 def test_kernel_signatures_are_the_ones_numba_compiles(tmp_path, monkeypatch):
     from jitgrad.backends.cache import load_module
     monkeypatch.setenv("JITGRAD_CACHE_DIR", str(tmp_path))       # the program is not cached
-    x, data, outs = _mlp_step()
+    x, data, outs = _mlp_step(29)
     f = jg.compile([x], outs, wait=True)
     program = f._compiled
     calls = program.kernel_signatures(tiered.signature_of(program, [data], {}))
@@ -219,7 +220,7 @@ def test_kernel_signatures_are_the_ones_numba_compiles(tmp_path, monkeypatch):
 
 def test_a_worker_compiles_the_kernels_ahead_and_stops_where_they_are_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("JITGRAD_CACHE_DIR", str(tmp_path))
-    x, data, outs = _mlp_step(seed=6)
+    x, data, outs = _mlp_step(31)
     f = jg.compile([x], outs, wait=True)
     program = f._compiled
     calls = program.kernel_signatures(tiered.signature_of(program, [data], {}))[::-1]
@@ -236,7 +237,7 @@ def test_an_in_process_compile_hands_a_worker_its_kernels(tmp_path, monkeypatch)
     asked = []
     real = tiered.compile_kernels_ahead
     monkeypatch.setattr(tiered, "compile_kernels_ahead", lambda *a: asked.append(real(*a)) or asked[-1])
-    x, data, outs = _mlp_step(seed=7)
+    x, data, outs = _mlp_step(37)
     f = jg.compile([x], outs, wait=True)
     want = jg.compile([x], outs, target="numpy")(data)
     for _ in range(2):
