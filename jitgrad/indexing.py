@@ -360,8 +360,8 @@ class _IndexUpdateRef:
 
     ``set``, ``add``, ``multiply``, ``min``, ``max`` return a new Tensor shaped like ``x``
     (``values`` broadcast to ``x[idx]``'s shape and cast to ``x``'s dtype), with derivatives
-    in ``x`` and ``values``.  Repeated indices: ``add`` accumulates.  For indices fixed when
-        The others apply the repeats in order, as sequential NumPy updates would: ``set`` keeps
+    in ``x`` and ``values``.  Repeated indices: ``add`` accumulates; the others apply the
+    repeats in order, as sequential NumPy updates would: ``set`` keeps
     the last value (JAX leaves that unspecified), ``multiply`` multiplies by all,
     ``min``/``max`` take the extreme of all.  Indices fixed when the graph is built apply in
     rounds of distinct positions; Tensor indices are sorted at run time and their repeats
