@@ -230,3 +230,13 @@ def test_an_index_out_of_its_axis_raises_even_when_the_merged_index_fits(target)
     f = jg.compile([x, i, j], [x[i, j], x.at[i, j].add(1.0)], target=target)
     with pytest.raises(IndexError):
         f(np.zeros((3, 4)), np.array([0, 1]), np.array([1, 5]))
+
+
+def test_repeated_tensor_indices_under_vmap():
+    data, index, values = rng.normal(size=(3, 4)), np.array([[0, 2, 0], [1, 1, -1], [3, 3, 3]]), rng.normal(size=(3, 3))
+    x, i, v = jg.input("x", (3, 4)), jg.input("i", (3, 3), "int64"), jg.input("v", (3, 3))
+    outs = [jg.vmap(lambda a, b, c, op=op: getattr(a.at[b], op)(c))(x, i, v) for op in UFUNCS]
+    got = jg.compile([x, i, v], outs, target="numpy")(data, index, values)
+    for g, op in zip(got, UFUNCS):
+        want = [_numpy_update(a, b, c, op) for a, b, c in zip(data, index, values)]
+        np.testing.assert_allclose(g, np.stack(want), rtol=0, atol=1e-15, err_msg=op)   # add: summation order
