@@ -493,12 +493,12 @@ def _reflect_odd(x: Tensor, axis: int, before: int, after: int, include_edge: bo
 def _median(x: Tensor, axis: int) -> Tensor:
     """``np.median(x, axis, keepdims=True)`` for a float ``x`` with a fixed, non-empty axis: the
     middle of the sorted values (the mean of the two middle ones), NaN where a NaN is."""
-    from .ops.sort import argsort_p, tie_average_p      # not .sorting/.reductions: they import this module
+    from .ops.sort import argsort_p, sort_ties_p        # not .sorting/.reductions: they import this module
     if any(isinstance(d, Dim) for d in x.dims):
         raise ValueError(f"pad: mode 'median' needs every size fixed when the graph is built, got shape "
                          f"{fmt_shape(x.dims)}")
     s = take_along_axis(x, bind(argsort_p, x, axis=axis, descending=False), axis)
-    s = bind(tie_average_p, s, s, axis=axis)            # tied values share the derivative, as sort's
+    s = bind(sort_ties_p, s, axis=axis)                 # tied values share the derivative, as sort's
     n = s.dims[axis]
     mid = _slice(s, axis, (n - 1) // 2, n // 2 + 1)
     if n % 2 == 0:

@@ -18,7 +18,7 @@ from . import functions as F
 from .arrays import moveaxis
 from .graph import Tensor, bind
 from .ops._shapes import fmt_shape, normalize_axis
-from .ops.sort import argsort_p, tie_average_p
+from .ops.sort import argsort_p, sort_ties_p
 
 __all__ = ["sort", "argsort", "top_k"]
 
@@ -61,7 +61,7 @@ def _sorted(x: Tensor, descending: bool) -> Tensor:
     values = _take_along_last(x, _argsort(x, x.ndim - 1, descending))
     if x.dtype.kind != "f":
         return values
-    return bind(tie_average_p, values, values, axis=x.ndim - 1)
+    return bind(sort_ties_p, values, axis=x.ndim - 1)
 
 
 def argsort(x, axis=-1, *, descending: bool = False) -> Tensor:

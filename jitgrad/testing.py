@@ -645,11 +645,21 @@ def _sort_orders_ref(x):
                            down[:, :3], down], axis=1)
 
 
+_SORTED_TIES = np.array([[0.0, 0.0, 1.0, 2.0, 2.0], [1.0, 1.0, 1.0, 1.0, 1.0], [-1.0, 0.0, 0.5, 0.7, 3.0]])
+
+
+def _tie_average_ref(s, v, axis):
+    from jitgrad.ops.sort import tie_average_ref
+    return tie_average_ref(s, v, axis)
+
+
 SORT_CASES: list[Case] = [
     Case("sort_top_k", _sorted_values, _sorted_values_ref, (uniform(-2, 2, 3, 5),)),
     Case("argsort", _sort_orders, _sort_orders_ref, (uniform(-2, 2, 4, 6),), differentiable=False),
     Case("sort_flat_ties", lambda x: jg.sort(jg.where(x > 1, 1.0, x), axis=None) * jg.sort(x, axis=None),
          lambda x: np.sort(np.where(x > 1, 1.0, x), axis=None) * np.sort(x, axis=None), (uniform(-2, 2, 2, 3, 2),)),
+    Case("tie_average", lambda v: bind(BY_NAME["tie_average"], jg.constant(_SORTED_TIES), v, axis=1),
+         lambda v: _tie_average_ref(_SORTED_TIES, v, 1), (uniform(-2, 2, 3, 5),)),
 ]
 CASES += SORT_CASES
 

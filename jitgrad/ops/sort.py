@@ -9,15 +9,15 @@ It has no derivative: a sorted array is ``take_along_axis(x, argsort(x))``, a ga
 derivative flows through the gather to the positions the values came from.  ``tie_average``
 then shares it between tied values, as ``max`` does: along ``axis`` of a sorted array ``s``,
 each run of equal values is a group, and ``tie_average(s, v)`` replaces ``v`` on each group by
-its mean over the group.  Applied to the sorted values themselves it changes nothing (a group's
-values are equal: they are kept, bit for bit); it is linear in ``v`` and its own transpose, so
-the sort's cotangent (or tangent) is averaged over each group of ties (``jitgrad.sorting``).
+its mean over the group.  It is linear in ``v`` and its own transpose, so the sort's cotangent
+(or tangent) is averaged over each group of ties: the sorted values pass through the marker
+``sort_ties``, whose rules apply ``tie_average`` (``jitgrad.sorting``).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..primitive import Aval, Primitive, broadcast_unbatched
+from ..primitive import Aval, Primitive, broadcast_unbatched, on
 from ._shapes import fmt_shape
 
 
@@ -89,4 +89,16 @@ tie_average_p = Primitive(
         "sort's derivative is shared between tied values.",
 )
 
-PRIMITIVES = (argsort_p, tie_average_p)
+sort_ties_p = Primitive(
+    "sort_ties", shape=lambda s, *, axis: _tie_average_shape(s, s, axis=axis), ref=lambda s, axis: s,
+    attrs=("axis",), scalar="{0}",
+    vjp=lambda b, y_bar, y, s, *, axis: (b.bind(tie_average_p, s, y_bar, axis=axis),),
+    jvp=lambda b, x_dots, y, s, *, axis: on(x_dots[0], lambda t: b.bind(tie_average_p, s, t, axis=axis)),
+    batch=lambda b, batched, y, s, *, axis: b.bind(sort_ties_p, s, axis=axis + 1),
+    marker=True,
+    doc="Sorted values ``s`` as they are, whose derivative ``tie_average`` shares between tied "
+        "values along ``axis``: a marker, so a sort that is not differentiated costs no pass "
+        "over its values.",
+)
+
+PRIMITIVES = (argsort_p, tie_average_p, sort_ties_p)
