@@ -218,20 +218,30 @@ def test_kernel_signatures_are_the_ones_numba_compiles(tmp_path, monkeypatch):
         assert signature in load_module(source).kernel.signatures
 
 
+_KERNELS_JOB = """
+import pickle, sys
+from jitgrad import tiered
+print(tiered._kernels_job(sys.argv[1], pickle.load(sys.stdin.buffer))["kernels"])
+"""
+
+
 def test_a_worker_compiles_the_kernels_ahead_and_stops_where_they_are_cached(tmp_path, monkeypatch):
-    from jitgrad.backends.cache import load_module
+    import pickle
     monkeypatch.setenv("JITGRAD_CACHE_DIR", str(tmp_path))
     x, data, outs = _mlp_step(31)
     f = jg.compile([x], outs, wait=True)
     program = f._compiled
     calls = program.kernel_signatures(tiered.signature_of(program, [data], {}))[::-1]
-    tiered._kernels_job(str(tmp_path), calls)
-    # (a kernel module loaded earlier in this process stays bound to the cache directory it was
-    # loaded from, which may hold these kernels already: then the job stops at once)
-    assert all(tiered._in_index(load_module(source).kernel, signature) for source, signature in calls)
-    assert tiered._kernels_job(str(tmp_path), calls)["kernels"] == 0
+
+    def job():      # in a new process, as in a worker: this one's kernel modules may be bound elsewhere
+        out = subprocess.run([sys.executable, "-c", _KERNELS_JOB, str(tmp_path)], input=pickle.dumps(calls),
+                             capture_output=True, timeout=TIMEOUT)
+        assert out.returncode == 0, out.stderr.decode()[-2000:]
+        return int(out.stdout.split()[-1])
+    assert job() == len(calls)
+    assert job() == 0                                             # stops at the first one cached
     want = jg.compile([x], outs, target="numpy")(data)
-    for got, w in zip(f(data), want):                             # the program finds them
+    for got, w in zip(f(data), want):
         np.testing.assert_allclose(got, w, rtol=1e-12)
 
 
