@@ -38,7 +38,7 @@ import scipy.special
 import jitgrad as jg
 from jitgrad import functions as F
 from jitgrad.graph import bind
-from jitgrad.ops import BY_NAME, linalg as la, shape as sh
+from jitgrad.ops import BY_NAME, linalg as la, shape as sh, sort as sort_ops
 from jitgrad.ops.random import philox_reference
 
 rng = np.random.default_rng(0)      # the one stream every generator below draws from
@@ -638,9 +638,8 @@ def _sort_orders(x):
 
 
 def _sort_orders_ref(x):
-    from jitgrad.ops.sort import argsort_ref
     t = _with_ties(x, np)
-    down = argsort_ref(t, 1, True)
+    down = sort_ops.argsort_ref(t, 1, True)
     return np.concatenate([np.argsort(t, axis=0, kind="stable"), np.argsort(t, axis=1, kind="stable"),
                            down[:, :3], down], axis=1)
 
@@ -648,18 +647,13 @@ def _sort_orders_ref(x):
 _SORTED_TIES = np.array([[0.0, 0.0, 1.0, 2.0, 2.0], [1.0, 1.0, 1.0, 1.0, 1.0], [-1.0, 0.0, 0.5, 0.7, 3.0]])
 
 
-def _tie_average_ref(s, v, axis):
-    from jitgrad.ops.sort import tie_average_ref
-    return tie_average_ref(s, v, axis)
-
-
 SORT_CASES: list[Case] = [
     Case("sort_top_k", _sorted_values, _sorted_values_ref, (uniform(-2, 2, 3, 5),)),
     Case("argsort", _sort_orders, _sort_orders_ref, (uniform(-2, 2, 4, 6),), differentiable=False),
     Case("sort_flat_ties", lambda x: jg.sort(jg.where(x > 1, 1.0, x), axis=None) * jg.sort(x, axis=None),
          lambda x: np.sort(np.where(x > 1, 1.0, x), axis=None) * np.sort(x, axis=None), (uniform(-2, 2, 2, 3, 2),)),
-    Case("tie_average", lambda v: bind(BY_NAME["tie_average"], jg.constant(_SORTED_TIES), v, axis=1),
-         lambda v: _tie_average_ref(_SORTED_TIES, v, 1), (uniform(-2, 2, 3, 5),)),
+    Case("tie_average", lambda v: bind(sort_ops.tie_average_p, jg.constant(_SORTED_TIES), v, axis=1),
+         lambda v: sort_ops.tie_average_ref(_SORTED_TIES, v, 1), (uniform(-2, 2, 3, 5),)),
 ]
 CASES += SORT_CASES
 
@@ -772,8 +766,8 @@ def _at_updates_ref(x):
 
 
 def _rows_of(x, m):
-    """Row indices with repeats that depend on the data: 0 or 1 by the sign of x's first row,
-    then -1 (row 2): a run-time Tensor index on the graph side."""
+    """Row indices with repeats that depend on the data: 0 or 1 by the sign of each entry of x's
+    first row, then -2 or -1 (rows 1 or 2, from the end): a Tensor index known at run time."""
     sign = m.greater(x[0], 0.0)
     return m.concatenate([m.astype(sign, np.int64), m.astype(sign[:1], np.int64) - 2], axis=0)
 
