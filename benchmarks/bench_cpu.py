@@ -6,6 +6,7 @@ figures come from the same process and the same conditions. Targets (issue 3):
 
 W1   jitgrad <= 1.5 us per call and <= 4x the hand-written njit
 W2   jitgrad <= 1.2x the fused serial njit loop; parallel=True <= 0.65x of it
+     (issue 13, with glibc's vector math: <= 0.5x serial, <= 0.3x parallel=True)
 W3   jitgrad <= 1.0x the hand-written NumPy step
 W6   cold compile <= 3 s; warm cache: first result <= 0.3 s after `import jitgrad`
 MEM  peak memory with jg.checkpoint every 8 layers <= 0.4x without

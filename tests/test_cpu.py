@@ -29,8 +29,8 @@ def test_value_and_gradient_of_an_elementwise_chain_are_one_loop():
 
 def test_generated_source_is_kept_and_readable():
     f = jg.compile(*w2(), target="cpu")
-    assert "def program(" in f.source and "for i0 in range(n0):" in f.source
-    assert "math.tanh(" in f.source
+    assert "def program(" in f.source and "for i0 in range(" in f.source
+    assert "math.tanh(" in f.source          # vmath.tanh( where glibc's vector math is used
 
 
 def test_intermediates_share_the_workspace_and_it_is_reused():

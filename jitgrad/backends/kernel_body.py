@@ -138,9 +138,13 @@ class KernelBody:
             value = self.index_map(e)
         else:
             dtype = np_type(e.attrs["dtype"]) if "dtype" in e.attrs else ""
-            value = e.op.scalar.format(*(self.operand(v) for v in e.ins), dtype=dtype)
+            value = self.scalar(e).format(*(self.operand(v) for v in e.ins), dtype=dtype)
         self.lines.append(f"{name} = {np_type(e.out.dtype)}({value})")
         self.local[e.out] = name
+
+    def scalar(self, e) -> str:
+        """The template of ``e``'s scalar expression, ``{0}``, ``{1}`` for its operands."""
+        return e.op.scalar
 
     def index_map(self, e) -> str:
         src = e.ins[0]

@@ -18,7 +18,7 @@ import numpy as np
 from .. import debug
 from ..fusion import Call, Collective, ControlFlow, Kernel, View
 from ..lower import Lowered, lower_body
-from ..ops import linalg, reduce as rd, shape as sh, sort as sort_ops, window
+from ..ops import elementwise, linalg, reduce as rd, shape as sh, sort as sort_ops, window
 from ..ops.window import AXES
 from ..ops import random as random_ops
 from ..ops.loop import cond_operands, while_operands
@@ -30,8 +30,10 @@ from .linalg_calls import LINALG
 from .probes import CLOCK
 from .program import Program
 from .program_split import imported_names, split
+from . import vector_math
 
 PARALLEL_MIN_SIZE = 32768    # elements below which threads cost more than they save
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 _PRELUDE = """\
 import math
@@ -48,20 +50,54 @@ _CALLEE = "{}, no_cpython_wrapper=True, no_cfunc_wrapper=True)"
 
 _ACCUMULATE = {rd.reduce_sum_p: "{0} += {1}", rd.reduce_prod_p: "{0} *= {1}"}
 
+_VECTOR_IMPORT = "from jitgrad.backends import vector_math as vmath\n"
+_MATH_CALL = re.compile(r"\bmath\.(\w+)\(")
+_VECTOR_FORMS = {elementwise.pow_p: ("pow", "vmath.pow({0}, {1})")}      # not written as math.*
+STRIP = 512     # elements a strip-mined loop computes before it accumulates their reductions
+
+
+def module_source(function: str) -> str:
+    """A kernel's module: the prelude, vector math if it calls it, then the function."""
+    return _PRELUDE + (_VECTOR_IMPORT if "vmath." in function else "") + "\n\n" + function
+
 
 # -- kernels -----------------------------------------------------------------
 
 class CpuKernelWriter(KernelBody):
     """Writes one kernel as a function of nested loops (the outer one a ``prange`` when
-    ``parallel``), its reductions accumulated as the loops run."""
+    ``parallel``), its reductions accumulated as the loops run.
+
+    Math functions glibc also has in vector form are called through ``vmath``
+    (``jitgrad.backends.vector_math``), so LLVM may vectorize the loop.  It cannot while the
+    loop also adds to a scalar accumulator (floating-point sums keep their order), so such a
+    loop is strip-mined: each block of ``STRIP`` elements is computed into small buffers by a
+    loop that vectorizes, then accumulated in order by a second loop.  The sums are the same
+    as those of the plain loop, bit for bit."""
 
     def __init__(self, kernel: Kernel, parallel: bool, fastmath: bool, literals: dict,
-                 scalar_args: set = frozenset()):
+                 scalar_args: set = frozenset(), vectorize: bool | None = None):
         super().__init__(kernel, literals, scalar_args)
         self.parallel, self.fastmath = parallel, fastmath
+        self.vectorize = vector_math.available() if vectorize is None else vectorize
+        self.calls_vector_math = False
+        self.deferred: list[str] = []     # accumulations a strip-mined loop makes after each block
+        self.blocks: list[str] = []       # the buffers that hold a block's values until then
 
     def element(self, v: Var, idx) -> str:
         return super().element(v, idx) if idx else f"{self.arg[v]}.item()"    # a[()] is 0-d
+
+    def scalar(self, e) -> str:
+        template = e.op.scalar
+        dtype = e.out.dtype
+        if not self.vectorize or dtype not in _FLOATS or any(v.dtype != dtype for v in e.ins):
+            return template
+        if e.op in _VECTOR_FORMS:
+            name, form = _VECTOR_FORMS[e.op]
+            template = form if vector_math.has(name) else template
+        else:
+            template = _MATH_CALL.sub(lambda m: f"vmath.{m[1]}(" if vector_math.has(m[1]) else m[0], template)
+        self.calls_vector_math |= "vmath." in template
+        return template
 
     def source(self, name: str) -> str:
         self.body()
@@ -76,18 +112,51 @@ class CpuKernelWriter(KernelBody):
         out = [_CALLEE.format(f"@jit(error_model='numpy', fastmath={self.fastmath}{threads}"),
                f"def {name}({', '.join(params)}):",
                f'    """fused[{", ".join(e.op.name for e in self.k.body + self.k.reductions)}]"""']
+        last = self.rank - 1
+        if self.deferred and not self.parallel:
+            before += self.blocks                   # one set of buffers
+        elif self.deferred and last > 0:
+            self.opening.setdefault(1, []).extend(self.blocks)     # a set for each thread
         out += [f"    {line}" for line in before]
+        depth = 1
         for a in range(self.rank):
-            indent = "    " * (a + 1)
+            indent = "    " * depth
             out += [indent + line for line in self.opening.get(a, ())]
             loop = "prange" if self.parallel and a == 0 else "range"
-            out.append(f"{indent}for i{a} in {loop}(n{a}):")
-        indent = "    " * (self.rank + 1)
+            if a == last and self.deferred:
+                out += [f"{indent}for k{a} in {loop}((n{a} + {STRIP - 1}) // {STRIP}):",
+                        f"{indent}    s{a} = k{a} * {STRIP}",
+                        f"{indent}    e{a} = min(s{a} + {STRIP}, n{a})"]
+                depth += 1
+                indent = "    " * depth
+                out += [indent + line for line in (self.blocks if self.parallel and a == 0 else ())]
+                loop, extent = "range", f"s{a}, e{a}"
+            else:
+                extent = f"n{a}"
+            out.append(f"{indent}for i{a} in {loop}({extent}):")
+            depth += 1
+        indent = "    " * depth
         out += [indent + line for line in self.lines] or [indent + "pass"]
+        if self.deferred:
+            indent = "    " * (depth - 1)
+            out += [f"{indent}for i{last} in range(s{last}, e{last}):"]
+            out += [f"{indent}    {line}" for line in self.deferred]
         for a in reversed(range(self.rank)):
             out += ["    " * (a + 1) + line for line in self.closing.get(a, ())]
         out += [f"    {line}" for line in after]
         return "\n".join(out) + "\n"
+
+    def accumulate(self, update: str, value: str, dtype: np.dtype) -> None:
+        """Add ``value`` to a scalar accumulator in the innermost loop (``update`` formats it).
+        In a loop that calls vector math, the value goes to a block buffer instead, and the
+        update to the loop that runs after each block (see the class)."""
+        if not (self.calls_vector_math and self.rank):
+            self.lines.append(update.format(value))
+            return
+        block, last = f"b{len(self.blocks)}", self.rank - 1
+        self.blocks.append(f"{block} = np.empty({STRIP}, {np_type(dtype)})")
+        self.lines.append(f"{block}[i{last} - s{last}] = {value}")
+        self.deferred.append(update.format(f"{block}[i{last} - s{last}]"))
 
     @staticmethod
     def parallelizable(k: Kernel) -> bool:
@@ -105,13 +174,14 @@ class CpuKernelWriter(KernelBody):
         value = self.operand(e.ins[0])
         target = self.arg[e.out]
         combine = COMBINE[e.op]
+        dtype = e.ins[0].dtype
         if len(axes) == self.rank:          # a full reduction: a scalar accumulator
             acc = f"acc{j}"
             before.append(f"{acc} = {identity(e.op, e.out.dtype)}")
             if e.op in _ACCUMULATE:         # the form prange recognises as a reduction
-                self.lines.append(_ACCUMULATE[e.op].format(acc, value))
+                self.accumulate(_ACCUMULATE[e.op].format(acc, "{0}"), value, dtype)
             else:
-                self.lines.append(f"{acc} = {combine.format(acc, value)}")
+                self.accumulate(f"{acc} = {combine.format(acc, '{0}')}", value, dtype)
             idx = ["0"] * len(e.out.dims)
             after.append(f"{target}{self.at(idx)} = {acc}")
             return
@@ -125,7 +195,7 @@ class CpuKernelWriter(KernelBody):
             return
         acc = f"acc{j}"
         self.opening.setdefault(depth, []).append(f"{acc} = {np_type(e.out.dtype)}({identity(e.op, e.out.dtype)})")
-        self.lines.append(f"{acc} = {combine.format(acc, value)}")
+        self.accumulate(f"{acc} = {combine.format(acc, '{0}')}", value, dtype)
         self.closing.setdefault(depth, []).append(f"{slot} = {combine.format(slot, acc)}")
 
 
@@ -200,7 +270,7 @@ class _ProgramWriter:
         call's arguments (Vars, then sizes), the call is listed in ``kernel_calls``."""
         function = writer.source("kernel")
         if args is not None and not self.is_body:
-            self.kernel_calls.append((_PRELUDE + "\n\n" + function, [self.argument_kind(a) for a in args]))
+            self.kernel_calls.append((module_source(function), [self.argument_kind(a) for a in args]))
         return self.import_source(function)
 
     def argument_kind(self, a) -> tuple | None:
@@ -226,7 +296,7 @@ class _ProgramWriter:
 
     def import_source(self, function: str) -> str:
         """The name the program calls ``function`` (the source of one ``kernel``) by."""
-        source = _PRELUDE + "\n\n" + function
+        source = module_source(function)
         if source not in self.kernel_alias:
             self.callee_sources.append(source)
             self.kernel_alias[source] = f"kernel_{len(self.kernel_alias)}"
