@@ -52,7 +52,9 @@ _ACCUMULATE = {rd.reduce_sum_p: "{0} += {1}", rd.reduce_prod_p: "{0} *= {1}"}
 
 _VECTOR_IMPORT = "from jitgrad.backends import vector_math as vmath\n"
 _MATH_CALL = re.compile(r"\bmath\.(\w+)\(")
-_VECTOR_FORMS = {elementwise.pow_p: ("pow", "vmath.pow({0}, {1})")}      # not written as math.*
+# primitives whose scalar expressions are not math.* calls, and their vector forms
+_VECTOR_FORMS = {elementwise.pow_p: ("pow", "vmath.pow({0}, {1})"),
+                 elementwise.sigmoid_p: ("exp", "vmath.sigmoid({0})")}
 STRIP = 512     # elements a strip-mined loop computes before it accumulates their reductions
 
 

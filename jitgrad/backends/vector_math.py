@@ -28,7 +28,7 @@ import sys
 
 import numpy as np
 from llvmlite import binding as llvm, ir
-from numba import types
+from numba import njit, types
 from numba.core import config
 from numba.extending import intrinsic
 
@@ -161,3 +161,12 @@ def _function(name: str, arity: int):
 
 for _name, _arity in _ARITY.items():
     globals()[_name] = _function(_name, _arity)
+
+
+if "exp" in _ARITY:
+    @njit(inline="always", cache=True, error_model="numpy")
+    def sigmoid(x):
+        """``scalars.sigmoid`` without its branch, so a loop of it vectorizes: the same
+        formulas, 1 / (1 + e^-x) for x >= 0 and e^x / (1 + e^x) below."""
+        e = exp(-abs(x))    # noqa: F821  (defined above, with the other functions)
+        return (1.0 if x >= 0 else e) / (1.0 + e)
