@@ -105,7 +105,7 @@ def test_no_import_cycle():
 TARGET_OF = {
     "numpy_ref": "numpy",
     "numba_cpu": "cpu", "lapack": "cpu", "probes": "cpu", "philox": "cpu", "sorting": "cpu",
-    "vector_math": "cpu",
+    "vector_math": "cpu", "numpy_inline": "cpu",
     "cuda": "cuda", "cuda_kernels": "cuda", "cuda_library": "cuda", "cuda_linalg": "cuda",
     "cuda_runtime": "cuda", "cuda_scalars": "cuda", "cuda_debug": "cuda",
 }

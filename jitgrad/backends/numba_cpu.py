@@ -40,6 +40,7 @@ import math
 import numpy as np
 from numba import prange
 from jitgrad.backends.cache import jit
+from jitgrad.backends.numpy_inline import dot_into, empty, workspace_view
 """ + import_helpers("jitgrad.backends.scalars", HELPERS + ("matmul_floats", "matmul_ints"))
 
 
@@ -128,7 +129,7 @@ class CpuKernelWriter(KernelBody):
             if a == last and self.deferred:
                 out += [f"{indent}for k{a} in {loop}((n{a} + {STRIP - 1}) // {STRIP}):",
                         f"{indent}    s{a} = k{a} * {STRIP}",
-                        f"{indent}    e{a} = min(s{a} + {STRIP}, n{a})"]
+                        f"{indent}    e{a} = n{a} if n{a} - s{a} < {STRIP} else s{a} + {STRIP}"]
                 depth += 1
                 indent = "    " * depth
                 out += [indent + line for line in (self.blocks if self.parallel and a == 0 else ())]
@@ -156,7 +157,7 @@ class CpuKernelWriter(KernelBody):
             self.lines.append(update.format(value))
             return
         block, last = f"b{len(self.blocks)}", self.rank - 1
-        self.blocks.append(f"{block} = np.empty({STRIP}, {np_type(dtype)})")
+        self.blocks.append(f"{block} = empty({STRIP}, {np_type(dtype)})")
         self.lines.append(f"{block}[i{last} - s{last}] = {value}")
         self.deferred.append(update.format(f"{block}[i{last} - s{last}]"))
 
@@ -187,7 +188,7 @@ class CpuKernelWriter(KernelBody):
             idx = ["0"] * len(e.out.dims)
             after.append(f"{target}{self.at(idx)} = {acc}")
             return
-        before.append(f"{target}.fill({identity(e.op, e.out.dtype)})")
+        before.append(f"{target}[...] = {identity(e.op, e.out.dtype)}")
         slot = f"{target}{self.at(self.out_index(e))}"
         depth = self.rank
         while depth - 1 in axes:            # the innermost loops all reduce: sum them in a local
@@ -262,10 +263,9 @@ class _ProgramWriter:
     def alloc(self, v: Var) -> str:
         """Code that gives ``v`` its buffer: fresh if it leaves the call, else workspace."""
         if v in self.plan.slot_of:
-            numel = " * ".join(self.size(d) for d in v.dims) or "1"
-            return f"{self.name(v)} = ws{self.plan.slot_of[v]}[:{numel}].reshape({self.shape(v.dims)})"
+            return f"{self.name(v)} = workspace_view(ws{self.plan.slot_of[v]}, {self.shape(v.dims)})"
         self.fresh.add(v)
-        return f"{self.name(v)} = np.empty({self.shape(v.dims)}, {np_type(v.dtype)})"
+        return f"{self.name(v)} = empty({self.shape(v.dims)}, {np_type(v.dtype)})"
 
     def import_kernel(self, writer: CpuKernelWriter, args: list | None = None) -> str:
         """The name the program calls the kernel by: one per distinct kernel source.  With the
@@ -337,7 +337,7 @@ class _ProgramWriter:
         self.lines.append(self.comment(str(e)))
         if e.op is sh.reshape_p:
             shape = "(" + "".join(f"{-1 if d == -1 else self.size(d)}, " for d in e.attrs["shape"]) + ")"
-            self.lines.append(f"{self.name(e.out)} = np.reshape({self.name(e.ins[0])}, {shape})")
+            self.lines.append(f"{self.name(e.out)} = {self.name(e.ins[0])}.reshape({shape})")
             self.viewed[e.out] = e.ins[0]
         else:
             self.lines.append(f"{self.name(e.out)} = {self.name(e.ins[0])}.T")
@@ -357,7 +357,7 @@ class _ProgramWriter:
             self.imports.append(f"from {module_name(source)} import program as {self.kernel_alias[source]}")
         prefix = f"{self.kernel_alias[source]}_ws"
         workspace = [f"{prefix}{k}" for k in range(len(writer.plan.slots))]
-        self.lines += [f"{name} = np.empty({max(1, n)}, {np_type(dtype)})" for name, n, (dtype, _)
+        self.lines += [f"{name} = empty({max(1, n)}, {np_type(dtype)})" for name, n, (dtype, _)
                        in zip(workspace, writer.plan.slot_sizes({}), writer.plan.slots)]
         return self.kernel_alias[source], workspace
 
@@ -577,15 +577,15 @@ def _slice_text(pw: _ProgramWriter, index) -> str:
 def _emit_matmul(pw, e):
     a, b, out = (pw.name(v) for v in (*e.ins, e.out))
     if len(e.out.dims) == 2 and e.out.dtype.kind == "f":
-        return [f"np.dot({a}, {b}, {out})"]
+        return [f"dot_into({a}, {b}, {out})"]
     m, k, n = (pw.size(d) for d in (e.ins[0].dims[-2], e.ins[0].dims[-1], e.ins[1].dims[-1]))
     helper = "matmul_floats" if e.out.dtype.kind == "f" else "matmul_ints"
-    return [f"{helper}(np.reshape({a}, (-1, {m}, {k})), np.reshape({b}, (-1, {k}, {n})), "
-            f"np.reshape({out}, (-1, {m}, {n})))"]
+    return [f"{helper}({a}.reshape((-1, {m}, {k})), {b}.reshape((-1, {k}, {n})), "
+            f"{out}.reshape((-1, {m}, {n})))"]
 
 
 def _fill(pw, v: Var, text: str) -> str:
-    return f"{pw.name(v)}[()] = {text}" if not v.dims else f"{pw.name(v)}.fill({text})"   # 0-d: no fill
+    return f"{pw.name(v)}[{'()' if not v.dims else '...'}] = {text}"
 
 
 def _emit_unslice(pw, e):
@@ -632,7 +632,7 @@ def _stack(pw, v: Var, core: int) -> str:
     """``v`` as a stack with its batch axes flattened into one: the LAPACK helpers' layout."""
     batch = " * ".join(pw.size(d) for d in v.dims[:len(v.dims) - core]) or "1"
     tail = "".join(f", {pw.size(d)}" for d in v.dims[len(v.dims) - core:])
-    return f"np.reshape({pw.name(v)}, ({batch}{tail}))"
+    return f"{pw.name(v)}.reshape(({batch}{tail}))"
 
 
 def _emit_linalg(pw, e):
@@ -651,8 +651,8 @@ def _emit_philox(pw, e):
     key, tweak = e.ins
     streams = " * ".join(pw.size(d) for d in key.dims[:-1]) or "1"
     return [f"philox.fill_{np.dtype(e.attrs['dtype']).name.replace('uint32', 'bits')}("
-            f"np.reshape({pw.name(key)}, ({streams}, 2)), np.reshape({pw.name(tweak)}, ({streams}, 2)), "
-            f"np.reshape({pw.name(e.out)}, ({streams}, -1)))"]
+            f"{pw.name(key)}.reshape(({streams}, 2)), {pw.name(tweak)}.reshape(({streams}, 2)), "
+            f"{pw.name(e.out)}.reshape(({streams}, -1)))"]
 
 
 def _emit_unpatches(pw, e):
@@ -684,7 +684,7 @@ def _rows(pw, v: Var, axis: int) -> str:
     """``v`` as the (outer, n, inner) stack of its rows along ``axis`` (jitgrad.backends.sorting's layout)."""
     outer = " * ".join(pw.size(d) for d in v.dims[:axis]) or "1"
     inner = " * ".join(pw.size(d) for d in v.dims[axis + 1:]) or "1"
-    return f"np.reshape({pw.name(v)}, ({outer}, {pw.size(v.dims[axis])}, {inner}))"
+    return f"{pw.name(v)}.reshape(({outer}, {pw.size(v.dims[axis])}, {inner}))"
 
 
 def _emit_argsort(pw, e):
