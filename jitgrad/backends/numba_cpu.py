@@ -493,8 +493,9 @@ class _ProgramWriter:
             self.imports += [f"{self.name(v)} = np.frombuffer(bytes.fromhex({value.tobytes().hex()!r}), "
                              f"{np_type(value.dtype)}).reshape({value.shape!r})" for v, value in consts]
         unpack = [f"{n} = dims[{k}]" for k, n in enumerate(self.dim_names.values())]
-        unpack += [f"{self.name(v)} = np.full((), {self.value(v)}, {np_type(v.dtype)})"
-                   for v in self.s.inputs if v in self.boxed_inputs]
+        for v in self.s.inputs:
+            if v in self.boxed_inputs:      # (np.full would be one more function to compile)
+                unpack += [f"{self.name(v)} = empty((), {np_type(v.dtype)})", f"{self.name(v)}[()] = {self.value(v)}"]
         tail = [f"return ({''.join(r + ', ' for r in results)})"]
         blocks = [self.lines[a:b] for a, b in zip(starts, starts[1:] + [len(self.lines)])]
         if self.debug_nans:
