@@ -78,10 +78,10 @@ class CpuKernelWriter(KernelBody):
     as those of the plain loop, bit for bit."""
 
     def __init__(self, kernel: Kernel, parallel: bool, fastmath: bool, literals: dict,
-                 scalar_args: set = frozenset(), vectorize: bool | None = None):
+                 scalar_args: set = frozenset()):
         super().__init__(kernel, literals, scalar_args)
         self.parallel, self.fastmath = parallel, fastmath
-        self.vectorize = vector_math.available() if vectorize is None else vectorize
+        self.vectorize = vector_math.available()
         self.calls_vector_math = False
         self.deferred: list[str] = []     # accumulations a strip-mined loop makes after each block
         self.blocks: list[str] = []       # the buffers that hold a block's values until then

@@ -16,9 +16,9 @@ from ``target="numpy"`` in its last bits, as it may already through BLAS.
 ``JITGRAD_VECTOR_MATH=0`` turns it off: kernels then call ``math`` (the switch
 changes their source, so the disk cache never mixes the two).
 
-Only functions whose scalar and vector symbols this machine's glibc exports
-are offered (``NAMES``); ``available()`` is false off Linux x86-64, without
-AVX2, or when Numba compiles for a CPU other than this one.
+Only the variants this machine's glibc exports are named (``VARIANTS``);
+``available()`` is false off Linux, without AVX2, or when Numba compiles for a
+CPU other than this one.
 """
 from __future__ import annotations
 
@@ -59,8 +59,8 @@ def _host_isas() -> list[tuple[str, int]]:
 
 
 def _load() -> tuple[dict, dict]:
-    """``{scalar symbol: [(vector symbol, lanes), ...]}`` for each function glibc exports in
-    both forms, per dtype; empty where libmvec cannot be used."""
+    """``{dtype: {name: [(vector symbol, lanes), ...]}}`` for the functions libmvec has here,
+    and each function's number of arguments; both empty where libmvec cannot be used."""
     isas = _host_isas() if _enabled_by_environment() else []
     if not isas:
         return {}, {}
