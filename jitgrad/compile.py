@@ -219,10 +219,11 @@ class Executable:
             checked, sizes = self._check(arrays)
         else:
             sizes = {}
-        program, self._ahead = self._ahead, None
-        if program is not None:                 # the first call of an in-process compile
-            tiered.compile_kernels_ahead(program, tiered.signature_of(program, checked, sizes))
-            self._use(program)
+        if self._ahead is not None:            # the first call of an in-process compile
+            program, self._ahead = self._ahead, None
+            if program is not None:            # (unless another thread's call took it)
+                tiered.compile_kernels_ahead(program, tiered.signature_of(program, checked, sizes))
+                self._use(program)
         pending = self._pending
         if pending is not None and pending.future is None:
             with self._switch:

@@ -437,7 +437,7 @@ def compile_kernels_ahead(program, signature: tuple) -> bool:
     (20 kernels) compiled in 2.5 s of its own plus 1.8 s of kernels (the kernels alone)."""
     from .backends import cache
     from .backends.cache import _configured_dir
-    if max_workers() < 2 and (os.cpu_count() or 1) < 2:
+    if (os.cpu_count() or 1) < 2:             # one core: a second process only competes
         return False
     try:        # only a head start: whatever goes wrong here, the program compiles as it would
         calls = program.kernel_signatures(signature)

@@ -52,10 +52,9 @@ _CALLEE = "{}, no_cpython_wrapper=True, no_cfunc_wrapper=True)"
 _ACCUMULATE = {rd.reduce_sum_p: "{0} += {1}", rd.reduce_prod_p: "{0} *= {1}"}
 
 _VECTOR_IMPORT = "from jitgrad.backends import vector_math as vmath\n"
-_MATH_CALL = re.compile(r"\bmath\.(\w+)\(")
-# primitives whose scalar expressions are not math.* calls, and their vector forms
-_VECTOR_FORMS = {elementwise.pow_p: ("pow", "vmath.pow({0}, {1})"),
-                 elementwise.sigmoid_p: ("exp", "vmath.sigmoid({0})")}
+# a call of a math function or a helper, not a method (``np.tanh(``): group 2 names it
+_CALL = re.compile(r"(?<![\w.])(math\.)?(\w+)\(")
+_VECTOR_POWER = "vmath.pow({0}, {1})"       # pow's scalar is the operator, not a call
 STRIP = 512     # elements a strip-mined loop computes before it accumulates their reductions
 
 
@@ -94,11 +93,10 @@ class CpuKernelWriter(KernelBody):
         dtype = e.out.dtype
         if not self.vectorize or dtype not in _FLOATS or any(v.dtype != dtype for v in e.ins):
             return template
-        if e.op in _VECTOR_FORMS:
-            name, form = _VECTOR_FORMS[e.op]
-            template = form if vector_math.has(name) else template
+        if e.op is elementwise.pow_p:
+            template = _VECTOR_POWER if vector_math.has("pow") else template
         else:
-            template = _MATH_CALL.sub(lambda m: f"vmath.{m[1]}(" if vector_math.has(m[1]) else m[0], template)
+            template = _CALL.sub(lambda m: f"vmath.{m[2]}(" if vector_math.has(m[2]) else m[0], template)
         self.calls_vector_math |= "vmath." in template
         return template
 

@@ -90,8 +90,9 @@ def available() -> bool:
 
 
 def has(name: str) -> bool:
-    """Whether ``vmath.<name>`` exists here (``name`` as in Python's ``math``)."""
-    return available() and name in VARIANTS[np.dtype(np.float64)]
+    """Whether ``vmath.<name>`` exists here: ``name`` as in Python's ``math``, or ``sigmoid``
+    (the helper of ``jitgrad.backends.scalars``)."""
+    return available() and name in NAMES
 
 
 # -- code generation ---------------------------------------------------------------------
@@ -170,3 +171,8 @@ if "exp" in _ARITY:
         formulas, 1 / (1 + e^-x) for x >= 0 and e^x / (1 + e^x) below."""
         e = exp(-abs(x))    # noqa: F821  (defined above, with the other functions)
         return (1.0 if x >= 0 else e) / (1.0 + e)
+
+
+NAMES = frozenset(name for name in _ARITY if name in VARIANTS.get(np.dtype(np.float64), {})) | (
+    {"sigmoid"} if "exp" in _ARITY else set())
+"""What kernels may call as ``vmath.<name>`` (each also takes float32)."""
