@@ -174,6 +174,19 @@ def test_a_tiered_compile_starts_a_worker_before_the_first_call():
     assert tiered.worker_pids()
 
 
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="POSIX priorities")
+def test_workers_run_at_a_lower_priority_than_the_user_process():
+    x = jg.input("x", (3,))
+    jg.compile([x], jg.sum(jg.sinh(x)), wait=False)
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    deadline = time.monotonic() + TIMEOUT
+    for pid in tiered.worker_pids():
+        while os.getpriority(os.PRIO_PROCESS, pid) == mine:      # set as the worker starts
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, mine + tiered.WORKER_NICENESS)
+
+
 def test_reference_calls_leave_the_busy_workers_their_cores(monkeypatch):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     before = [lib.num_threads for lib in tiered._blas_libraries()]

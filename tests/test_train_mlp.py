@@ -60,6 +60,26 @@ def test_default_run_reaches_97_percent_held_out(script, tmp_path):
     assert result["params_path"].exists() and result["figure_path"].exists()
 
 
+def test_the_digits_are_scikit_learns_split_by_digit_and_seed(script):
+    from sklearn.datasets import load_digits
+    digits = load_digits()
+    table = script["digits_table"]()
+    np.testing.assert_array_equal(table[:, :-1], digits.data)
+    np.testing.assert_array_equal(table[:, -1], digits.target)
+
+    X_train, y_train, X_test, y_test = script["load_data"](3)
+    assert X_train.dtype == X_test.dtype == np.float32 and y_train.dtype == y_test.dtype == np.int64
+    assert len(y_train) + len(y_test) == len(digits.target)
+    rows = {row.tobytes() for row in (digits.data / 16.0).astype(np.float32)}
+    assert {row.tobytes() for row in np.concatenate([X_train, X_test])} == rows   # every image once...
+    assert not {row.tobytes() for row in X_train} & {row.tobytes() for row in X_test}  # ...on one side
+    for digit in range(10):                     # stratified: a fifth of each digit held out
+        assert len(y_test[y_test == digit]) == round(0.2 * np.count_nonzero(digits.target == digit))
+    again, other = script["load_data"](3), script["load_data"](4)
+    np.testing.assert_array_equal(again[3], y_test)
+    assert not np.array_equal(other[2], X_test)
+
+
 def test_help_explains_every_flag(script, capsys):
     with pytest.raises(SystemExit) as exit_:
         script["main"](["--help"])
