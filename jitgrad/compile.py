@@ -128,8 +128,7 @@ class Executable:
         self._compiled = self._program
         self._ahead = None                     # a program whose first call compiles it here
         if target == "cpu" and tiered.enabled(wait) and not self.schedule.has_collectives:
-            self._pending = tiered.CompiledTier(self._program)
-            tiered.prepare(self._program)       # a worker starts up meanwhile, unless it is cached
+            self._pending = tiered.CompiledTier(self._program)     # a worker starts up meanwhile
             self._program = NumpyProgram(self.schedule, self.debug_nans)
         elif target == "cpu" and not self.debug_nans:
             self._ahead = self._program         # a worker compiles kernels meanwhile (jitgrad.tiered)
@@ -222,7 +221,7 @@ class Executable:
         if self._ahead is not None:            # the first call of an in-process compile
             program, self._ahead = self._ahead, None
             if program is not None:            # (unless another thread's call took it)
-                tiered.compile_kernels_ahead(program, tiered.signature_of(program, checked, sizes))
+                tiered.compile_kernels_ahead(program, tiered.describe(program.arguments(checked, sizes)))
                 self._use(program)
         pending = self._pending
         if pending is not None and pending.future is None:
@@ -230,12 +229,13 @@ class Executable:
                 if pending.future is None:
                     pending.start(checked, sizes)
             # Even when the disk cache holds the program, this first call runs on the reference
-            # tier: loading the machine code takes longer (0.3-0.4 s for W3) than the call
-            # itself; the next call loads it and switches.
+            # tier: loading the machine code takes longer (0.3-0.4 s for W3, and Numba's import
+            # 0.25 s) than the call itself; a thread loads it after this call (CompiledTier).
         try:
-            if self._pending is not None:       # the reference tier, while a worker compiles
+            if pending is not None and self._program is not self._compiled:    # the reference tier
                 with tiered.cores_left_by_workers():
                     results = self._program(checked, sizes)
+                pending.load_in_background()
             else:
                 results = self._program(checked, sizes)
         except CheckFailed as failed:       # debug_nans on a compiled target: the reference finds it

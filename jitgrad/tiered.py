@@ -1,13 +1,15 @@
 """Tiered execution: the reference tier runs at once, the compiled tier is built by workers.
 
 ``jg.compile(..., target="cpu")`` (unless ``wait=True``) generates the CPU program's source
-(no Numba compilation yet) and runs the first calls on the reference interpreter
+(no Numba yet: not even its import) and runs the first calls on the reference interpreter
 (``NumpyProgram`` over the same lowered schedule). The first call also hands a worker process
-the program's generated module sources and the Numba signature of its arguments; the worker
-imports the modules through ``jitgrad.backends.cache`` and compiles the program for that
-signature, which fills the disk cache. The call after the worker finishes switches the
-function to the CPU program, whose first call then loads the machine code from the disk cache
-instead of compiling it. The switch happens between calls, under a lock.
+the program's generated module sources and a description of its arguments' types
+(:func:`describe`); the worker imports the modules through ``jitgrad.backends.cache`` and
+compiles the program for those types, which fills the disk cache. Meanwhile, after the first
+call, a thread of the user's process imports Numba and the program's modules, and once the worker
+is done loads the machine code from the disk cache (:class:`CompiledTier`). The call after that
+switches the function to the CPU program; the switch happens between calls, under a lock. When
+the disk cache holds the program already, no worker is asked: the thread loads it.
 
 While a worker compiles, reference-tier calls run BLAS on the cores the workers leave free.
 Where the program compiles in the user's process (``wait=True``), or on machines with more than
@@ -32,6 +34,8 @@ import threading
 import time
 import warnings
 from concurrent.futures import Future
+
+import numpy as np
 
 
 class TieredWarning(RuntimeWarning):
@@ -105,27 +109,30 @@ def _serve() -> None:
         replies.flush()
 
 
-def _compile_job(cache_dir: str, sources: list, signature: tuple) -> dict:
+def _compile_job(cache_dir: str, sources: list, arguments: tuple) -> dict:
     """In a worker: import the generated modules (kernels first, the program last) and compile
-    the program for ``signature``, which writes its machine code into the disk cache. Returns
-    the seconds taken and why the main process could not load it from the cache (if so)."""
+    the program for the Numba types of ``arguments`` (see :func:`describe`), which writes its
+    machine code into the disk cache. Returns the seconds taken and why the main process could
+    not load it from the cache (if so)."""
     os.environ["JITGRAD_CACHE_DIR"] = cache_dir
     from .backends import cache
     start = time.perf_counter()
     modules = [cache.load_module(source) for source in sources]
     program = modules[-1].program
-    program.compile(signature)
+    program.compile(numba_signature(arguments))
     return {"seconds": time.perf_counter() - start, "problem": _not_cached(cache, sources[-1], program)}
 
 
-def _kernels_job(cache_dir: str, calls: list) -> dict:
+def _kernels_job(cache_dir: str, kernel_calls: list, arguments: tuple) -> dict:
     """In a second worker, beside the one compiling the program: compile the program's kernels
-    for their signatures, from its last call backwards, into the disk cache, where the program's
-    compile finds them.  Stops at the first kernel already there: the two have met."""
+    (``CpuProgram.kernel_calls``, typed for the program's ``arguments``), from its last call
+    backwards, into the disk cache, where the program's compile finds them.  Stops at the first
+    kernel already there: the two have met."""
     os.environ["JITGRAD_CACHE_DIR"] = cache_dir
     from .backends import cache
+    from .backends.numba_cpu import kernel_signatures
     start, compiled = time.perf_counter(), 0
-    for source, signature in calls:
+    for source, signature in kernel_signatures(kernel_calls, numba_signature(arguments))[::-1]:
         kernel = cache.load_module(source).kernel
         if _in_index(kernel, signature):
             break
@@ -286,6 +293,8 @@ def _shutdown() -> None:
     """At interpreter exit: end the workers now (an unfinished compile is only lost time)."""
     global _exiting, _pool
     _exiting = True
+    if _loading_lock.acquire(timeout=60):      # a compiled tier's loading step finishes first
+        _loading_lock.release()
     with _pool_lock:
         pool, _pool = _pool, None
     if pool is not None:
@@ -303,10 +312,11 @@ def _executor() -> _Pool:
         return _pool
 
 
-def prepare(program) -> None:
+def prepare(program) -> bool:
     """Start a worker ahead of the first job, unless the disk cache holds ``program`` (for some
     signature: its first call will likely load it, and a worker starting up beside it would
-    only slow it down): its Python and Numba start-up then overlap the first call."""
+    only slow it down): its Python and Numba start-up then overlap the first call.  Returns
+    whether the disk cache holds it (a glob: no Numba)."""
     import glob
     from .backends.cache import _configured_dir, module_name
     # Numba keeps its index beside the module, or under NUMBA_CACHE_DIR in a folder per directory
@@ -315,8 +325,9 @@ def prepare(program) -> None:
         places.append(glob.escape(os.environ["NUMBA_CACHE_DIR"]) + "/*")
     name = module_name(program.module_sources[-1]) + ".program-*.nbi"
     if any(next(glob.iglob(f"{place}/{name}"), None) is not None for place in places):
-        return
+        return True
     _executor().start_worker()
+    return False
 
 
 _blas = (-1, [])   # (len(sys.modules) when looked up, threadpoolctl's handles on the BLAS libraries)
@@ -370,11 +381,33 @@ def worker_pids() -> list[int]:
     return [w.process.pid for w in list(pool.workers) if w.process.poll() is None] if pool else []
 
 
+def describe(values) -> tuple:
+    """What Numba's type of each of ``values`` depends on, found without Numba, and small to send
+    to a worker: an array's dtype, rank, layout and flags (not its data), anything else itself."""
+    out = []
+    for value in values:
+        if isinstance(value, np.ndarray):
+            flags = value.flags
+            layout = "C" if flags.c_contiguous else "F" if flags.f_contiguous else "A"
+            out.append(("array", value.dtype, value.ndim, layout, not flags.writeable))
+        else:
+            out.append(("value", value))
+    return tuple(out)
+
+
+def numba_signature(arguments: tuple) -> tuple:
+    """The Numba types of described ``arguments`` (:func:`describe`): ``numba.typeof`` of the
+    values themselves."""
+    import numba
+    from numba.np.numpy_support import from_dtype
+    return tuple(numba.types.Array(from_dtype(a[1]), a[2], a[3], readonly=a[4])
+                 if a[0] == "array" else numba.typeof(a[1]) for a in arguments)
+
+
 def signature_of(program, args: list, sizes: dict) -> tuple:
     """The Numba types of what a call on checked ``args`` passes to the CPU program, exactly
     (constants are read-only arrays: their types say so)."""
-    import numba
-    return tuple(numba.typeof(value) for value in program.arguments(args, sizes))
+    return numba_signature(describe(program.arguments(args, sizes)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,42 +415,85 @@ def signature_of(program, args: list, sizes: dict) -> tuple:
 # ---------------------------------------------------------------------------------------------
 
 class CompiledTier:
-    """The CPU program of one compiled function (source generated, nothing compiled yet) and
-    the worker's job that compiles it."""
+    """The CPU program of one compiled function (source generated, nothing compiled yet), the
+    worker's job that compiles it, and the thread that makes it runnable in this process.
+
+    Nothing on the way to the first result imports Numba (0.25 s): the first call describes its
+    arguments' types (:func:`describe`) and hands them with the program's source to a worker,
+    unless the disk cache holds the program, and runs on the reference tier.  After it, a thread
+    of this process imports Numba and loads the program's modules while the worker compiles,
+    then loads the machine code from the disk cache; the switch, between two calls, only takes
+    the loaded program."""
 
     def __init__(self, program):
         self.program = program
-        self.future: Future | None = None
-        self.signature: tuple | None = None
+        self.cached = prepare(program)        # in the disk cache, for some argument types
+        self.future: Future | None = None     # done when the program is loaded here (or cannot be)
+        self.job: Future | None = None        # the worker's compile
+        self.arguments: tuple | None = None   # the first call's, described
+        self.signature: tuple | None = None   # their Numba types, once Numba is imported
         self.submitted_at = None
+        self._loader: threading.Thread | None = None
+        self._lock = threading.Lock()
 
     def start(self, args: list, sizes: dict) -> None:
-        """Hand the program's source and its arguments' types to a worker; or, when the disk
-        cache holds the program already, nothing: loading it here is faster than any worker."""
-        from .backends.cache import _configured_dir
-        self.signature = signature_of(self.program, args, sizes)
+        """At the first call: hand the program's source and its arguments' types to a worker,
+        unless the disk cache may hold it already (then loading it here is faster than any
+        worker)."""
+        self.arguments = describe(self.program.arguments(args, sizes))
         self.submitted_at = time.perf_counter()
-        if self._in_disk_cache():
-            self.future = Future()
-            self.future.set_result({"seconds": 0.0, "problem": None})
-            return
-        self.future = _executor().submit(_compile_job, str(_configured_dir()),
-                                         list(self.program.module_sources), self.signature)
-        if (os.cpu_count() or 1) > 2:          # a core for each worker beside the user's process
-            compile_kernels_ahead(self.program, self.signature)
+        self.future = Future()
+        if not self.cached:
+            self._submit()
 
-    def _in_disk_cache(self) -> bool:
-        from .backends import cache
-        return _in_index(cache.load_module(self.program.module_sources[-1]).program, self.signature)
+    def _submit(self) -> None:
+        from .backends.cache import _configured_dir
+        self.job = _executor().submit(_compile_job, str(_configured_dir()),
+                                      list(self.program.module_sources), self.arguments)
+        if (os.cpu_count() or 1) > 2 and _kernels_worth_a_worker(self.program):
+            _submit_kernels(self.program, self.arguments)    # a core for each worker
+
+    def load_in_background(self) -> None:
+        """After the first call (it runs without waiting for this): start loading the program
+        into this process, once."""
+        with self._lock:
+            if self._loader is None and self.future is not None:
+                self._loader = threading.Thread(target=self._load, daemon=True,
+                                                name="jitgrad-compiled-tier")
+                self._loader.start()
+
+    def _load(self) -> None:
+        report = {"seconds": 0.0, "problem": None}
+        try:
+            with _loading_step():
+                entry = self.program._entry                  # imports Numba, loads the modules
+                self.signature = numba_signature(self.arguments)
+                if self.job is None and not _in_index(entry, self.signature):
+                    self._submit()                           # cached, but for other argument types
+            if self.job is not None:
+                report = self.job.result()
+            if not report["problem"]:
+                with _loading_step():
+                    entry.compile(self.signature)            # loaded from the disk cache
+        except _Exiting:
+            return
+        except BaseException as error:
+            self.future.set_exception(error)
+            return
+        self.future.set_result(report)
 
     def done(self) -> bool:
         return self.future is not None and self.future.done()
 
     def outcome(self, timeout=None) -> tuple[str, BaseException | None]:
         """("ready", None), ("failed", error: the compile itself failed) or ("lost", error: the
-        worker died or the cache could not carry the code over)."""
+        worker died or the cache could not carry the code over). Waits up to ``timeout``
+        seconds (TimeoutError)."""
+        self.load_in_background()
         try:
             report = self.future.result(timeout)
+        except TimeoutError:
+            raise
         except WorkerLost as error:
             return "lost", error
         except Exception as error:
@@ -427,36 +503,60 @@ class CompiledTier:
         return "ready", None
 
     def compile_here(self) -> None:
-        """Compile the program in this process for the job's signature (what ``wait`` does
-        when a worker could not deliver it)."""
-        from .backends.cache import load_module
-        if self.signature is not None:
-            load_module(self.program.module_sources[-1]).program.compile(self.signature)
+        """Compile the program in this process for the first call's argument types (what
+        ``wait`` does when a worker could not deliver it)."""
+        if self.arguments is not None:
+            self.program._entry.compile(self.signature or numba_signature(self.arguments))
+
+
+class _Exiting(Exception):
+    """The interpreter is exiting: a compiled tier's loading stops."""
+
+
+_loading_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _loading_step():
+    """One step of loading a compiled tier in a thread of this process: at exit the interpreter
+    waits for the step under way (Numba's and LLVM's work), and no other starts."""
+    with _loading_lock:
+        if _exiting:
+            raise _Exiting
+        yield
 
 
 MIN_KERNELS_AHEAD = 4      # fewer kernels compile in less time than a worker takes to start
 
 
-def compile_kernels_ahead(program, signature: tuple) -> bool:
-    """While the program compiles elsewhere (in this process, or a worker), have a worker compile
-    its kernels from the last call backwards into the disk cache, where the program's compile
-    finds them as it reaches them: the two meet in the middle.  Not for small programs, nor
-    when the disk cache holds the program already.  Returns whether a worker was asked.
+def _kernels_worth_a_worker(program) -> bool:
+    typed = {(source, tuple(kinds)) for source, kinds in program.kernel_calls if None not in kinds}
+    return len(typed) >= MIN_KERNELS_AHEAD
+
+
+def _submit_kernels(program, arguments: tuple) -> None:
+    from .backends.cache import _configured_dir
+    _executor().submit(_kernels_job, str(_configured_dir()), program.kernel_calls, arguments)
+
+
+def compile_kernels_ahead(program, arguments: tuple) -> bool:
+    """While the program compiles in this process, have a worker compile its kernels from the
+    last call backwards into the disk cache, where the program's compile finds them as it
+    reaches them: the two meet in the middle.  Not for small programs, nor when the disk cache
+    holds the program already.  ``arguments`` are the program's, described (:func:`describe`).
+    Returns whether a worker was asked.  (A tiered compile on more than two cores does the same
+    beside its worker.)
 
     Numba compiles a program's kernels one after another as it types the program; a W3 SGD step
     (20 kernels) compiled in 2.5 s of its own plus 1.8 s of kernels (the kernels alone)."""
-    from .backends import cache
-    from .backends.cache import _configured_dir
     if (os.cpu_count() or 1) < 2:             # one core: a second process only competes
         return False
     try:        # only a head start: whatever goes wrong here, the program compiles as it would
-        calls = program.kernel_signatures(signature)
-        if len(calls) < MIN_KERNELS_AHEAD or _in_index(cache.load_module(program.module_sources[-1]).program,
-                                                       signature):
+        if not _kernels_worth_a_worker(program) or _in_index(program._entry, numba_signature(arguments)):
             return False
     except Exception:
         return False
-    _executor().submit(_kernels_job, str(_configured_dir()), calls[::-1])
+    _submit_kernels(program, arguments)
     return True
 
 

@@ -14,10 +14,11 @@ import pytest
 from numba.core.caching import NullCache
 
 from jitgrad.backends import cache
+from jitgrad.backends.numba_cache import jit
 
 SOURCE = '''
 import numpy as np
-from jitgrad.backends.cache import jit
+from jitgrad.backends.numba_cache import jit
 
 @jit()
 def kernel(x):
@@ -108,7 +109,7 @@ def test_same_source_same_module_and_programs_import_kernels_by_name(cache_at, r
     assert cache.load_module(source(request.node.name)) is kernels
     assert cache.load_module(source(request.node.name + "2")) is not kernels
     program = cache.load_module(f"from {kernels.__name__} import kernel\n"
-                                "from jitgrad.backends.cache import jit\n"
+                                "from jitgrad.backends.numba_cache import jit\n"
                                 "@jit()\ndef entry(x):\n    return kernel(x) + 1.0\n")
     assert cache.call(program.entry, X) == EXPECTED + 1.0
 
@@ -304,7 +305,7 @@ def test_a_data_file_holding_another_signature_is_a_miss(cache_at, request):
     first.rename(cache_at / "swap")
     second.rename(first)
     (cache_at / "swap").rename(second)
-    fresh = cache.jit()(module.kernel.py_func)  # a new dispatcher: it can only load from disk
+    fresh = jit()(module.kernel.py_func)  # a new dispatcher: it can only load from disk
     assert cache.call(fresh, X) == EXPECTED and sum(fresh.stats.cache_misses.values()) == 1
 
 

@@ -14,7 +14,7 @@ import pytest
 from jitgrad.backends import cache
 
 SOURCE = '''# {marker}
-from jitgrad.backends.cache import jit
+from jitgrad.backends.numba_cache import jit
 
 @jit()
 def kernel(x):

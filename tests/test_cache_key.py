@@ -15,6 +15,6 @@ def test_a_module_name_hashes_the_helpers_it_imports(monkeypatch):
 
 
 def test_the_helpers_of_a_program_are_its_backend_imports_but_the_cache():
-    source = ("from jitgrad.backends.cache import jit\nfrom jitgrad.backends.scalars import (\n"
+    source = ("from jitgrad.backends.numba_cache import jit\nfrom jitgrad.backends.scalars import (\n"
               "    sign)\nfrom jitgrad.backends import lapack\nfrom jitgrad.distributed import x\n")
     assert cache._helpers_key(source) == cache._helper_digest("lapack") + cache._helper_digest("scalars")

@@ -80,8 +80,7 @@ def test_sgd_steps_through_the_switch_equal_the_same_steps_compiled():
 
 def test_a_failing_background_compile_warns_and_wait_raises(monkeypatch):
     import numba
-    monkeypatch.setattr(tiered, "signature_of",
-                        lambda program, args, sizes: (numba.types.unicode_type,) * len(program.arguments(args, sizes)))
+    monkeypatch.setattr(tiered, "describe", lambda values: (("value", "not an array"),) * len(values))
     x, w, loss, g = _model()
     f = jg.compile([x], loss, wait=False)
     xs = np.ones(7)
@@ -174,6 +173,47 @@ def test_a_tiered_compile_starts_a_worker_before_the_first_call():
     assert tiered.worker_pids()
 
 
+def test_described_arguments_have_the_types_numba_gives_the_values():
+    import numba
+    base = np.arange(24.0).reshape(2, 3, 4)
+    frozen = np.ones(3, np.float32)
+    frozen.flags.writeable = False
+    values = [base, base.T, base[:, ::2], base[0, 0, 0:1], np.zeros((0, 3)), np.array(2.5), frozen,
+              np.arange(3, dtype=np.int8), np.array([True]), np.ones(2, np.complex64), 3, 2.5, True,
+              np.float32(1.5), np.int64(4)]
+    assert tiered.numba_signature(tiered.describe(values)) == tuple(numba.typeof(v) for v in values)
+
+
+_NO_NUMBA_FIRST = """
+import sys, threading, numpy as np, jitgrad as jg
+
+class NotInTheMainThread:          # the first call may not import Numba; a thread may, after it
+    blocked = True
+    def find_spec(self, name, path=None, target=None):
+        if self.blocked and name == "numba" and threading.current_thread() is threading.main_thread():
+            raise ImportError("Numba imported on the way to the first result")
+guard = NotInTheMainThread()
+sys.meta_path.insert(0, guard)
+x = jg.input("x", (None,))
+f = jg.compile([x], jg.sum(jg.tanh(x) * 3.0))
+first = float(f(np.ones(4)))
+print(first, f.tier, flush=True)
+guard.blocked = False
+f.wait()
+print(float(f(np.ones(4))), f.tier, flush=True)
+"""
+
+
+def test_the_first_result_needs_no_numba(tmp_path):
+    env = dict(os.environ, JITGRAD_CACHE_DIR=str(tmp_path), JITGRAD_TIERED="1")
+    for run in ("cold", "warm"):
+        out = subprocess.run([sys.executable, "-c", _NO_NUMBA_FIRST], env=env, capture_output=True,
+                             text=True, timeout=TIMEOUT)
+        assert out.returncode == 0, (run, out.stderr[-2000:])
+        first, then = (line.split() for line in out.stdout.splitlines())
+        assert first[1] == "reference" and then == [first[0], "cpu"], (run, first, then)
+
+
 @pytest.mark.skipif(not hasattr(os, "getpriority"), reason="POSIX priorities")
 def test_workers_run_at_a_lower_priority_than_the_user_process():
     x = jg.input("x", (3,))
@@ -234,7 +274,7 @@ def test_kernel_signatures_are_the_ones_numba_compiles(tmp_path, monkeypatch):
 _KERNELS_JOB = """
 import pickle, sys
 from jitgrad import tiered
-print(tiered._kernels_job(sys.argv[1], pickle.load(sys.stdin.buffer))["kernels"])
+print(tiered._kernels_job(sys.argv[1], *pickle.load(sys.stdin.buffer))["kernels"])
 """
 
 
@@ -244,10 +284,11 @@ def test_a_worker_compiles_the_kernels_ahead_and_stops_where_they_are_cached(tmp
     x, data, outs = _mlp_step(31)
     f = jg.compile([x], outs, wait=True)
     program = f._compiled
-    calls = program.kernel_signatures(tiered.signature_of(program, [data], {}))[::-1]
+    calls = program.kernel_signatures(tiered.signature_of(program, [data], {}))
+    job_input = pickle.dumps((program.kernel_calls, tiered.describe(program.arguments([data], {}))))
 
     def job():      # in a new process, as in a worker: this one's kernel modules may be bound elsewhere
-        out = subprocess.run([sys.executable, "-c", _KERNELS_JOB, str(tmp_path)], input=pickle.dumps(calls),
+        out = subprocess.run([sys.executable, "-c", _KERNELS_JOB, str(tmp_path)], input=job_input,
                              capture_output=True, timeout=TIMEOUT)
         assert out.returncode == 0, out.stderr.decode()[-2000:]
         return int(out.stdout.split()[-1])

@@ -11,7 +11,7 @@ cap, the least recently used entries are evicted, under a lock file, down to 80 
 
 >>> import numpy as np
 >>> from jitgrad.backends import cache
->>> module = cache.load_module("from jitgrad.backends.cache import jit\\n"
+>>> module = cache.load_module("from jitgrad.backends.numba_cache import jit\\n"
 ...                            "@jit()\\ndef twice(x):\\n    return 2.0 * x\\n")
 >>> cache.call(module.twice, 1.5)
 3.0
@@ -24,7 +24,6 @@ import functools
 import hashlib
 import importlib.machinery
 import importlib.util
-import io
 import linecache
 import os
 import pathlib
@@ -44,10 +43,7 @@ try:
 except ImportError:  # not POSIX: no locking, and so no eviction (see `_flocked`)
     fcntl = None
 
-import numba
 import numpy as np
-from numba.core.caching import FunctionCache, IndexDataCacheFile
-from numba.core.dispatcher import Dispatcher
 
 
 class CacheWarning(RuntimeWarning):
@@ -126,7 +122,17 @@ def _fallback_dir() -> pathlib.Path | None:
 def _version_key() -> str:
     """What generated code depends on besides its own text and its helpers: the versions."""
     from .._version import __version__
-    return "\0".join((_MAGIC.decode(), __version__, numba.__version__, np.__version__, sys.version))
+    return "\0".join((_MAGIC.decode(), __version__, _numba_version(), np.__version__, sys.version))
+
+
+def _numba_version() -> str:
+    """Numba's version, read from its installed metadata: importing Numba to ask takes 0.25 s."""
+    import importlib.metadata
+    try:
+        return importlib.metadata.version("numba")
+    except importlib.metadata.PackageNotFoundError:     # not installed as a distribution
+        import numba
+        return numba.__version__
 
 
 # the helper modules a generated module imports: ``from jitgrad.backends.X import ...`` and
@@ -143,8 +149,8 @@ def _helper_digest(module: str) -> str:
 
 def _helpers_key(source: str) -> str:
     """The source of the helpers `source` imports (Numba inlines them into the cached machine
-    code, and does not notice when they change); the cache module itself is no helper."""
-    modules = {a or b for a, b in _HELPER_IMPORT.findall(source)} - {"cache"}
+    code, and does not notice when they change); the cache's own modules are no helpers."""
+    modules = {a or b for a, b in _HELPER_IMPORT.findall(source)} - {"cache", "numba_cache"}
     return "".join(_helper_digest(m) for m in sorted(modules))
 
 
@@ -307,7 +313,8 @@ def load_module(source: str) -> types.ModuleType:
 
 
 # ---------------------------------------------------------------------------------------------
-# Numba's disk cache, checksummed and fail-safe
+# Numba's disk cache, checksummed and fail-safe: the file format here; Numba's classes and the
+# `jit` decorator of generated source in `numba_cache` (imported by the first generated module)
 # ---------------------------------------------------------------------------------------------
 
 class CorruptCacheEntry(Exception):
@@ -327,116 +334,11 @@ def _digest(body: bytes) -> bytes:
     return hashlib.sha256(body).digest()
 
 
-class _ChecksummedFile(IndexDataCacheFile):
-    """Numba's index (.nbi) and data (.nbc) files, each prefixed with a SHA-256 of its content,
-    and each data file holding the index key it was saved under.
-
-    Numba unpickles these files unchecked: truncation shows up as an exception, but a flipped bit
-    in the machine code loads fine and then computes garbage or crashes (seen: SIGSEGV). And
-    Numba reuses data file names (`.1.nbc` again after an index is flushed) and writes the index
-    before the data, so a concurrent reader could load another signature's code for this key.
-    """
-
-    def save(self, key, data):
-        super().save(key, (key, data))
-
-    def load(self, key):
-        entry = super().load(key)
-        return entry[1] if entry is not None and entry[0] == key else None
-
-    @contextlib.contextmanager
-    def _open_for_write(self, filepath):
-        buffer = io.BytesIO()
-        yield buffer
-        body = buffer.getvalue()
-        with super()._open_for_write(filepath) as file:  # Numba's temp file + os.replace
-            file.write(_MAGIC + _digest(body) + body)
-        _note_written(len(_MAGIC) + 32 + len(body))
-
-    def _load_index(self):
-        try:
-            stream = io.BytesIO(_read_verified(self._index_path))
-        except FileNotFoundError:
-            return {}
-        if pickle.load(stream) != self._version:
-            return {}
-        stamp, overloads = pickle.loads(stream.read())
-        return overloads if stamp == self._source_stamp else {}
-
-    def _load_data(self, name):
-        return pickle.loads(_read_verified(self._data_path(name)))
-
-
-class _GuardedCache(FunctionCache):
-    """Numba's per-function disk cache where an unreadable entry is a miss, not an error.
-
-    Observed with numba 0.68 on damaged files: UnpicklingError (garbage, zero bytes, truncation),
-    EOFError (empty file), UnicodeDecodeError and TypeError (bytes flipped inside the pickle),
-    RuntimeError "LLVM bitcode parsing error" (flipped machine code), and some flipped bits load
-    silently (caught by `_ChecksummedFile`); Numba never recovers by itself. Any exception while
-    loading therefore drops the entry (the next save rewrites it) and Numba compiles afresh; a
-    save that fails only turns caching off for the function.
-    """
-
-    def __init__(self, py_func):
-        super().__init__(py_func)
-        self._cache_file = _ChecksummedFile(self._cache_path, self._impl.filename_base,
-                                            self._impl.locator.get_source_stamp())
-
-    def load_overload(self, sig, target_context):
-        try:
-            return super().load_overload(sig, target_context)
-        except Exception as error:
-            _warn_once("entry", f"unreadable Numba cache entry for {self._name} in "
-                                f"{self._cache_path} ({type(error).__name__}: {error}); "
-                                "dropped it and recompiling")
-            _drop(self)
-            return None
-
-    def save_overload(self, sig, data):
-        try:
-            super().save_overload(sig, data)
-        except Exception as error:
-            _warn_once("save", f"cannot save Numba cache entry for {self._name} in "
-                               f"{self._cache_path} ({type(error).__name__}: {error}); "
-                               "it will be recompiled in the next process")
-            self.disable()
-        # Called inside Numba's compiler lock: wait briefly, never block (see `_settle`)
-        _settle(wait_s=2.0)
-
-
 def _drop(cache) -> None:
     try:
         cache.flush()  # an empty index: the stale data files are overwritten by the next save
     except Exception:
         cache.disable()
-
-
-def jit(**options):
-    """Decorator for functions in generated source: ``numba.njit`` with the disk cache when it works.
-
-    Caching is off for modules that live only as long as the process (temporary or in-memory
-    fallback), and when Numba cannot cache at all (e.g. ``no locator available`` when neither the
-    cache directory nor HOME is writable): then the function is compiled in every process, with one
-    :class:`CacheWarning`. Used inside generated source, as in the module's example::
-
-        @jit(fastmath=False)
-        def kernel_0(x, out): ...
-    """
-    cache = options.pop("cache", True)
-
-    def decorate(fn):
-        dispatcher = numba.njit(cache=False, **options)(fn)
-        if not cache or not isinstance(dispatcher, Dispatcher) or fn.__module__ in _volatile:
-            return dispatcher  # (not a Dispatcher under NUMBA_DISABLE_JIT)
-        try:
-            dispatcher._cache = _GuardedCache(dispatcher.py_func)  # what enable_caching() does
-        except (RuntimeError, OSError, TypeError) as error:  # TypeError: no source file at all
-            _warn_once("locator", f"Numba cannot cache {fn.__qualname__} ({error}); compiling "
-                                  "in every process")
-        return dispatcher
-
-    return decorate
 
 
 # ---------------------------------------------------------------------------------------------
@@ -449,8 +351,9 @@ def jit(**options):
 CACHE_ERRORS = (pickle.UnpicklingError, EOFError, UnicodeDecodeError)
 
 
-def _involved(dispatcher: Dispatcher) -> list[Dispatcher]:
+def _involved(dispatcher) -> list:
     """`dispatcher` and every dispatcher reachable through the module globals of their functions."""
+    from numba.core.dispatcher import Dispatcher
     found, todo = {}, [dispatcher]
     while todo:
         current = todo.pop()

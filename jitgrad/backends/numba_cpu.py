@@ -9,6 +9,7 @@ shared through the on-disk cache.
 """
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
@@ -27,10 +28,9 @@ from ..schedule import Schedule, Var
 from .cache import call, load_module, module_name
 from .kernel_body import COMBINE, HELPERS, KernelBody, affine as _affine, identity, import_helpers, literal, np_type
 from .linalg_calls import LINALG
-from .probes import CLOCK
 from .program import Program
 from .program_split import imported_names, split
-from . import vector_math
+from . import vector_abi
 
 PARALLEL_MIN_SIZE = 32768    # elements below which threads cost more than they save
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -39,7 +39,7 @@ _PRELUDE = """\
 import math
 import numpy as np
 from numba import prange
-from jitgrad.backends.cache import jit
+from jitgrad.backends.numba_cache import jit
 from jitgrad.backends.numpy_inline import dot_into, empty, workspace_view
 """ + import_helpers("jitgrad.backends.scalars", HELPERS + ("matmul_floats", "matmul_ints"))
 
@@ -80,7 +80,7 @@ class CpuKernelWriter(KernelBody):
                  scalar_args: set = frozenset()):
         super().__init__(kernel, literals, scalar_args)
         self.parallel, self.fastmath = parallel, fastmath
-        self.vectorize = vector_math.available()
+        self.vectorize = vector_abi.available()
         self.calls_vector_math = False
         self.deferred: list[str] = []     # accumulations a strip-mined loop makes after each block
         self.blocks: list[str] = []       # the buffers that hold a block's values until then
@@ -94,9 +94,9 @@ class CpuKernelWriter(KernelBody):
         if not self.vectorize or dtype not in _FLOATS or any(v.dtype != dtype for v in e.ins):
             return template
         if e.op is elementwise.pow_p:
-            template = _VECTOR_POWER if vector_math.has("pow") else template
+            template = _VECTOR_POWER if vector_abi.has("pow") else template
         else:
-            template = _CALL.sub(lambda m: f"vmath.{m[2]}(" if vector_math.has(m[2]) else m[0], template)
+            template = _CALL.sub(lambda m: f"vmath.{m[2]}(" if vector_abi.has(m[2]) else m[0], template)
         self.calls_vector_math |= "vmath." in template
         return template
 
@@ -537,6 +537,7 @@ class _ProgramWriter:
         """profile: lines that write the time in seconds into the next entry of ``step_stamps``
         (``jitgrad.backends.probes``; ``time.perf_counter`` in object mode where the C library has
         no ``clock_gettime``). They rebind no name, so program_split may cut anywhere."""
+        from .probes import CLOCK     # (imports Numba: only profile variants use it)
         if CLOCK is None:
             self.use("from numba import objmode")
             self.use("import time")
@@ -746,12 +747,9 @@ class CpuProgram(Program):
         writer = _ProgramWriter(schedule, self._dims, parallel, fastmath,
                                 debug_nans=self.debug_nans, profile=profile)
         program = writer.source()
-        for source in writer.callee_sources:
-            load_module(source)
         self.source = "\n\n".join(writer.callee_sources + [program])
         self.module_sources = [*writer.callee_sources, program]    # in load order; the program last
-        self._kernel_calls = writer.kernel_calls
-        self._entry = load_module(program).program
+        self.kernel_calls = writer.kernel_calls     # (kernel source, its arguments' kinds)
         # np.asarray(order="C"), not np.ascontiguousarray: the latter makes a 0-d constant 1-d
         self._consts = [np.asarray(value, order="C") for v, value in schedule.consts
                         if v not in writer.inlined]
@@ -762,6 +760,14 @@ class CpuProgram(Program):
         self._direct = not self._dims and not self._plan.slots and not (self.debug_nans or self._timed)
 
     takes_scalars = True      # 0-d arguments may arrive as Python numbers
+
+    @functools.cached_property
+    def _entry(self):
+        """The program's dispatcher, its modules loaded (and Numba imported) when first asked for:
+        the reference tier runs the first calls of a tiered compile without either."""
+        for source in self.module_sources:
+            entry = load_module(source)
+        return entry.program
 
     def entry(self, fixed, single: bool):
         """A type-tests-only entry for calls with fixed shapes (see jitgrad.entry), or None
@@ -817,36 +823,8 @@ class CpuProgram(Program):
                                   dims, self._plan.allocate(sizes) if self._plan.slots else ())
 
     def kernel_signatures(self, signature: tuple) -> list[tuple[str, tuple]]:
-        """(kernel module source, Numba signature) of the kernels the program calls, in the order
-        it calls them, typed as Numba will type them when it compiles the program for
-        ``signature`` (fixed sizes as literals): what a worker can compile ahead, in parallel
-        with the program's compile (jitgrad.tiered).  Calls whose types are unknown are left out."""
-        from numba import from_dtype, types
-
-        def numba_type(kind):
-            match kind:
-                case ("size", n):
-                    return types.literal(n)
-                case ("dim",):
-                    return types.int64
-                case ("number", dtype):
-                    return from_dtype(np.dtype(dtype))
-                case ("buffer", dtype, ndim):
-                    return types.Array(from_dtype(np.dtype(dtype)), ndim, "C")
-                case ("param", k, ndim):
-                    t = signature[k]
-                    if isinstance(t, types.Array) and t.ndim != ndim:
-                        t = types.Array(t.dtype, ndim, "C", readonly=not t.mutable)
-                    return t
-        seen, out = set(), []
-        for source, kinds in self._kernel_calls:
-            if None in kinds:
-                continue
-            call = (source, tuple(numba_type(kind) for kind in kinds))
-            if call not in seen:
-                seen.add(call)
-                out.append(call)
-        return out
+        """:func:`kernel_signatures` of this program's kernel calls, for ``signature``."""
+        return kernel_signatures(self.kernel_calls, signature)
 
     def _run(self, args, params, dims, workspace) -> list:
         values = self._program_args(args, params, dims, workspace)
@@ -887,3 +865,37 @@ class CpuProgram(Program):
         for i, dtype in self._scalars:      # the program returns 0-d results as Python scalars
             results[i] = np.array(results[i], dtype)
         return results
+
+
+def kernel_signatures(kernel_calls: list, signature: tuple) -> list[tuple[str, tuple]]:
+    """(kernel module source, Numba signature) of the kernels a program calls (its
+    ``kernel_calls``), in the order it calls them, typed as Numba will type them when it
+    compiles the program for ``signature`` (fixed sizes as literals): what a worker can compile
+    ahead, in parallel with the program's compile (jitgrad.tiered).  Calls whose types are
+    unknown are left out."""
+    from numba import from_dtype, types
+
+    def numba_type(kind):
+        match kind:
+            case ("size", n):
+                return types.literal(n)
+            case ("dim",):
+                return types.int64
+            case ("number", dtype):
+                return from_dtype(np.dtype(dtype))
+            case ("buffer", dtype, ndim):
+                return types.Array(from_dtype(np.dtype(dtype)), ndim, "C")
+            case ("param", k, ndim):
+                t = signature[k]
+                if isinstance(t, types.Array) and t.ndim != ndim:
+                    t = types.Array(t.dtype, ndim, "C", readonly=not t.mutable)
+                return t
+    seen, out = set(), []
+    for source, kinds in kernel_calls:
+        if None in kinds:
+            continue
+        call = (source, tuple(numba_type(kind) for kind in kinds))
+        if call not in seen:
+            seen.add(call)
+            out.append(call)
+    return out

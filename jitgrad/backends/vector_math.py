@@ -16,84 +16,17 @@ from ``target="numpy"`` in its last bits, as it may already through BLAS.
 ``JITGRAD_VECTOR_MATH=0`` turns it off: kernels then call ``math`` (the switch
 changes their source, so the disk cache never mixes the two).
 
-Only the variants this machine's glibc exports are named (``VARIANTS``);
-``available()`` is false off Linux, without AVX2, or when Numba compiles for a
-CPU other than this one.
+Only the variants this machine's glibc exports are named (``vector_abi.VARIANTS``,
+which says, without Numba, what code generation may call).
 """
 from __future__ import annotations
 
-import ctypes
-import os
-import sys
-
 import numpy as np
-from llvmlite import binding as llvm, ir
+from llvmlite import ir
 from numba import njit, types
-from numba.core import config
 from numba.extending import intrinsic
 
-LIBRARY = "libmvec.so.1"
-
-# glibc's vector-ABI prefixes, narrowest first: AVX2 (d) and AVX-512 (e), and how many
-# float64 lanes each holds (float32: twice as many).
-_ISAS = (("_ZGVd", "avx2", 4), ("_ZGVe", "avx512f", 8))
-
-_UNARY = ("sin", "cos", "tan", "exp", "exp2", "expm1", "log", "log2", "log10", "log1p",
-          "sinh", "cosh", "tanh", "asin", "acos", "atan", "asinh", "acosh", "atanh", "erf", "cbrt")
-_BINARY = ("atan2", "hypot", "pow")
-
-
-def _enabled_by_environment() -> bool:
-    return os.environ.get("JITGRAD_VECTOR_MATH", "1").strip().lower() not in ("0", "false", "no", "off")
-
-
-def _host_isas() -> list[tuple[str, int]]:
-    """The vector ISAs this process's kernels may use: ``(prefix, float64 lanes)``."""
-    if sys.platform != "linux" or config.CPU_NAME or config.CPU_FEATURES:
-        return []       # Numba compiles for another CPU (a portable cache): no host features
-    try:
-        features = llvm.get_host_cpu_features()
-    except RuntimeError:
-        return []
-    return [(prefix, lanes) for prefix, feature, lanes in _ISAS if features.get(feature)]
-
-
-def _load() -> tuple[dict, dict]:
-    """``{dtype: {name: [(vector symbol, lanes), ...]}}`` for the functions libmvec has here,
-    and each function's number of arguments; both empty where libmvec cannot be used."""
-    isas = _host_isas() if _enabled_by_environment() else []
-    if not isas:
-        return {}, {}
-    try:
-        library = ctypes.CDLL(LIBRARY)
-    except OSError:
-        return {}, {}
-    llvm.load_library_permanently(LIBRARY)   # the JIT resolves the variants' symbols
-    variants = {np.dtype(np.float64): {}, np.dtype(np.float32): {}}
-    for name in _UNARY + _BINARY:
-        args = "vv" if name in _BINARY else "v"
-        for dtype, suffix, widen in ((np.dtype(np.float64), "", 1), (np.dtype(np.float32), "f", 2)):
-            found = [(f"{prefix}N{lanes * widen}{args}_{name}{suffix}", lanes * widen)
-                     for prefix, lanes in isas]
-            found = [(symbol, lanes) for symbol, lanes in found if hasattr(library, symbol)]
-            if found:
-                variants[dtype][name] = found
-    return variants, {name: 2 if name in _BINARY else 1 for name in _UNARY + _BINARY}
-
-
-VARIANTS, _ARITY = _load()
-
-
-def available() -> bool:
-    """Whether kernels use vector math in this process."""
-    return bool(VARIANTS and VARIANTS[np.dtype(np.float64)])
-
-
-def has(name: str) -> bool:
-    """Whether ``vmath.<name>`` exists here: ``name`` as in Python's ``math``, or ``sigmoid``
-    (the helper of ``jitgrad.backends.scalars``)."""
-    return available() and name in NAMES
-
+from .vector_abi import ARITY, NAMES, VARIANTS, available, has  # noqa: F401  (what kernels and code generation ask)
 
 # -- code generation ---------------------------------------------------------------------
 
@@ -110,7 +43,7 @@ def _declare_variants(module: ir.Module) -> None:
             for symbol, lanes in found:
                 vector = ir.VectorType(element, lanes)
                 function = module.globals.get(symbol) or ir.Function(
-                    module, ir.FunctionType(vector, [vector] * _ARITY[name]), symbol)
+                    module, ir.FunctionType(vector, [vector] * ARITY[name]), symbol)
                 declared.append(function)
     table = ir.ArrayType(ir.PointerType(), len(declared))
     used = ir.GlobalVariable(module, table, "llvm.compiler.used")
@@ -160,19 +93,14 @@ def _function(name: str, arity: int):
     return intrinsic(vector_function)
 
 
-for _name, _arity in _ARITY.items():
+for _name, _arity in ARITY.items():
     globals()[_name] = _function(_name, _arity)
 
 
-if "exp" in _ARITY:
+if "exp" in ARITY:
     @njit(inline="always", cache=True, error_model="numpy")
     def sigmoid(x):
         """``scalars.sigmoid`` without its branch, so a loop of it vectorizes: the same
         formulas, 1 / (1 + e^-x) for x >= 0 and e^x / (1 + e^x) below."""
         e = exp(-abs(x))    # noqa: F821  (defined above, with the other functions)
         return (1.0 if x >= 0 else e) / (1.0 + e)
-
-
-NAMES = frozenset(name for name in _ARITY if name in VARIANTS.get(np.dtype(np.float64), {})) | (
-    {"sigmoid"} if "exp" in _ARITY else set())
-"""What kernels may call as ``vmath.<name>`` (each also takes float32)."""

@@ -1,0 +1,121 @@
+"""Numba's disk cache, checksummed and fail-safe, for the functions of generated modules.
+
+The part of ``jitgrad.backends.cache`` that needs Numba: generated source imports ``jit`` from
+here, so Numba is imported by the first generated module loaded, and generating source needs none.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import pickle
+
+import numba
+from numba.core.caching import FunctionCache, IndexDataCacheFile
+from numba.core.dispatcher import Dispatcher
+
+from .cache import _MAGIC, _digest, _drop, _note_written, _read_verified, _settle, _volatile, _warn_once
+
+
+class _ChecksummedFile(IndexDataCacheFile):
+    """Numba's index (.nbi) and data (.nbc) files, each prefixed with a SHA-256 of its content,
+    and each data file holding the index key it was saved under.
+
+    Numba unpickles these files unchecked: truncation shows up as an exception, but a flipped bit
+    in the machine code loads fine and then computes garbage or crashes (seen: SIGSEGV). And
+    Numba reuses data file names (`.1.nbc` again after an index is flushed) and writes the index
+    before the data, so a concurrent reader could load another signature's code for this key.
+    """
+
+    def save(self, key, data):
+        super().save(key, (key, data))
+
+    def load(self, key):
+        entry = super().load(key)
+        return entry[1] if entry is not None and entry[0] == key else None
+
+    @contextlib.contextmanager
+    def _open_for_write(self, filepath):
+        buffer = io.BytesIO()
+        yield buffer
+        body = buffer.getvalue()
+        with super()._open_for_write(filepath) as file:  # Numba's temp file + os.replace
+            file.write(_MAGIC + _digest(body) + body)
+        _note_written(len(_MAGIC) + 32 + len(body))
+
+    def _load_index(self):
+        try:
+            stream = io.BytesIO(_read_verified(self._index_path))
+        except FileNotFoundError:
+            return {}
+        if pickle.load(stream) != self._version:
+            return {}
+        stamp, overloads = pickle.loads(stream.read())
+        return overloads if stamp == self._source_stamp else {}
+
+    def _load_data(self, name):
+        return pickle.loads(_read_verified(self._data_path(name)))
+
+
+class _GuardedCache(FunctionCache):
+    """Numba's per-function disk cache where an unreadable entry is a miss, not an error.
+
+    Observed with numba 0.68 on damaged files: UnpicklingError (garbage, zero bytes, truncation),
+    EOFError (empty file), UnicodeDecodeError and TypeError (bytes flipped inside the pickle),
+    RuntimeError "LLVM bitcode parsing error" (flipped machine code), and some flipped bits load
+    silently (caught by `_ChecksummedFile`); Numba never recovers by itself. Any exception while
+    loading therefore drops the entry (the next save rewrites it) and Numba compiles afresh; a
+    save that fails only turns caching off for the function.
+    """
+
+    def __init__(self, py_func):
+        super().__init__(py_func)
+        self._cache_file = _ChecksummedFile(self._cache_path, self._impl.filename_base,
+                                            self._impl.locator.get_source_stamp())
+
+    def load_overload(self, sig, target_context):
+        try:
+            return super().load_overload(sig, target_context)
+        except Exception as error:
+            _warn_once("entry", f"unreadable Numba cache entry for {self._name} in "
+                                f"{self._cache_path} ({type(error).__name__}: {error}); "
+                                "dropped it and recompiling")
+            _drop(self)
+            return None
+
+    def save_overload(self, sig, data):
+        try:
+            super().save_overload(sig, data)
+        except Exception as error:
+            _warn_once("save", f"cannot save Numba cache entry for {self._name} in "
+                               f"{self._cache_path} ({type(error).__name__}: {error}); "
+                               "it will be recompiled in the next process")
+            self.disable()
+        # Called inside Numba's compiler lock: wait briefly, never block (see `_settle`)
+        _settle(wait_s=2.0)
+
+
+def jit(**options):
+    """Decorator for functions in generated source: ``numba.njit`` with the disk cache when it works.
+
+    Caching is off for modules that live only as long as the process (temporary or in-memory
+    fallback), and when Numba cannot cache at all (e.g. ``no locator available`` when neither the
+    cache directory nor HOME is writable): then the function is compiled in every process, with one
+    :class:`~jitgrad.backends.cache.CacheWarning`. Used inside generated source, as in ``cache``'s example::
+
+        @jit(fastmath=False)
+        def kernel_0(x, out): ...
+    """
+    cache = options.pop("cache", True)
+
+    def decorate(fn):
+        dispatcher = numba.njit(cache=False, **options)(fn)
+        if not cache or not isinstance(dispatcher, Dispatcher) or fn.__module__ in _volatile:
+            return dispatcher  # (not a Dispatcher under NUMBA_DISABLE_JIT)
+        try:
+            dispatcher._cache = _GuardedCache(dispatcher.py_func)  # what enable_caching() does
+        except (RuntimeError, OSError, TypeError) as error:  # TypeError: no source file at all
+            _warn_once("locator", f"Numba cannot cache {fn.__qualname__} ({error}); compiling "
+                                  "in every process")
+        return dispatcher
+
+    return decorate
