@@ -223,19 +223,22 @@ class Executable:
             if program is not None:            # (unless another thread's call took it)
                 tiered.compile_kernels_ahead(program, tiered.describe(program.arguments(checked, sizes)))
                 self._use(program)
-        pending = self._pending
+        pending, first = self._pending, False
         if pending is not None and pending.future is None:
             with self._switch:
                 if pending.future is None:
                     pending.start(checked, sizes)
+                    first = True
             # Even when the disk cache holds the program, this first call runs on the reference
             # tier: loading the machine code takes longer (0.3-0.4 s for W3, and Numba's import
-            # 0.25 s) than the call itself; a thread loads it after this call (CompiledTier).
+            # 0.25 s) than the call itself. From the next call on, a thread loads it
+            # (CompiledTier): a function called once never waits for Numba, not even at exit.
         try:
             if pending is not None and self._program is not self._compiled:    # the reference tier
                 with tiered.cores_left_by_workers():
                     results = self._program(checked, sizes)
-                pending.load_in_background()
+                if not first:
+                    pending.load_in_background()
             else:
                 results = self._program(checked, sizes)
         except CheckFailed as failed:       # debug_nans on a compiled target: the reference finds it

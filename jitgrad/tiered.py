@@ -5,9 +5,9 @@
 (``NumpyProgram`` over the same lowered schedule). The first call also hands a worker process
 the program's generated module sources and a description of its arguments' types
 (:func:`describe`); the worker imports the modules through ``jitgrad.backends.cache`` and
-compiles the program for those types, which fills the disk cache. Meanwhile, after the first
-call, a thread of the user's process imports Numba and the program's modules, and once the worker
-is done loads the machine code from the disk cache (:class:`CompiledTier`). The call after that
+compiles the program for those types, which fills the disk cache. Meanwhile, from the second
+call on, a thread of the user's process imports Numba and the program's modules, and once the
+worker is done loads the machine code from the disk cache (:class:`CompiledTier`). The call after that
 switches the function to the CPU program; the switch happens between calls, under a lock. When
 the disk cache holds the program already, no worker is asked: the thread loads it.
 
@@ -420,10 +420,10 @@ class CompiledTier:
 
     Nothing on the way to the first result imports Numba (0.25 s): the first call describes its
     arguments' types (:func:`describe`) and hands them with the program's source to a worker,
-    unless the disk cache holds the program, and runs on the reference tier.  After it, a thread
-    of this process imports Numba and loads the program's modules while the worker compiles,
-    then loads the machine code from the disk cache; the switch, between two calls, only takes
-    the loaded program."""
+    unless the disk cache holds the program, and runs on the reference tier.  From the next call
+    on, a thread of this process imports Numba and loads the program's modules while the worker
+    compiles, then loads the machine code from the disk cache; the switch, between two calls,
+    only takes the loaded program.  A function called once never imports Numba."""
 
     def __init__(self, program):
         self.program = program
@@ -454,8 +454,8 @@ class CompiledTier:
             _submit_kernels(self.program, self.arguments)    # a core for each worker
 
     def load_in_background(self) -> None:
-        """After the first call (it runs without waiting for this): start loading the program
-        into this process, once."""
+        """From the second call on (or at ``wait``): start loading the program into this
+        process, once."""
         with self._lock:
             if self._loader is None and self.future is not None:
                 self._loader = threading.Thread(target=self._load, daemon=True,
