@@ -167,6 +167,18 @@ def test_wait_true_and_the_default_run_compiled():
         f(np.ones(7))
 
 
+def test_wait_with_a_timeout_raises_timeout_error_and_then_still_switches():
+    x = jg.input("x", (None, 3))
+    f = jg.compile([x], jg.sum(jg.arctan(x) * jg.max(x, axis=1, keepdims=True)), wait=False)
+    xs = np.arange(6.0).reshape(2, 3)
+    want = f(xs)                                   # the first call hands the worker its job
+    with pytest.raises(TimeoutError):
+        f.wait(timeout=0.001)                      # a compile takes far longer than a millisecond
+    assert f.tier == "reference" and f(xs) == want
+    assert f.wait(timeout=TIMEOUT).tier == "cpu"
+    np.testing.assert_allclose(f(xs), want, rtol=1e-12)
+
+
 def test_a_tiered_compile_starts_a_worker_before_the_first_call():
     x = jg.input("x", (3,))
     jg.compile([x], jg.sum(jg.tan(x)), wait=False)
