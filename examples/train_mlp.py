@@ -3,9 +3,9 @@
 The data is scikit-learn's digits (``sklearn.datasets.load_digits``: 1,797 8x8
 grey-level images of the digits 0-9, shipped with scikit-learn: no download).
 Pixels are scaled from 0..16 to 0..1 (float32) and 20% of each digit's images
-are held out (a split fixed by ``--seed``).  The model is a multi-layer perceptron, 64 inputs ->
-ReLU hidden layers (``--hidden``) -> 10 logits, trained with softmax
-cross-entropy on mini-batches.
+are held out (a split fixed by ``--seed``).  The model is a multi-layer
+perceptron, 64 inputs -> ReLU hidden layers (``--hidden``) -> 10 logits,
+trained with softmax cross-entropy on mini-batches.
 
 Two functions are compiled once, before training: the training step (inputs a
 mini-batch, outputs its loss, and updates the weights and the optimizer's state
