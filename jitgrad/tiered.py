@@ -404,12 +404,6 @@ def numba_signature(arguments: tuple) -> tuple:
                  if a[0] == "array" else numba.typeof(a[1]) for a in arguments)
 
 
-def signature_of(program, args: list, sizes: dict) -> tuple:
-    """The Numba types of what a call on checked ``args`` passes to the CPU program, exactly
-    (constants are read-only arrays: their types say so)."""
-    return numba_signature(describe(program.arguments(args, sizes)))
-
-
 # ---------------------------------------------------------------------------------------------
 # One function's compiled tier
 # ---------------------------------------------------------------------------------------------
@@ -455,7 +449,9 @@ class CompiledTier:
 
     def load_in_background(self) -> None:
         """From the second call on (or at ``wait``): start loading the program into this
-        process, once."""
+        process, once (every reference-tier call asks: the lock only until it has started)."""
+        if self._loader is not None:
+            return
         with self._lock:
             if self._loader is None and self.future is not None:
                 self._loader = threading.Thread(target=self._load, daemon=True,

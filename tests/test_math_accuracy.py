@@ -87,10 +87,10 @@ def test_vector_math_can_be_turned_off():
     """``JITGRAD_VECTOR_MATH=0``: kernels call ``math`` and no kernel imports ``vmath``;
     the default calls ``vmath`` where this machine has libmvec."""
     script = ("import jitgrad as jg\n"
-              "from jitgrad.backends import vector_math\n"
+              "from jitgrad.backends import vector_abi\n"
               "x = jg.input('x', (None,))\n"
               "f = jg.compile([x], [jg.sum(jg.sin(x))], wait=True)\n"
-              "print(vector_math.available(), 'vmath.sin(' in f.source, 'math.sin(' in f.source)\n")
+              "print(vector_abi.available(), 'vmath.sin(' in f.source, 'math.sin(' in f.source)\n")
     for setting, expect in (("0", "False False True"), ("1", None)):
         env = dict(os.environ, JITGRAD_VECTOR_MATH=setting)
         out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,

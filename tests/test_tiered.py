@@ -11,6 +11,7 @@ import pytest
 
 import jitgrad as jg
 from jitgrad import tiered
+from jitgrad.backends.numba_cpu import kernel_signatures
 
 TIMEOUT = 120     # seconds for a worker to compile a small graph on a loaded 2-core machine
 
@@ -270,13 +271,18 @@ def _mlp_step(seed: int):
     return x, rng.normal(size=(seed, 13)), [loss, *grads]
 
 
+def _signature(program, data):
+    """The Numba types of what the program is called with for input ``data``."""
+    return tiered.numba_signature(tiered.describe(program.arguments([data], {})))
+
+
 def test_kernel_signatures_are_the_ones_numba_compiles(tmp_path, monkeypatch):
     from jitgrad.backends.cache import load_module
     monkeypatch.setenv("JITGRAD_CACHE_DIR", str(tmp_path))       # the program is not cached
     x, data, outs = _mlp_step(29)
     f = jg.compile([x], outs, wait=True)
     program = f._compiled
-    calls = program.kernel_signatures(tiered.signature_of(program, [data], {}))
+    calls = kernel_signatures(program.kernel_calls, _signature(program, data))
     assert len(calls) >= tiered.MIN_KERNELS_AHEAD
     f(data)
     for source, signature in calls:
@@ -296,7 +302,7 @@ def test_a_worker_compiles_the_kernels_ahead_and_stops_where_they_are_cached(tmp
     x, data, outs = _mlp_step(31)
     f = jg.compile([x], outs, wait=True)
     program = f._compiled
-    calls = program.kernel_signatures(tiered.signature_of(program, [data], {}))
+    calls = kernel_signatures(program.kernel_calls, _signature(program, data))
     job_input = pickle.dumps((program.kernel_calls, tiered.describe(program.arguments([data], {}))))
 
     def job():      # in a new process, as in a worker: this one's kernel modules may be bound elsewhere

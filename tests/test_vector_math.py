@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 import jitgrad as jg
-from jitgrad.backends import vector_math
+from jitgrad.backends import vector_abi
 from jitgrad.backends.numba_cpu import PARALLEL_MIN_SIZE, STRIP
 from jitgrad.testing import check_target
 
-needs_vector_math = pytest.mark.skipif(not vector_math.available(),
+needs_vector_math = pytest.mark.skipif(not vector_abi.available(),
                                        reason="no libmvec (or no AVX2) on this machine")
 
 REDUCTIONS = {"sum": jg.sum, "max": jg.max, "min": jg.min, "prod": lambda t, axis=None: jg.prod(

@@ -275,7 +275,7 @@ class _ProgramWriter:
 
     def argument_kind(self, a) -> tuple | None:
         """How Numba types a kernel argument, in terms of the program's own parameters, so that
-        a worker can compile the kernel ahead of the program (``CpuProgram.kernel_signatures``):
+        a worker can compile the kernel ahead of the program (:func:`kernel_signatures`):
         ("size", n) for a fixed size, ("dim",) for a call-time one, ("number", dtype) for a 0-d
         input, ("param", k, ndim) for the program's parameter k (or a reshape of it),
         ("buffer", dtype, ndim) for an array the program allocated; None if unknown here."""
@@ -821,10 +821,6 @@ class CpuProgram(Program):
         dims = np.array([resolve_dim(d, sizes) for d in self._dims], np.int64)
         return self._program_args(self._as_compiled(args), [state.array for state in self._states],
                                   dims, self._plan.allocate(sizes) if self._plan.slots else ())
-
-    def kernel_signatures(self, signature: tuple) -> list[tuple[str, tuple]]:
-        """:func:`kernel_signatures` of this program's kernel calls, for ``signature``."""
-        return kernel_signatures(self.kernel_calls, signature)
 
     def _run(self, args, params, dims, workspace) -> list:
         values = self._program_args(args, params, dims, workspace)

@@ -26,7 +26,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from .vector_abi import ARITY, NAMES, VARIANTS, available, has  # noqa: F401  (what kernels and code generation ask)
+from .vector_abi import ARITY, VARIANTS
 
 # -- code generation ---------------------------------------------------------------------
 
