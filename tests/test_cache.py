@@ -126,10 +126,12 @@ def test_a_second_process_loads_from_the_numba_cache(populated, tmp_path):
 # which Numba fires only when it compiles, not when it loads from its disk cache) and the
 # programs' disk-cache hits.
 GRAPH_SCRIPT = """
-import json, numpy as np
+import json, os, numba, numpy as np
 from numba.core import event
 import jitgrad as jg
 
+for shift in range(int(os.environ.get("SHIFT_SYMBOLS", "0"))):   # Numba numbers the symbols it compiles
+    numba.njit(lambda: shift)()
 with event.install_recorder("numba:compile") as recorder:
     x = jg.input("x", (None, 3))
     y = jg.sum(jg.tanh(x * np.arange(3.0))) + jg.mean(jg.exp(-x) @ np.ones((3, 2)))
@@ -146,8 +148,8 @@ print(json.dumps(dict(values=values, compiled=compiled, program_hits=hits)))
 """
 
 
-def compile_graphs_in_a_new_process(directory) -> dict:
-    done = subprocess.run([sys.executable, "-c", GRAPH_SCRIPT], env=process_env(directory),
+def compile_graphs_in_a_new_process(directory, **env) -> dict:
+    done = subprocess.run([sys.executable, "-c", GRAPH_SCRIPT], env={**process_env(directory), **env},
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
@@ -161,6 +163,22 @@ def test_a_new_process_compiling_the_same_graphs_compiles_nothing(tmp_path):
     second = compile_graphs_in_a_new_process(tmp_path / "cache")
     assert second["compiled"] == [] and second["program_hits"] == [1, 1]
     assert second["values"] == first["values"]
+
+
+def test_a_cached_program_whose_kernels_compile_afresh_is_compiled_again(tmp_path):
+    """A program's machine code calls its kernels by symbol; a kernel compiled afresh (its entry
+    evicted) comes out under another symbol, and a program loaded against the old one would
+    crash.  Its entry is a miss instead, and the values do not change."""
+    first = compile_graphs_in_a_new_process(tmp_path / "cache")
+    kernel_entries = [p for p in (tmp_path / "cache").rglob("*.kernel-*.nb*")]
+    assert kernel_entries
+    for path in kernel_entries:
+        path.unlink()
+    second = compile_graphs_in_a_new_process(tmp_path / "cache", SHIFT_SYMBOLS="3")
+    assert "kernel" in second["compiled"] and "program" in second["compiled"]
+    assert second["program_hits"] == [0, 0] and second["values"] == first["values"]
+    third = compile_graphs_in_a_new_process(tmp_path / "cache", SHIFT_SYMBOLS="5")
+    assert third["compiled"] == [] and third["program_hits"] == [1, 1]
 
 
 def _flip_a_bit(path):
@@ -318,3 +336,20 @@ def test_the_same_graph_built_twice_has_the_same_program_source():
         y = jg.mean(x.reshape(-1) * 2.0)
         return jg.compile([x], [y] + jg.grad(y, [x]))
     assert build().source == build().source
+
+
+def test_the_program_calls_its_kernels_by_symbol_without_their_code():
+    """Numba would link each kernel's code into the program and optimise and compile it there
+    once more; the program only declares its kernels (jitgrad.backends.numba_cache._Callee)."""
+    import jitgrad as jg
+    x = jg.input("x", (4,))
+    f = jg.compile([x], [jg.sum(jg.tanh(x) * x), jg.exp(x) + 1.0], wait=True)
+    f(np.linspace(-1.0, 1.0, 4))
+    (program,) = f._program._entry.overloads.values()
+    text = program.library.get_llvm_str()
+    kernels = [cache.load_module(source).kernel for source, _ in f._program.kernel_calls]
+    symbols = {overload.fndesc.mangled_name for kernel in kernels for overload in kernel.overloads.values()}
+    assert symbols
+    for symbol in symbols:
+        assert any(line.startswith("declare") and f"@{symbol}(" in line for line in text.splitlines())
+        assert not any(line.startswith("define") and f"@{symbol}(" in line for line in text.splitlines())

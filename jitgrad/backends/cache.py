@@ -51,7 +51,7 @@ class CacheWarning(RuntimeWarning):
 
 
 # The format of the files written here; part of every module name, so formats never meet.
-_MAGIC = b"jitgrad1"
+_MAGIC = b"jitgrad2"
 _modules: dict[str, types.ModuleType] = {}  # by module name: same source, same module object
 _volatile: set[str] = set()  # modules whose file does not outlive the process: never cache=True
 _warned: set[str] = set()  # causes already warned about in this process

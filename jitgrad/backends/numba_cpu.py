@@ -46,8 +46,9 @@ from jitgrad.backends.numpy_inline import dot_into, empty, workspace_view
 
 _PRELUDE_NAMES = set(imported_names([_PRELUDE]))
 
-# Functions only the program calls need no entry from Python: Numba skips their wrappers.
-_CALLEE = "{}, no_cpython_wrapper=True, no_cfunc_wrapper=True)"
+# Functions only the program calls need no entry from Python, and are called by symbol
+# (jitgrad.backends.numba_cache._Callee).
+_CALLEE = "{}, callee=True)"
 
 _ACCUMULATE = {rd.reduce_sum_p: "{0} += {1}", rd.reduce_prod_p: "{0} *= {1}"}
 
