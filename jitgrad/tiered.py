@@ -463,7 +463,6 @@ class CompiledTier:
         try:
             with _loading_step():
                 entry = self.program._entry                  # imports Numba, loads the modules
-                entry.targetctx.refresh()      # fills Numba's registries, as a cache load would (0.35 s)
                 self.signature = numba_signature(self.arguments)
                 if self.job is None and not _in_index(entry, self.signature):
                     self._submit()                           # cached, but for other argument types

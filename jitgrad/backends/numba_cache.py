@@ -14,9 +14,11 @@ import sys
 import numba
 from numba.core.base import OverloadSelector
 from numba.core.caching import CompileResultCacheImpl, FunctionCache, IndexDataCacheFile
+from numba.core.compiler import Compiler
 from numba.core.dispatcher import Dispatcher
 from numba.core.imputils import user_function
 from numba.core.registry import CPUDispatcher
+from numba.core.runtime import rtsys
 
 from .cache import _MAGIC, _digest, _drop, _note_written, _read_verified, _settle, _volatile, _warn_once
 
@@ -69,6 +71,21 @@ class _StaleEntry(Exception):
 _callee_symbols: dict[str, tuple[str, str, tuple]] = {}
 
 
+class _StableSymbols(Compiler):
+    """Numba's pipeline, giving a callee the same symbol in every process.
+
+    Numba numbers the functions it compiles in a process and writes the number into each
+    symbol.  A callee's module is named by its source's hash and holds one function: its symbol
+    needs no number.  Without one, a worker and this process that both compile a kernel (as
+    `jitgrad.tiered.compile_kernels_ahead` has them do) give it the same symbol, so a program
+    compiled here against one calls the other's from the disk cache as well.
+    """
+
+    def _compile_bytecode(self):
+        self.state.func_id.unique_id = 0
+        return super()._compile_bytecode()
+
+
 class _Callee(CPUDispatcher):
     """A generated function that only compiled code calls (a kernel, a segment of a program, a
     loop's body): no Python or C wrappers, and its callers call its symbol.
@@ -99,8 +116,8 @@ class _CallerResults(CompileResultCacheImpl):
 
     Machine code that calls a symbol this process has not loaded crashes it (seen: SIGSEGV), so
     loading an entry first compiles or loads each callee for its types; where one comes out under
-    another symbol (its entry was evicted and compiled afresh, or it was compiled here before the
-    caller's entry was written), the entry is stale and Numba compiles the caller afresh.
+    another symbol than the entry names (not seen since symbols are stable, `_StableSymbols`),
+    the entry is stale and Numba compiles the caller afresh.
     """
 
     def reduce(self, cres):
@@ -139,8 +156,12 @@ class _GuardedCache(FunctionCache):
                                             self._impl.locator.get_source_stamp())
 
     def load_overload(self, sig, target_context):
+        # Numba refreshes its target context first: 0.35 s in a new process for its lowering
+        # registries, which only compiling needs; machine code needs the NRT's symbols.
+        rtsys.initialize(target_context)
         try:
-            return super().load_overload(sig, target_context)
+            with self._guard_against_spurious_io_errors():
+                return self._load_overload(sig, target_context)
         except _StaleEntry:
             return None         # compiled afresh; its save replaces the entry
         except Exception as error:
@@ -184,7 +205,8 @@ def jit(**options):
         if not isinstance(dispatcher, Dispatcher):
             return dispatcher  # (not a Dispatcher under NUMBA_DISABLE_JIT)
         if callee:             # njit's options, checked and completed, for a dispatcher of our class
-            dispatcher = _Callee(py_func=fn, locals={}, targetoptions=dispatcher.targetoptions)
+            dispatcher = _Callee(py_func=fn, locals={}, targetoptions=dispatcher.targetoptions,
+                                 pipeline_class=_StableSymbols)
         if not cache or fn.__module__ in _volatile:
             return dispatcher
         try:
