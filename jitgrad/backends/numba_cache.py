@@ -76,9 +76,9 @@ class _StableSymbols(Compiler):
 
     Numba numbers the functions it compiles in a process and writes the number into each
     symbol.  A callee's module is named by its source's hash and holds one function: its symbol
-    needs no number.  Without one, a worker and this process that both compile a kernel (as
-    `jitgrad.tiered.compile_kernels_ahead` has them do) give it the same symbol, so a program
-    compiled here against one calls the other's from the disk cache as well.
+    needs no number.  With one, a kernel that a worker and this process both compiled (as
+    `jitgrad.tiered.compile_kernels_ahead` has them do) had two symbols, and a program compiled
+    here named one that the disk cache did not keep.
     """
 
     def _compile_bytecode(self):
@@ -91,8 +91,8 @@ class _Callee(CPUDispatcher):
     loop's body): no Python or C wrappers, and its callers call its symbol.
 
     Numba links the code of a called function into every caller, where LLVM optimizes and emits
-    it again: of a W3 step's 4.7 s cold compile, 1.1 s went on its program's final module, most
-    of it the 21 kernels once more (Numba 0.68).  A callee's callers only declare it, and LLVM's
+    it again: a W3 step's program took 1.1 s of LLVM work, most of it its 21 kernels once more,
+    and takes 0.6 s without them (Numba 0.68).  A callee's callers only declare it, and LLVM's
     JIT resolves the symbol against its code, already in this process: Numba compiles a callee
     while it types the caller, and a caller loaded from the disk cache loads its callees first
     (`_CallerResults`).  The calls are not inlined; each costs nanoseconds, a kernel's loops far
@@ -115,9 +115,9 @@ class _CallerResults(CompileResultCacheImpl):
     """Cached compile results that list the callees their code calls by symbol (`_Callee`).
 
     Machine code that calls a symbol this process has not loaded crashes it (seen: SIGSEGV), so
-    loading an entry first compiles or loads each callee for its types; where one comes out under
-    another symbol than the entry names (not seen since symbols are stable, `_StableSymbols`),
-    the entry is stale and Numba compiles the caller afresh.
+    loading an entry first compiles or loads each callee for its types.  Where one comes out
+    under another symbol than the entry names, the entry is stale and Numba compiles the caller
+    afresh (a safeguard: a callee has the same symbol in every process, `_StableSymbols`).
     """
 
     def reduce(self, cres):
