@@ -13,6 +13,7 @@ import numpy as np
 
 from . import provenance, tiered
 from .debug import CheckFailed, Profile, compiled_report
+from .entry import ABSENT, entry_class
 from .functions import as_tensor, astype
 from .graph import Tensor, check_array
 from .lower import Lowered, lower
@@ -139,10 +140,8 @@ class Executable:
         self._all_fixed = not self._sizes and all(None not in x.shape for x in self.inputs)
         self._n_out = len(outs)
         self._updated = self.schedule.update_states
-        self._n_args = len(self._names)
-        self._entry = None
-        if self._all_fixed and self._ahead is None:
-            self._entry = self._program.entry(self._fixed, self._single)
+        if self._ahead is None:
+            self._use(self._program)
 
     def _size_classes(self) -> tuple:
         """Union the sizes the graph's shape rules said must be equal."""
@@ -204,12 +203,7 @@ class Executable:
             checked.append(value)
         return checked
 
-    def __call__(self, *args, **kwargs):
-        entry = self._entry                  # the compiled tier's, when shapes are fixed
-        if entry is not None and not kwargs and len(args) == self._n_args:
-            results = entry(*args)           # None unless every argument is exactly as compiled
-            if results is not None:
-                return results
+    def __call__(self, /, *args, **kwargs):
         if self._pending is not None and self._pending.done():
             self._take_compiled_tier()
         arrays = args if not kwargs and len(args) == len(self._names) else self._arguments(args, kwargs)
@@ -248,6 +242,11 @@ class Executable:
             state.assign(value)            # a fresh array of the param's dtype and shape
         return results[0] if self._single else tuple(results[:self._n_out])
 
+    def _checked_call(self, /, *args, **kwargs):
+        """The call with every check, for the calls a generated entry hands over; it passes
+        ``ABSENT`` for the arguments the call left out."""
+        return Executable.__call__(self, *[a for a in args if a is not ABSENT], **kwargs)
+
     def profile(self, *args, repeat: int = 10, **kwargs) -> Profile:
         """Run the call ``repeat`` times (after one untimed call), timing each step: each fused
         kernel and library call (on ``cuda`` with CUDA events; on ``numpy`` each equation).
@@ -275,8 +274,17 @@ class Executable:
         return self._program is self._compiled
 
     def _use(self, program: Program) -> None:
-        self._entry = program.entry(self._fixed, self._single) if self._all_fixed else None
+        """Run ``program`` from now on. Where it has a generated entry (fixed shapes, jitgrad.entry),
+        this function becomes an instance of the subclass whose ``__call__`` is that entry: it
+        takes exact arguments straight to the program and hands every other call to
+        ``_checked_call``."""
+        entry = program.entry(self._fixed, self._single) if self._all_fixed else None
         self._program = program
+        if entry is None:
+            self.__class__ = Executable
+        else:
+            self._entry_state = entry.state
+            self.__class__ = entry_class(Executable, entry.source)
 
     def _take_compiled_tier(self) -> None:
         """Switch to the compiled program if its worker delivered it; warn if it cannot."""

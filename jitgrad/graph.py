@@ -218,7 +218,14 @@ def check_array(value, name: str, dims: tuple, dtype: np.dtype, sizes: dict, wha
         if not np.can_cast(array.dtype, dtype, casting="same_kind"):
             raise TypeError(f"{what}: expected dtype {dtype}, got {array.dtype} "
                             f"(not convertible with casting='same_kind')")
-        array = array.astype(dtype, casting="same_kind")
+        converted = array.astype(dtype, casting="same_kind")
+        if array.dtype.kind in "iu" and dtype.kind in "iu" and array.size \
+                and not np.can_cast(array.dtype, dtype, casting="safe"):    # e.g. uint64 -> int64 wraps
+            low, high, fits = array.min(), array.max(), np.iinfo(dtype)
+            if low < fits.min or high > fits.max:
+                raise OverflowError(f"{what}: values from {low} to {high} do not fit dtype {dtype} "
+                                    f"({fits.min} to {fits.max})")
+        array = converted
     expected = fmt_shape(dims)
     if array.ndim != len(dims):
         raise ValueError(f"{what}: expected shape {expected}, got {array.shape} "

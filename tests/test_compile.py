@@ -99,6 +99,78 @@ def test_fixed_shape_inputs_check_every_call(target, keywords, k, bad, error, me
     np.testing.assert_array_equal(f(*fixed()[1]), want)
 
 
+@pytest.mark.parametrize("names", [("self", "a0"), ("more", "named")])
+def test_inputs_named_like_the_entrys_parameters_bind_by_name(target, names):
+    """The CPU entry's parameters (self, a0, ..., more, named) never capture an input's keyword."""
+    first, second = (jg.input(n, ()) for n in names)
+    f = jg.compile([first, second], first - 2.0 * second, target=target)
+    assert f(5.0, 1.0) == f(**{names[0]: 5.0, names[1]: 1.0}) == f(5.0, **{names[1]: 1.0}) == 3.0
+    with pytest.raises(TypeError, match=f"multiple values for argument '{names[0]}'"):
+        f(5.0, 1.0, **{names[0]: 5.0})
+    with pytest.raises(TypeError, match=r"takes 2 positional arguments .* but 3 were given"):
+        f(5.0, 1.0, 2.0)
+    with pytest.raises(TypeError, match=rf"missing argument\(s\) \['{names[1]}'\]"):
+        f(5.0)
+
+
+def test_python_numbers_take_the_fast_entry_and_ints_out_of_range_are_refused(target):
+    """float, int and bool arguments go straight to the compiled code (CPU); others convert."""
+    i, b, x = jg.input("i", (), "int64"), jg.input("b", (), "bool"), jg.input("x", ())
+    f = jg.compile([i, b, x], jg.where(b, x * 2.0, x) + i, target=target)
+    assert f(3, True, 1.5) == 6.0 and f(3, False, 1.5) == 4.5
+    assert f(np.int64(3), np.array(True), 1) == 5.0        # numpy scalars, a 0-d array, an int
+    with pytest.raises(TypeError, match="input 'x'"):
+        f(3, True, 1.5j)
+    for big in (2**63, 2**64 - 1):      # numpy makes these uint64, which casts to int64 by wrapping
+        with pytest.raises(OverflowError, match=rf"input 'i': values from {big} to {big} do not fit dtype int64"):
+            f(big, True, 1.5)
+    v = jg.input("v", (2,), "int64")
+    total = jg.compile([v], jg.sum(v), target=target)
+    assert total(np.array([1, 2], np.uint64)) == 3
+    with pytest.raises(OverflowError, match=r"input 'v': values from 0 to 9223372036854775808 do not fit"):
+        total(np.array([0, 2**63], np.uint64))
+
+
+def test_same_entries_keep_their_own_programs_and_params(target):
+    """Functions with the same argument types share their entry's code, never its state."""
+    x = jg.input("x", (3,))
+    w = jg.param("w", np.ones(3))
+    doubled, tripled = (jg.compile([x], jg.sum(x * w) * k, updates={w: w * k}, target=target)
+                        for k in (2.0, 3.0))
+    assert doubled(np.ones(3)) == 6.0 and tripled(np.ones(3)) == 18.0     # w: 1 -> 2 -> 6
+    np.testing.assert_array_equal(w.value, np.full(3, 6.0))
+
+
+def test_a_call_while_another_thread_runs_still_gets_its_results(target):
+    """With the workspace in use (its lock held), a call takes the checked path and its own
+    buffers."""
+    make, args = fixed()
+    f = make(target)
+    want = f(*args)
+    state = getattr(f, "_entry_state", None)
+    if state is None:
+        pytest.skip(f"no generated entry on {target}")
+    with state.lock:
+        np.testing.assert_array_equal(f(*args), want)
+
+
+def test_dropping_a_compiled_function_frees_its_program_at_once(target):
+    """The entry holds no reference cycle: the program (and its workspace) goes with the
+    function's last reference, not at the next garbage collection."""
+    import gc
+    import weakref
+    make, args = fixed()
+    f = make(target)
+    f(*args)
+    program = weakref.ref(f._program)
+    gc.disable()
+    try:
+        del f
+        assert program() is None
+    finally:
+        gc.enable()
+
+
 def test_fixed_shape_inputs_convert_like_the_general_path(target):
     make, (xv, wv, sv) = fixed()
     f = make(target)
