@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from jitgrad.backends.numpy_inline import dot_into, empty, workspace_view
+from jitgrad.backends.numpy_inline import dot_into, empty, reshape, workspace_view
 
 
 @njit
@@ -44,11 +44,54 @@ def test_dot_into_matches_numpy_for_every_layout(dtype):
     np.testing.assert_allclose(_dot(a, b[:, 0].copy(), np.empty(5, dtype)), a @ b[:, 0], rtol=tol)
 
 
-def test_dot_into_checks_the_sizes():
-    with pytest.raises(ValueError, match="incompatible"):
-        _dot(np.ones((2, 3)), np.ones((4, 2)), np.empty((2, 2)))
-    with pytest.raises(ValueError, match="incompatible output"):
-        _dot(np.ones((2, 3)), np.ones((3, 2)), np.empty((3, 2)))
+@pytest.mark.parametrize("a, b, out, message", [
+    ((2, 3), (4, 2), (2, 2), r"incompatible array sizes for np.dot\(a, b\) \(matrix \* matrix\)"),
+    ((2, 3), (3, 2), (3, 2), r"incompatible output array size for np.dot\(a, b, out\) \(matrix \* matrix\)"),
+    ((3,), (4, 2), (2,), r"incompatible array sizes .* \(vector \* matrix\)"),
+    ((3,), (3, 2), (3,), r"incompatible output array size .* \(vector \* matrix\)"),
+    ((2, 3), (4,), (2,), r"incompatible array sizes .* \(matrix \* vector\)"),
+    ((2, 3), (3,), (3,), r"incompatible output array size .* \(matrix \* vector\)"),
+])
+def test_dot_into_checks_the_sizes(a, b, out, message):
+    with pytest.raises(ValueError, match=message):
+        _dot(np.ones(a), np.ones(b), np.empty(out))
+
+
+def test_dot_into_with_an_empty_operand_fills_zeros():
+    for a, b, out in [((2, 0), (0, 3), (2, 3)), ((0,), (0, 3), (3,)), ((2, 0), (0,), (2,)), ((0, 3), (3, 2), (0, 2))]:
+        got = _dot(np.ones(a), np.ones(b), np.full(out, np.nan))
+        np.testing.assert_array_equal(got, np.zeros(out))
+
+
+@njit
+def _reshape(array, shape):
+    return reshape(array, shape)
+
+
+def test_reshape_is_numpys_reshape_as_a_view():
+    a = np.arange(12.0)
+    for shape in [(3, 4), (2, -1, 3), (-1,), (12, 1), (1, 12), 12, -1]:
+        got = _reshape(a, shape)
+        np.testing.assert_array_equal(got, a.reshape(shape))
+    _reshape(a, (2, 6))[0, 5] = -1.0
+    assert a[5] == -1.0                                     # a view, not a copy
+    f = np.asfortranarray(np.arange(6.0).reshape(2, 3))
+    np.testing.assert_array_equal(_reshape(f, (2, 1, 3)), f.reshape(2, 1, 3))
+    with pytest.raises(NotImplementedError, match="incompatible shape for array"):
+        _reshape(f, (6,))                  # as Numba's reshape: a view or nothing, never a copy
+    assert _reshape(np.zeros(0), (3, -1)).shape == (3, 0)
+    assert _reshape(np.array([7.0]), ()).shape == ()
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((5, 2), "total size of new array must be unchanged"),
+    ((5, -1), "total size of new array must be unchanged"),
+    ((-1, -1), "multiple negative shape values"),
+    ((0, -1), "total size of new array must be unchanged"),
+])
+def test_reshape_refuses_what_numpy_refuses(shape, message):
+    with pytest.raises(ValueError, match=message):
+        _reshape(np.arange(12.0), shape)
 
 
 @njit

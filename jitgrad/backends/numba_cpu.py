@@ -40,7 +40,7 @@ import math
 import numpy as np
 from numba import prange
 from jitgrad.backends.numba_cache import jit
-from jitgrad.backends.numpy_inline import dot_into, empty, workspace_view
+from jitgrad.backends.numpy_inline import dot_into, empty, reshape, workspace_view
 """ + import_helpers("jitgrad.backends.scalars", HELPERS + ("matmul_floats", "matmul_ints"))
 
 
@@ -336,7 +336,7 @@ class _ProgramWriter:
         self.lines.append(self.comment(str(e)))
         if e.op is sh.reshape_p:
             shape = "(" + "".join(f"{-1 if d == -1 else self.size(d)}, " for d in e.attrs["shape"]) + ")"
-            self.lines.append(f"{self.name(e.out)} = {self.name(e.ins[0])}.reshape({shape})")
+            self.lines.append(f"{self.name(e.out)} = reshape({self.name(e.ins[0])}, {shape})")
             self.viewed[e.out] = e.ins[0]
         else:
             self.lines.append(f"{self.name(e.out)} = {self.name(e.ins[0])}.T")
@@ -581,8 +581,8 @@ def _emit_matmul(pw, e):
         return [f"dot_into({a}, {b}, {out})"]
     m, k, n = (pw.size(d) for d in (e.ins[0].dims[-2], e.ins[0].dims[-1], e.ins[1].dims[-1]))
     helper = "matmul_floats" if e.out.dtype.kind == "f" else "matmul_ints"
-    return [f"{helper}({a}.reshape((-1, {m}, {k})), {b}.reshape((-1, {k}, {n})), "
-            f"{out}.reshape((-1, {m}, {n})))"]
+    return [f"{helper}(reshape({a}, (-1, {m}, {k})), reshape({b}, (-1, {k}, {n})), "
+            f"reshape({out}, (-1, {m}, {n})))"]
 
 
 def _fill(pw, v: Var, text: str) -> str:
@@ -633,7 +633,7 @@ def _stack(pw, v: Var, core: int) -> str:
     """``v`` as a stack with its batch axes flattened into one: the LAPACK helpers' layout."""
     batch = " * ".join(pw.size(d) for d in v.dims[:len(v.dims) - core]) or "1"
     tail = "".join(f", {pw.size(d)}" for d in v.dims[len(v.dims) - core:])
-    return f"{pw.name(v)}.reshape(({batch}{tail}))"
+    return f"reshape({pw.name(v)}, ({batch}{tail}))"
 
 
 def _emit_linalg(pw, e):
@@ -652,8 +652,8 @@ def _emit_philox(pw, e):
     key, tweak = e.ins
     streams = " * ".join(pw.size(d) for d in key.dims[:-1]) or "1"
     return [f"philox.fill_{np.dtype(e.attrs['dtype']).name.replace('uint32', 'bits')}("
-            f"{pw.name(key)}.reshape(({streams}, 2)), {pw.name(tweak)}.reshape(({streams}, 2)), "
-            f"{pw.name(e.out)}.reshape(({streams}, -1)))"]
+            f"reshape({pw.name(key)}, ({streams}, 2)), reshape({pw.name(tweak)}, ({streams}, 2)), "
+            f"reshape({pw.name(e.out)}, ({streams}, -1)))"]
 
 
 def _emit_unpatches(pw, e):
@@ -685,7 +685,7 @@ def _rows(pw, v: Var, axis: int) -> str:
     """``v`` as the (outer, n, inner) stack of its rows along ``axis`` (jitgrad.backends.sorting's layout)."""
     outer = " * ".join(pw.size(d) for d in v.dims[:axis]) or "1"
     inner = " * ".join(pw.size(d) for d in v.dims[axis + 1:]) or "1"
-    return f"{pw.name(v)}.reshape(({outer}, {pw.size(v.dims[axis])}, {inner}))"
+    return f"reshape({pw.name(v)}, ({outer}, {pw.size(v.dims[axis])}, {inner}))"
 
 
 def _emit_argsort(pw, e):
