@@ -188,7 +188,8 @@ if make_array is not None:
 
         def codegen(context, builder, signature, args):
             source = make_array(array)(context, builder, args[0])
-            values = [args[1]] if isinstance(shape, types.Integer) else cgutils.unpack_tuple(builder, args[1], len(kinds))
+            integer = isinstance(shape, types.Integer)
+            values = [args[1]] if integer else cgutils.unpack_tuple(builder, args[1], len(kinds))
             dims = [context.cast(builder, value, kind, types.intp) for value, kind in zip(values, kinds)]
             dims = _infer_size(context, builder, dims, source.nitems)
             intp = context.get_value_type(types.intp)
