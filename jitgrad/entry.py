@@ -8,7 +8,7 @@ straight to the program, handing anything else to the full checks.
 Python looks ``__call__`` up on the class, so the entry is the method of a
 subclass of ``Executable`` (``entry_class``), and the compiled function becomes
 an instance of it (``Executable._use``): one Python frame per call instead of
-two, a quarter of a tiny graph's call. The method reads the program and its
+two, about 0.2 us of a tiny graph's 1.2 us call. The method reads the program and its
 state from the instance, so functions with the same entry source share one
 class, and dropping the function frees its program at once. The source is kept
 beside the kernels' (``CpuProgram.entry_source``).
