@@ -1,4 +1,6 @@
 """What the compiled CPU target adds: fusion, one program, the memory plan."""
+import re
+
 import numpy as np
 import pytest
 
@@ -66,6 +68,25 @@ def test_out_of_range_gather_raises_instead_of_reading_memory():
     np.testing.assert_array_equal(f(np.arange(3.0), np.array([2, -1])), [2.0, 2.0])
     with pytest.raises(IndexError):
         f(np.arange(3.0), np.array([0, 3]))
+
+
+@pytest.mark.parametrize("view", [False, True])
+def test_a_kernel_without_loops_returns_its_values_as_numbers(view):
+    """Its caller allocates no 0-d arrays for them, and a later kernel reads them as numbers;
+    where a view reads one (``view``), the kernel stores into 0-d arrays as before."""
+    a, b, x = jg.input("a", ()), jg.input("b", ()), jg.input("x", (3,))
+    s = jg.log(a) * b
+    t = jg.sqrt(s) + jg.astype(b > 1.0, "float64")
+    outputs = [s, jg.sum(x * t), jg.reshape(t, (1,)) if view else t * x, b > 1.0]
+    f = jg.compile([a, b, x], outputs, target="cpu")
+    program = f.source.split("def program(")[1]
+    assert bool(re.search(r"\n    v_\w+, v_\w+, v_\w+ = kernel_0\(s_a, s_b\)\n", program)) is not view
+    assert ("kernel_0(s_a, s_b, v_" in program) is view          # the 0-d arrays it stores into
+    args = (2.0, 3.0, np.arange(3.0))
+    got, want = f(*args), jg.compile([a, b, x], outputs, target="numpy")(*args)
+    for g, w in zip(got, want):
+        assert type(g) is np.ndarray and g.dtype == w.dtype
+        np.testing.assert_array_equal(g, w)
 
 
 def test_float32_stays_float32():

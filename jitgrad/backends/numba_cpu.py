@@ -78,9 +78,10 @@ class CpuKernelWriter(KernelBody):
     as those of the plain loop, bit for bit."""
 
     def __init__(self, kernel: Kernel, parallel: bool, fastmath: bool, literals: dict,
-                 scalar_args: set = frozenset()):
+                 scalar_args: set = frozenset(), returns: bool = False):
         super().__init__(kernel, literals, scalar_args)
         self.parallel, self.fastmath = parallel, fastmath
+        self.returns = returns          # returns its values instead of storing them: see returns_values
         self.vectorize = vector_abi.available()
         self.calls_vector_math = False
         self.deferred: list[str] = []     # accumulations a strip-mined loop makes after each block
@@ -88,6 +89,20 @@ class CpuKernelWriter(KernelBody):
 
     def element(self, v: Var, idx) -> str:
         return super().element(v, idx) if idx else f"{self.arg[v]}.item()"    # a[()] is 0-d
+
+    @staticmethod
+    def returns_values(k: Kernel) -> bool:
+        """Whether ``k`` can return its values as numbers rather than store them into 0-d
+        arrays: a kernel without loops or reductions. Its caller then allocates no buffers for
+        them (three allocations were a twentieth of a tiny graph's call)."""
+        return not k.dims and not k.reductions
+
+    def body(self) -> None:
+        if not self.returns:
+            return super().body()
+        for e in self.k.body:
+            self.body_line(e)
+        self.lines.append("return " + ", ".join(self.local[v] for v in self.k.stores))
 
     def scalar(self, e) -> str:
         template = e.op.scalar
@@ -109,7 +124,7 @@ class CpuKernelWriter(KernelBody):
         for j, e in enumerate(self.k.reductions):
             self.reduce_lines(j, e, before, after)
         extents = [f"n{a}" for a in range(self.rank)]
-        params = [self.arg[v] for v in self.reads + self.writes] + extents
+        params = [self.arg[v] for v in self.reads + ([] if self.returns else self.writes)] + extents
         threads = ", parallel=True" if self.parallel else ""
         out = [_CALLEE.format(f"@jit(error_model='numpy', fastmath={self.fastmath}{threads}"),
                f"def {name}({', '.join(params)}):",
@@ -227,11 +242,19 @@ class _ProgramWriter:
         self.scalar_inputs = {v for v in schedule.inputs if not v.dims}
         self.values_only = schedule.values_only
         self.boxed_inputs = self.scalar_inputs & (library_inputs | escaping)   # need an array too
+        self.numbers = self.kernel_numbers() if not debug_nans else set()
         # the program's parameters, by position (a body takes its constants as globals instead)
         consts = [] if body else [v for v, _ in schedule.consts if v not in self.inlined]
         self.position = {v: k for k, v in enumerate(list(schedule.inputs) + [v for v, _ in schedule.params] + consts)}
         self.viewed: dict[Var, Var] = {}        # a reshape's output -> the array it views
         self.kernel_calls: list[tuple[str, list]] = []     # see argument_kind
+
+    def kernel_numbers(self) -> set[Var]:
+        """The 0-d values that kernels return as numbers (``CpuKernelWriter.returns_values``) and
+        only kernels read: held in locals, passed to kernels as numbers, returned as they are."""
+        needs_array = {v for step in self.steps if not isinstance(step, Kernel) for v in step.reads()}
+        return {v for step in self.steps if isinstance(step, Kernel) and CpuKernelWriter.returns_values(step)
+                and not needs_array.intersection(step.writes()) for v in step.writes()}
 
     def name(self, v: Var) -> str:
         return f"v_{v.name}"
@@ -250,7 +273,7 @@ class _ProgramWriter:
             self.imports.append(statement)
 
     def value(self, v: Var) -> str:
-        """How a kernel receives ``v``: 0-d inputs as the number itself."""
+        """How a kernel receives ``v``: 0-d inputs and kernel numbers as the number itself."""
         return f"s_{v.name}" if v in self.scalar_inputs else self.name(v)
 
     def size(self, d) -> str:
@@ -282,7 +305,7 @@ class _ProgramWriter:
         ("buffer", dtype, ndim) for an array the program allocated; None if unknown here."""
         if not isinstance(a, Var):
             return ("dim",) if isinstance(a, Dim) else ("size", int(a))
-        if a in self.scalar_inputs:
+        if a in self.scalar_inputs or a in self.numbers:
             return ("number", a.dtype.name)
         base = a
         while base in self.viewed:
@@ -305,8 +328,15 @@ class _ProgramWriter:
         return self.kernel_alias[source]
 
     def emit_kernel(self, k: Kernel) -> None:
-        serial = CpuKernelWriter(k, False, self.fastmath, self.literals, self.scalar_inputs)
+        numbers = self.scalar_inputs | self.numbers
+        returns = CpuKernelWriter.returns_values(k) and self.numbers.issuperset(k.writes())
+        serial = CpuKernelWriter(k, False, self.fastmath, self.literals, numbers, returns)
         self.lines.append(self.comment(k.describe()))
+        if returns:
+            alias = self.import_kernel(serial, serial.reads)
+            self.lines.append(f"{', '.join(map(self.name, serial.writes))} = "
+                              f"{alias}({', '.join(map(self.value, serial.reads))})")
+            return
         self.lines.extend(self.alloc(v) for v in serial.writes)
         operands = serial.reads + serial.writes + list(k.dims)
         alias = self.import_kernel(serial, operands)
@@ -315,8 +345,7 @@ class _ProgramWriter:
         if not (self.parallel and CpuKernelWriter.parallelizable(k)):
             self.lines.append(call_serial)
             return
-        threaded = self.import_kernel(CpuKernelWriter(k, True, self.fastmath, self.literals, self.scalar_inputs),
-                                      operands)
+        threaded = self.import_kernel(CpuKernelWriter(k, True, self.fastmath, self.literals, numbers), operands)
         total = " * ".join(self.size(d) for d in k.dims)
         self.lines += [f"if {total} >= {PARALLEL_MIN_SIZE}:", f"    {threaded}({', '.join(args)})",
                        "else:", f"    {call_serial}"]
@@ -438,7 +467,9 @@ class _ProgramWriter:
 
     def scalar(self, v: Var) -> str:
         """A 0-d value as a number (a body program takes its 0-d inputs as numbers)."""
-        return f"s_{v.name}" if v in self.scalar_inputs else f"{self.name(v)}.item()"
+        if v in self.scalar_inputs:
+            return f"s_{v.name}"
+        return self.name(v) if v in self.numbers else f"{self.name(v)}.item()"
 
     def emit_collectives(self, group: list) -> None:
         """Consecutive collectives: one all-reduce of their packed buffers, run by Python
@@ -481,7 +512,7 @@ class _ProgramWriter:
         results, returned = [], set()
         for v in self.s.results:
             if not v.dims:      # a Python scalar crosses back far faster than a 0-d array
-                results.append(f"{self.name(v)}.item()")
+                results.append(self.scalar(v))
                 continue
             copy = v not in self.fresh or v in returned
             results.append(self.name(v) + (".copy()" if copy else ""))
