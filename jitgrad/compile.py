@@ -110,6 +110,8 @@ class Executable:
     list what it reads.
     """
 
+    __slots__ = ("_entry_state", "__dict__", "__weakref__")     # _entry_state: see jitgrad.entry
+
     def __init__(self, inputs, outputs, *, target="cpu", updates=None, wait=None, debug_nans=None, **options):
         unknown = set(options) - set(OPTIONS)
         if unknown:
