@@ -230,6 +230,7 @@ class _Worker:
                 future.set_exception(error)
 
     def stop(self) -> None:
+        """End the process, reap it (no zombie) and close our ends of its pipes."""
         try:
             self.process.terminate()
         except OSError:
@@ -239,6 +240,11 @@ class _Worker:
         except Exception:
             self.process.kill()
             self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout):
+            try:
+                pipe.close()
+            except (OSError, ValueError):      # unsent bytes to a process that is gone
+                pass
 
 
 class _Pool:

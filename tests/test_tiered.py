@@ -133,6 +133,9 @@ print(*tiered.worker_pids(), flush=True)
 if {wait}:
     f.wait()
     print(f.tier, flush=True)
+import gc
+tiered._shutdown()     # what exit does; a collection then finds no pipe left open
+gc.collect()
 """
 
 
@@ -141,9 +144,10 @@ def test_no_worker_outlives_the_script(tmp_path, wait):
     script = tmp_path / "script.py"
     script.write_text(SCRIPT.format(k=3.0 + wait + time.time() % 1, wait=wait))   # a fresh graph each run
     start = time.monotonic()
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=TIMEOUT,
-                         env={**os.environ, "JITGRAD_CACHE_DIR": str(tmp_path / "cache")})
+    out = subprocess.run([sys.executable, "-W", "always::ResourceWarning", str(script)], capture_output=True,
+                         text=True, timeout=TIMEOUT, env={**os.environ, "JITGRAD_CACHE_DIR": str(tmp_path / "cache")})
     assert out.returncode == 0, out.stderr
+    assert "ResourceWarning" not in out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].endswith("reference")
     pids = [int(p) for p in lines[1].split()]
