@@ -159,9 +159,6 @@ def test_dropping_a_compiled_function_frees_its_program_at_once(target):
     function's last reference, not at the next garbage collection."""
     import gc
     import weakref
-    if target == "cuda":
-        pytest.skip("the CUDA program's steps are closures over the program: "
-                    "a cycle of its own, freed by the collector")
     make, args = fixed()
     f = make(target)
     f(*args)

@@ -71,6 +71,9 @@ class CudaProgram(Program):
         self._in_place = {} if debug_nans else _in_place_updates(schedule, steps)
         self._first_in_place = next((i for i, step in enumerate(steps) if isinstance(step, Kernel)
                                      and set(step.stores) & set(self._in_place)), None)
+        # Each step is a function of (program, env, sizes): it gets the program when it runs
+        # rather than closing over it, so the program holds no reference cycle, and a dropped
+        # function frees its device arrays at once, without waiting for a collection.
         self._steps = self._plain_steps = [self._step(step) for step in steps]
         self.source = "\n\n".join(self.kernel_sources)
         self._error = error_flag()
@@ -85,16 +88,16 @@ class CudaProgram(Program):
         if not checks:
             return run
 
-        def checked(env, sizes):
+        def checked(program, env, sizes):
             try:
-                run(env, sizes)
+                run(program, env, sizes)
             except (ValueError, ArithmeticError) as error:
                 if not simulated_math_error(error):
                     raise
-                flag_step(self._nan, checks[0][0])      # what the GPU's NaN/inf would have set
+                flag_step(program._nan, checks[0][0])      # what the GPU's NaN/inf would have set
                 raise _StepFailed from error
             for code, v in checks:
-                check_finite(env[v], self._nan, code)
+                check_finite(env[v], program._nan, code)
         return checked
 
     # -- building ------------------------------------------------------------
@@ -121,10 +124,10 @@ class CudaProgram(Program):
         kind = writer.strategy
         partials_for: dict = {}             # blocks -> the block strategy's partials, kept
 
-        def run(env, sizes):
+        def run(program, env, sizes):
             extents = [resolve_dim(d, sizes) for d in k.dims]
             for v in writes:
-                env[v] = env[self._in_place[v]] if v in self._in_place else self._alloc(v, sizes)
+                env[v] = env[program._in_place[v]] if v in program._in_place else program._alloc(v, sizes)
             args = [env[v] for v in reads + writes]
             if kind is Strategy.ROWS:
                 axes = k.reductions[0].attrs["axes"]
@@ -134,14 +137,14 @@ class CudaProgram(Program):
             blocks, threads = fused_kernel_launch(work)
             if kind is Strategy.BLOCK:
                 if blocks not in partials_for:
-                    partials_for[blocks] = [self.cuda.device_array(blocks, v.dtype) for v in reductions]
+                    partials_for[blocks] = [program.cuda.device_array(blocks, v.dtype) for v in reductions]
                 partials = partials_for[blocks]
                 args += partials
             if kind is Strategy.ATOMIC:
                 flats = [env[v].reshape(env[v].size) for v in reductions]
                 module.prepare[fused_kernel_launch(max(f.size for f in flats))](*flats)
             if writer.checks_indices:
-                args.append(self._error)
+                args.append(program._error)
             module.kernel[blocks, threads](*args, *extents)
             if kind is Strategy.BLOCK:
                 module.finish[1, 1](*partials, *(env[v] for v in reductions), blocks)
@@ -152,13 +155,13 @@ class CudaProgram(Program):
         gets it too (then it is materialised like any other call)."""
         e = step.eqn
         if e.op is sh.reshape_p:
-            def run(env, sizes):
-                env[e.out] = self._array(env, e.ins[0]).reshape(_device_shape(e.out.dims, sizes))
+            def run(program, env, sizes):
+                env[e.out] = program._array(env, e.ins[0]).reshape(_device_shape(e.out.dims, sizes))
             return run
         if e.out in self._s.results:
             return self.emit_call(step)
         self._transposed[e.out] = e.ins[0]
-        return lambda env, sizes: None
+        return lambda program, env, sizes: None
 
     def emit_call(self, step: Call):
         e, op = step.eqn, step.eqn.op
@@ -171,10 +174,10 @@ class CudaProgram(Program):
         if launch is None:
             raise NotImplementedError(f"target 'cuda' cannot run the primitive {op.name!r}")
 
-        def run(env, sizes):
+        def run(program, env, sizes):
             from . import cuda_library
-            out = env[e.out] = self._alloc(e.out, sizes)
-            ins = [self._array(env, v) for v in e.ins]
+            out = env[e.out] = program._alloc(e.out, sizes)
+            ins = [program._array(env, v) for v in e.ins]
             attrs = {k: _resolved(v, sizes) for k, v in e.attrs.items()}
             launch(cuda_library, ins, out, _one_element_attrs(op, attrs) if not e.out.dims else attrs)
         return run
@@ -194,13 +197,13 @@ class CudaProgram(Program):
             self.kernel_sources += body.kernel_sources
         run_control = {"scan": _run_scan, "while": _run_while, "cond": _run_cond}[step.eqn.op.name]
 
-        def run(env, sizes):
-            out = {i: self._alloc(v, sizes) for i, v in by_index.items()}
+        def run(program, env, sizes):
+            out = {i: program._alloc(v, sizes) for i, v in by_index.items()}
             env.update((by_index[i], array) for i, array in out.items())
-            results = run_control(self.cuda, step.eqn, bodies, [env[v] for v in step.eqn.ins], out)
+            results = run_control(program.cuda, step.eqn, bodies, [env[v] for v in step.eqn.ins], out)
             for k, value in results.items():
                 if k in out:
-                    _store(self.cuda, out[k], value, by_index[k])
+                    _store(program.cuda, out[k], value, by_index[k])
         return run
 
     def emit_collective(self, step: Collective):
@@ -209,9 +212,9 @@ class CudaProgram(Program):
         from .._mpi_world import world
         e = step.eqn
 
-        def run(env, sizes):
-            summed = world().allreduce(self._array(env, e.ins[0]).copy_to_host())
-            env[e.out] = self._alloc(e.out, sizes)
+        def run(program, env, sizes):
+            summed = world().allreduce(program._array(env, e.ins[0]).copy_to_host())
+            env[e.out] = program._alloc(e.out, sizes)
             env[e.out].copy_to_device(summed)
         return run
 
@@ -219,15 +222,15 @@ class CudaProgram(Program):
         from . import cuda_library as lib
         a, b = e.ins
 
-        def run(env, sizes):
-            out = env[e.out] = self._alloc(e.out, sizes)
+        def run(program, env, sizes):
+            out = env[e.out] = program._alloc(e.out, sizes)
             shape = tuple(out.shape)     # (the simulator's shapes take no negative indices)
             batch = math.prod(shape[:-2])
             k = resolve_dim(a.dims[-1], sizes)
             sources = []
             for v in (a, b):
-                src = self._transposed.get(v)
-                sources.append((self._array(env, src), True) if src is not None else (self._array(env, v), False))
+                src = program._transposed.get(v)
+                sources.append((program._array(env, src), True) if src is not None else (program._array(env, v), False))
             (xa, ta), (xb, tb) = sources
             m, n = shape[-2], shape[-1]
             xa = xa.reshape((batch,) + ((k, m) if ta else (m, k)))
@@ -240,9 +243,9 @@ class CudaProgram(Program):
         call = LINALG[e.op]
         routine = getattr(la, call.routine_for(e.out, self._values_only))
 
-        def run(env, sizes):
-            out = env[e.out] = self._alloc(e.out, sizes)
-            stacked = [_stacked(self._array(env, e.ins[i]), e.ins[i].dims, 2, sizes) for i in call.operands]
+        def run(program, env, sizes):
+            out = env[e.out] = program._alloc(e.out, sizes)
+            stacked = [_stacked(program._array(env, e.ins[i]), e.ins[i].dims, 2, sizes) for i in call.operands]
             flags = [bool(e.attrs[name]) for name in call.flags]
             routine(*stacked, _stacked(out, e.out.dims, call.out_core, sizes), *flags)
         return run
@@ -343,7 +346,7 @@ class CudaProgram(Program):
         return env
 
     def run_on_device(self, env: dict, sizes: dict, steps=None) -> dict:
-        """Run every step (``steps``: the step closures, else the program's own) on ``env`` (each
+        """Run every step (``steps``: step functions, else the program's own) on ``env`` (each
         input and param Var -> its device array); the results stay on the device.  Raises what a
         kernel flagged."""
         self._prepare_workspace(sizes)
@@ -351,7 +354,7 @@ class CudaProgram(Program):
         for i, run in enumerate(self._steps if steps is None else steps):
             if i == self._first_in_place:
                 raise_error(self._error)     # before any param is overwritten
-            run(env, sizes)
+            run(self, env, sizes)
         raise_error(self._error)
         return env
 

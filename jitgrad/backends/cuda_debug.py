@@ -63,15 +63,15 @@ class StepTimer:
         self.marks: list = []           # (step, start, end): events, or host times
 
     def wrap(self, k: int, run):
-        def timed(env, sizes):
+        def timed(program, env, sizes):
             if self.host:
                 start = time.perf_counter()
-                run(env, sizes)
+                run(program, env, sizes)
                 self.marks.append((k, start, time.perf_counter()))
                 return
             start, end = cuda.event(), cuda.event()
             start.record()
-            run(env, sizes)
+            run(program, env, sizes)
             end.record()
             self.marks.append((k, start, end))
         return timed
