@@ -163,6 +163,29 @@ def test_scanned_random_bodies_on_the_cpu_match_the_reference(steps, seed):
                  rtol=1e-10, atol=1e-12)
 
 
+def _scalar_graph(steps):
+    """A graph of 0-d values: kernels without loops return them as numbers, unless a view
+    reads one (the reshapes), which needs it in an array; kernels with loops read them."""
+    a, b, v = jg.input("a", ()), jg.input("b", ()), jg.input("v", (3,))
+    unary = [jg.tanh, jg.sin, lambda t: jg.exp(-t * t), lambda t: jg.sum(v * t),
+             lambda t: jg.reshape(jg.reshape(t, (1,)) * 2.0, ()), lambda t: jg.sqrt(jg.abs(t) + 1.0)]
+    pool = [a, b, jg.sum(v * v)]
+    for is_unary, op, i, j in steps:
+        pool.append(unary[op % len(unary)](pool[i % len(pool)]) if is_unary
+                    else BINARY[op % len(BINARY)](pool[i % len(pool)], pool[j % len(pool)]))
+    loss = pool[-1] * pool[len(pool) // 2] + a
+    return [a, b, v], [loss, pool[-1], a > b, *jg.grad(loss, [a, b, v])]
+
+
+@settings(max_examples=10, deadline=None)
+@given(programs(), st.floats(-2, 2), st.floats(-2, 2))
+def test_cpu_scalar_graphs_match_the_reference(steps, a, b):
+    """Python floats through the generated entry, 0-d values through kernels that return them."""
+    inputs, outputs = _scalar_graph(steps)
+    check_target(inputs, outputs, {"a": a, "b": b, "v": np.array([0.5, -1.0, 2.0])}, "cpu",
+                 rtol=1e-9, atol=1e-12)
+
+
 # -- convolution and pooling in random graphs ------------------------------------------------------
 # Images (N, 2, 7, 6) through random window layers (conv2d, max_pool2d, avg_pool2d with drawn
 # kernel, stride, padding, dilation and groups) between elementwise ops.  The conv weights are
