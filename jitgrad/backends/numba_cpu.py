@@ -241,7 +241,7 @@ class _ProgramWriter:
         self.inlined = {v for v in self.literals if v not in library_inputs and v not in escaping}
         self.scalar_inputs = {v for v in schedule.inputs if not v.dims}
         self.values_only = schedule.values_only
-        self.boxed_inputs = self.scalar_inputs & (library_inputs | escaping)   # need an array too
+        self.boxed_inputs = self.scalar_inputs & library_inputs     # a library call needs an array too
         self.numbers = self.kernel_numbers() if not debug_nans else set()
         # the program's parameters, by position (a body takes its constants as globals instead)
         consts = [] if body else [v for v, _ in schedule.consts if v not in self.inlined]
