@@ -8,6 +8,7 @@ autodiff.  mpi4py is imported only when the job has more than one rank.
 from __future__ import annotations
 
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -66,6 +67,9 @@ def allreduce_pairs(*arrays) -> None:
     _WORLD.allreduce_bucket(list(zip(arrays[0::2], arrays[1::2])))
 
 
+_FORWARDING_GRACE_S = 0.5      # once, on a rank that is about to abort the job
+
+
 def _abort_on_exception(comm):
     """An uncaught exception on one rank prints it and aborts every rank: no rank is left
     waiting in a collective for one that died."""
@@ -74,6 +78,10 @@ def _abort_on_exception(comm):
     def hook(kind, value, tb):
         sys.stderr.write(f"[rank {comm.Get_rank()}] " + "".join(traceback.format_exception(kind, value, tb)))
         sys.stderr.flush()
+        # The process manager forwards the ranks' output over pipes and may kill every rank and
+        # exit before it has read them (a whole job's stderr has come back empty): give it time
+        # to pass the message on.
+        time.sleep(_FORWARDING_GRACE_S)
         comm.Abort(1)
         previous(kind, value, tb)
     sys.excepthook = hook
